@@ -1,0 +1,200 @@
+//! Prerequisites, checked before use and installed where we may: the Rust
+//! target and components (explicitly, since `RUSTUP_AUTO_INSTALL=0` may be
+//! set), QEMU new enough for every board, gdb-multiarch. When we may not
+//! install (not root, not Debian), the exact commands are printed instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{root, run_status};
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sysroot() -> Result<PathBuf, String> {
+    let s = output(Command::new("rustc").current_dir(root()).args(["--print", "sysroot"]))
+        .ok_or("cannot run `rustc --print sysroot`: is the toolchain of rust-toolchain.toml installed? run `rustup toolchain install`")?;
+    Ok(PathBuf::from(s.trim()))
+}
+
+fn host_triple() -> Result<String, String> {
+    let v = output(Command::new("rustc").current_dir(root()).arg("-vV")).ok_or("cannot run `rustc -vV`")?;
+    v.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .ok_or_else(|| "`rustc -vV` printed no host".into())
+}
+
+/// The llvm-objcopy of the llvm-tools component.
+pub fn llvm_objcopy() -> Result<PathBuf, String> {
+    let p = sysroot()?.join("lib/rustlib").join(host_triple()?).join("bin/llvm-objcopy");
+    if p.exists() { Ok(p) } else { Err(format!("{} missing: run `rustup component add llvm-tools`", p.display())) }
+}
+
+/// Makes sure the aarch64 target and the components the kit uses exist.
+pub fn rust() -> Result<(), String> {
+    let sysroot = sysroot()?;
+    let rustlib = sysroot.join("lib/rustlib");
+    let host = host_triple()?;
+    if !rustlib.join("aarch64-unknown-none/lib").is_dir() {
+        install_rust(&["target", "add", "aarch64-unknown-none"])?;
+    }
+    let components: [(&str, PathBuf); 4] = [
+        ("rust-src", rustlib.join("src/rust")),
+        ("llvm-tools", rustlib.join(&host).join("bin/llvm-objcopy")),
+        ("clippy", sysroot.join("bin/cargo-clippy")),
+        ("rustfmt", sysroot.join("bin/rustfmt")),
+    ];
+    let missing: Vec<&str> = components.iter().filter(|(_, p)| !p.exists()).map(|(c, _)| *c).collect();
+    if !missing.is_empty() {
+        let mut args = vec!["component", "add"];
+        args.extend(missing);
+        install_rust(&args)?;
+    }
+    Ok(())
+}
+
+fn install_rust(args: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new("rustup");
+    cmd.current_dir(root()).args(args);
+    eprintln!("xtask: installing: rustup {}", args.join(" "));
+    run_status(&mut cmd).map_err(|e| format!("{e}\nrun `rustup {}` in {} yourself", args.join(" "), root().display()))
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+fn os_release(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(|v| v.trim_matches('"').to_owned()))
+}
+
+/// Makes sure `qemu-system-aarch64` is at least `min`.
+pub fn qemu(min: (u32, u32)) -> Result<(), String> {
+    let found = grading_runner::qemu::installed_version();
+    if found.is_some_and(|v| v >= min) {
+        return Ok(());
+    }
+    let have = found.map_or("none".to_owned(), |(a, b)| format!("{a}.{b}"));
+    let codename = os_release("VERSION_CODENAME").unwrap_or_default();
+    let debian = os_release("ID").as_deref() == Some("debian");
+    // Debian 12 ships QEMU 7.2; its backports suite carries a current one.
+    let backports = debian && codename == "bookworm";
+    let plan = if backports {
+        "add bookworm-backports to apt's sources, then apt-get install -t bookworm-backports qemu-system-arm"
+    } else {
+        "apt-get install qemu-system-arm"
+    };
+    if !(debian && is_root() && Path::new("/usr/bin/apt-get").exists()) {
+        return Err(format!(
+            "QEMU >= {}.{} is needed (found {have}). As root on Debian: {plan}. Elsewhere install qemu-system-aarch64 >= {}.{} from your distribution.",
+            min.0, min.1, min.0, min.1
+        ));
+    }
+    eprintln!("xtask: QEMU {have} found, >= {}.{} needed: {plan}", min.0, min.1);
+    if backports {
+        add_backports(&codename)?;
+    }
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        run_status(&mut c)
+    };
+    apt(&["update", "-q"])?;
+    if backports {
+        apt(&["install", "-y", "-q", "-t", &format!("{codename}-backports"), "qemu-system-arm"])?;
+    } else {
+        apt(&["install", "-y", "-q", "qemu-system-arm"])?;
+    }
+    match grading_runner::qemu::installed_version() {
+        Some(v) if v >= min => Ok(()),
+        v => Err(format!("after installing, QEMU is {v:?}, still older than {}.{}", min.0, min.1)),
+    }
+}
+
+/// Adds `<codename>-backports` with the same mirror and key as the
+/// system's main Debian source, unless some source already names it.
+fn add_backports(codename: &str) -> Result<(), String> {
+    let suite = format!("{codename}-backports");
+    let mut sources = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        sources.extend(dir.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    let texts: Vec<String> = sources.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
+    if texts.iter().any(|t| t.split_whitespace().any(|w| w == suite)) {
+        return Ok(());
+    }
+    let (uri, signed_by) = texts.iter().find_map(|t| main_debian_source(t, codename)).ok_or_else(|| {
+        format!(
+            "found no apt source for Debian {codename} to derive {suite} from; add {suite} to apt's sources yourself"
+        )
+    })?;
+    let mut stanza = format!("Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\n");
+    if let Some(key) = signed_by {
+        stanza.push_str(&format!("Signed-By: {key}\n"));
+    }
+    let path = "/etc/apt/sources.list.d/aos-kit-backports.sources";
+    eprintln!("xtask: writing {path} for {suite}");
+    std::fs::write(path, stanza).map_err(|e| format!("writing {path}: {e}"))
+}
+
+/// The URI (and key) of the apt source serving `codename` itself, from a
+/// one-line (`deb URI SUITE ...`) or deb822 (`URIs:`/`Suites:`) file.
+fn main_debian_source(text: &str, codename: &str) -> Option<(String, Option<String>)> {
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"deb") {
+            let rest: Vec<&str> = words[1..].iter().copied().filter(|w| !w.starts_with('[')).collect();
+            if rest.len() >= 2 && rest[1] == codename {
+                return Some((rest[0].to_owned(), None));
+            }
+        }
+    }
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
+        let suites = field("Suites:")?;
+        if suites.split_whitespace().any(|s| s == codename) {
+            let uri = field("URIs:")?.split_whitespace().next()?.to_owned();
+            return Some((uri, field("Signed-By:")));
+        }
+    }
+    None
+}
+
+/// Makes sure gdb-multiarch exists.
+pub fn gdb() -> Result<(), String> {
+    if output(Command::new("gdb-multiarch").arg("--version")).is_some() {
+        return Ok(());
+    }
+    if is_root() && Path::new("/usr/bin/apt-get").exists() {
+        eprintln!("xtask: installing gdb-multiarch");
+        return run_status(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
+            "install",
+            "-y",
+            "-q",
+            "gdb-multiarch",
+        ]));
+    }
+    Err("gdb-multiarch is needed: `apt-get install gdb-multiarch` (as root)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_main_source_in_both_formats() {
+        let one_line = "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n";
+        assert_eq!(main_debian_source(one_line, "bookworm"), Some(("http://mirror.example/debian".into(), None)));
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\nTypes: deb\nURIs: http://sec.example\nSuites: bookworm-security\n";
+        assert_eq!(
+            main_debian_source(deb822, "bookworm"),
+            Some(("http://mirror.example/debian".into(), Some("/usr/share/keyrings/k.gpg".into())))
+        );
+        assert_eq!(main_debian_source("Suites: bookworm-security\nURIs: x\n", "bookworm"), None);
+        assert_eq!(main_debian_source(one_line, "trixie"), None);
+    }
+}
