@@ -49,26 +49,21 @@ fn psci_call(conduit: Conduit, function: u32, a1: u64, a2: u64, a3: u64) -> i64 
     let mut x0 = u64::from(function);
     // SAFETY: a PSCI call with the SMCCC register convention: arguments in
     // x0-x3, result in x0, x1-x17 may be clobbered by the firmware. It
-    // touches no memory of ours.
+    // touches no memory of ours. `use_smc` picks the instruction.
     unsafe {
-        match conduit {
-            Conduit::Hvc => core::arch::asm!(
-                "hvc #0",
-                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
-                out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
-                out("x15") _, out("x16") _, out("x17") _,
-                options(nostack)
-            ),
-            Conduit::Smc => core::arch::asm!(
-                "smc #0",
-                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
-                out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
-                out("x15") _, out("x16") _, out("x17") _,
-                options(nostack)
-            ),
-        }
+        core::arch::asm!(
+            "cbz {use_smc}, 1f",
+            "smc #0",
+            "b 2f",
+            "1: hvc #0",
+            "2:",
+            use_smc = in(reg) u64::from(conduit == Conduit::Smc),
+            inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+            out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+            out("x15") _, out("x16") _, out("x17") _,
+            options(nostack)
+        );
     }
     x0 as i64
 }

@@ -105,9 +105,17 @@ pub fn qemu(min: (u32, u32)) -> Result<(), String> {
     };
     apt(&["update", "-q"])?;
     if backports {
-        apt(&["install", "-y", "-q", "-t", &format!("{codename}-backports"), "qemu-system-arm"])?;
+        apt(&[
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-t",
+            &format!("{codename}-backports"),
+            "qemu-system-arm",
+        ])?;
     } else {
-        apt(&["install", "-y", "-q", "qemu-system-arm"])?;
+        apt(&["install", "-y", "-q", "--no-install-recommends", "qemu-system-arm"])?;
     }
     match grading_runner::qemu::installed_version() {
         Some(v) if v >= min => Ok(()),
