@@ -79,74 +79,93 @@ pub fn qemu(min: (u32, u32)) -> Result<(), String> {
         return Ok(());
     }
     let have = found.map_or("none".to_owned(), |(a, b)| format!("{a}.{b}"));
+    let need = format!("QEMU >= {}.{} is needed (found {have})", min.0, min.1);
+    let debian = os_release("ID").as_deref() == Some("debian") && Path::new("/usr/bin/apt-get").exists();
+    if !debian {
+        return Err(format!("{need}: install qemu-system-aarch64 >= {}.{} from your distribution", min.0, min.1));
+    }
     let codename = os_release("VERSION_CODENAME").unwrap_or_default();
-    let debian = os_release("ID").as_deref() == Some("debian");
-    // Debian 12 ships QEMU 7.2; its backports suite carries a current one.
-    let backports = debian && codename == "bookworm";
-    let plan = if backports {
-        "add bookworm-backports to apt's sources, then apt-get install -t bookworm-backports qemu-system-arm"
-    } else {
-        "apt-get install qemu-system-arm"
-    };
-    if !(debian && is_root() && Path::new("/usr/bin/apt-get").exists()) {
-        return Err(format!(
-            "QEMU >= {}.{} is needed (found {have}). As root on Debian: {plan}. Elsewhere install qemu-system-aarch64 >= {}.{} from your distribution.",
-            min.0, min.1, min.0, min.1
-        ));
+    let plan = InstallPlan::for_release(&codename)?;
+    if !is_root() {
+        return Err(format!("{need}. As root, run:\n{}", plan.shell_commands()));
     }
-    eprintln!("xtask: QEMU {have} found, >= {}.{} needed: {plan}", min.0, min.1);
-    if backports {
-        add_backports(&codename)?;
+    eprintln!(
+        "xtask: {need}; installing qemu-system-arm{}",
+        plan.suite.as_deref().map(|s| format!(" from {s}")).unwrap_or_default()
+    );
+    if let Some((path, text)) = &plan.source {
+        eprintln!("xtask: writing {path}");
+        std::fs::write(path, text).map_err(|e| format!("writing {path}: {e}"))?;
     }
-    let apt = |args: &[&str]| {
+    let apt = |args: &[String]| {
         let mut c = Command::new("apt-get");
         c.env("DEBIAN_FRONTEND", "noninteractive").args(args);
         run_status(&mut c)
     };
-    apt(&["update", "-q"])?;
-    if backports {
-        apt(&[
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "-t",
-            &format!("{codename}-backports"),
-            "qemu-system-arm",
-        ])?;
-    } else {
-        apt(&["install", "-y", "-q", "--no-install-recommends", "qemu-system-arm"])?;
-    }
+    apt(&["update".into(), "-q".into()])?;
+    apt(&plan.install_args())?;
     match grading_runner::qemu::installed_version() {
         Some(v) if v >= min => Ok(()),
         v => Err(format!("after installing, QEMU is {v:?}, still older than {}.{}", min.0, min.1)),
     }
 }
 
-/// Adds `<codename>-backports` with the same mirror and key as the
-/// system's main Debian source, unless some source already names it.
-fn add_backports(codename: &str) -> Result<(), String> {
-    let suite = format!("{codename}-backports");
-    let mut sources = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        sources.extend(dir.filter_map(|e| e.ok()).map(|e| e.path()));
+/// How to get a new enough QEMU on a Debian release.
+#[derive(Debug)]
+struct InstallPlan {
+    /// The suite to install from, when not the release itself.
+    suite: Option<String>,
+    /// An apt source to add first: path and deb822 text.
+    source: Option<(String, String)>,
+}
+
+impl InstallPlan {
+    /// Debian 12 ships QEMU 7.2; its backports suite carries a current one.
+    /// The backports source reuses the mirror and key of the system's own
+    /// Debian source, unless some source already names the suite.
+    fn for_release(codename: &str) -> Result<InstallPlan, String> {
+        if codename != "bookworm" {
+            return Ok(InstallPlan { suite: None, source: None });
+        }
+        let suite = format!("{codename}-backports");
+        let mut sources = vec![PathBuf::from("/etc/apt/sources.list")];
+        if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+            sources.extend(dir.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+        let texts: Vec<String> = sources.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
+        if texts.iter().any(|t| t.split_whitespace().any(|w| w == suite)) {
+            return Ok(InstallPlan { suite: Some(suite), source: None });
+        }
+        let (uri, signed_by) = texts.iter().find_map(|t| main_debian_source(t, codename)).ok_or_else(|| {
+            format!("found no apt source for Debian {codename} to derive {suite} from; add {suite} to apt's sources")
+        })?;
+        let mut text = format!("Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\n");
+        if let Some(key) = signed_by {
+            text.push_str(&format!("Signed-By: {key}\n"));
+        }
+        let path = "/etc/apt/sources.list.d/aos-kit-backports.sources".to_owned();
+        Ok(InstallPlan { suite: Some(suite), source: Some((path, text)) })
     }
-    let texts: Vec<String> = sources.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
-    if texts.iter().any(|t| t.split_whitespace().any(|w| w == suite)) {
-        return Ok(());
+
+    fn install_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = ["install", "-y", "-q", "--no-install-recommends"].map(String::from).to_vec();
+        if let Some(s) = &self.suite {
+            a.extend(["-t".into(), s.clone()]);
+        }
+        a.push("qemu-system-arm".into());
+        a
     }
-    let (uri, signed_by) = texts.iter().find_map(|t| main_debian_source(t, codename)).ok_or_else(|| {
-        format!(
-            "found no apt source for Debian {codename} to derive {suite} from; add {suite} to apt's sources yourself"
-        )
-    })?;
-    let mut stanza = format!("Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\n");
-    if let Some(key) = signed_by {
-        stanza.push_str(&format!("Signed-By: {key}\n"));
+
+    /// The same steps as shell commands, for someone to run as root.
+    fn shell_commands(&self) -> String {
+        let mut out = String::new();
+        if let Some((path, text)) = &self.source {
+            out.push_str(&format!("  cat > {path} <<'EOF'\n{text}EOF\n"));
+        }
+        out.push_str("  apt-get update\n");
+        out.push_str(&format!("  apt-get {}", self.install_args().join(" ")));
+        out
     }
-    let path = "/etc/apt/sources.list.d/aos-kit-backports.sources";
-    eprintln!("xtask: writing {path} for {suite}");
-    std::fs::write(path, stanza).map_err(|e| format!("writing {path}: {e}"))
 }
 
 /// The URI (and key) of the apt source serving `codename` itself, from a
@@ -192,6 +211,24 @@ pub fn gdb() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn install_plans_name_every_step() {
+        let plan = InstallPlan {
+            suite: Some("bookworm-backports".into()),
+            source: Some(("/etc/apt/x.sources".into(), "Types: deb\n".into())),
+        };
+        let sh = plan.shell_commands();
+        assert!(sh.contains("cat > /etc/apt/x.sources <<'EOF'\nTypes: deb\nEOF"), "{sh}");
+        assert!(sh.contains("apt-get update"));
+        assert!(
+            sh.ends_with("apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-arm"),
+            "{sh}"
+        );
+        let plain = InstallPlan::for_release("trixie").unwrap();
+        assert_eq!(plain.install_args().last().map(String::as_str), Some("qemu-system-arm"));
+        assert!(!plain.install_args().contains(&"-t".to_owned()));
+    }
 
     #[test]
     fn finds_the_main_source_in_both_formats() {
