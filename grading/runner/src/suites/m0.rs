@@ -142,10 +142,12 @@ fn led_on_off_toggle(m: &mut Machine, t: &Target) -> CheckResult {
 }
 
 /// Samples the LED through QMP until `done` appears on the console;
-/// returns the times the LED went on, and the final state.
+/// returns the times the LED went on, and the final state. The LED must be
+/// off when called, before the command that blinks it is sent, so the first
+/// rising edge cannot be missed however fast the guest starts.
 fn watch_led(m: &mut Machine, t: &Target, done: &str, limit: Duration) -> Result<(Vec<Duration>, bool), String> {
     let start = Instant::now();
-    let mut last = led_state(m, t)?.1;
+    let mut last = false;
     let mut rises = Vec::new();
     loop {
         if m.seen(done).is_some() {
@@ -162,6 +164,7 @@ fn watch_led(m: &mut Machine, t: &Target, done: &str, limit: Duration) -> Result
 }
 
 fn led_blink_n(m: &mut Machine, t: &Target) -> CheckResult {
+    ensure!(!led_state(m, t)?.1, "LED lit before blinking");
     m.send_line("led blink 3")?;
     let (rises, lit) = watch_led(m, t, "blinked 3", Duration::from_secs(20))?;
     ensure!(rises.len() == 3, "saw the LED go on {} times, asked for 3", rises.len());
@@ -175,6 +178,7 @@ fn led_blink_n(m: &mut Machine, t: &Target) -> CheckResult {
 }
 
 fn led_blink_until_key(m: &mut Machine, t: &Target) -> CheckResult {
+    ensure!(!led_state(m, t)?.1, "LED lit before blinking");
     m.send_line("led blink")?;
     let start = Instant::now();
     let mut last = false;
