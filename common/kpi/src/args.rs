@@ -1,0 +1,152 @@
+//! The arguments page: one read-only page the kernel (later: spawn) maps
+//! into a new domain, whose address arrives in `x0` at the entry point. It
+//! carries the command-line arguments from `menu.lst` and, for init, the
+//! address of [`BootInfo`](crate::bootinfo::BootInfo).
+//!
+//! Strings are stored NUL-terminated and located by offset, so the page
+//! means the same at any address. Readers validate every offset: the page is
+//! written by the parent, which a child need not trust.
+
+use core::mem::size_of;
+
+use crate::BASE_PAGE_SIZE;
+use crate::error::ErrorCode;
+
+pub const ARGS_MAGIC: u64 = u64::from_le_bytes(*b"AOSARGS\0");
+/// Most arguments a domain can be given.
+pub const ARGS_MAX: usize = 128;
+const HEADER: usize = 8 + 8 + 4 + 4 + 4 * ARGS_MAX;
+/// Bytes for the argument strings, terminators included.
+pub const STRINGS_SIZE: usize = BASE_PAGE_SIZE - HEADER;
+
+/// The arguments page, exactly one base page.
+#[repr(C)]
+#[derive(Clone)]
+pub struct ArgsPage {
+    pub magic: u64,
+    /// User virtual address of the bootinfo page, 0 if none.
+    pub bootinfo: u64,
+    pub argc: u32,
+    pub _reserved: u32,
+    /// Offsets of each argument's first byte in `strings`.
+    pub argv: [u32; ARGS_MAX],
+    pub strings: [u8; STRINGS_SIZE],
+}
+
+const _: () = assert!(size_of::<ArgsPage>() == BASE_PAGE_SIZE);
+
+impl ArgsPage {
+    /// An empty, valid page.
+    pub const fn new() -> Self {
+        ArgsPage {
+            magic: ARGS_MAGIC,
+            bootinfo: 0,
+            argc: 0,
+            _reserved: 0,
+            argv: [0; ARGS_MAX],
+            strings: [0; STRINGS_SIZE],
+        }
+    }
+
+    /// Builds a page from arguments; fails if they do not fit or contain NUL.
+    pub fn build<'a>(args: impl IntoIterator<Item = &'a str>, bootinfo: u64) -> Result<Self, ErrorCode> {
+        let mut page = ArgsPage::new();
+        page.bootinfo = bootinfo;
+        let mut used = 0usize;
+        for arg in args {
+            let bytes = arg.as_bytes();
+            if page.argc as usize == ARGS_MAX || used + bytes.len() + 1 > STRINGS_SIZE {
+                return Err(ErrorCode::TooLong);
+            }
+            if bytes.contains(&0) {
+                return Err(ErrorCode::InvalidArgument);
+            }
+            page.argv[page.argc as usize] = used as u32;
+            page.strings[used..used + bytes.len()].copy_from_slice(bytes);
+            used += bytes.len() + 1;
+            page.argc += 1;
+        }
+        Ok(page)
+    }
+
+    /// Argument `i`, if the page is well formed there.
+    pub fn arg(&self, i: usize) -> Option<&str> {
+        if self.magic != ARGS_MAGIC || i >= (self.argc as usize).min(ARGS_MAX) {
+            return None;
+        }
+        let start = self.argv[i] as usize;
+        let rest = self.strings.get(start..)?;
+        let len = rest.iter().position(|&b| b == 0)?;
+        core::str::from_utf8(&rest[..len]).ok()
+    }
+
+    /// All well-formed arguments, in order; stops at the first bad one.
+    pub fn args(&self) -> impl Iterator<Item = &str> {
+        (0..ARGS_MAX).map_while(move |i| self.arg(i))
+    }
+
+    /// The page as bytes, for copying into a frame.
+    pub fn as_bytes(&self) -> &[u8; BASE_PAGE_SIZE] {
+        // SAFETY: ArgsPage is repr(C), exactly one page (asserted above),
+        // made only of integers and byte arrays with no padding between
+        // them, so every byte is initialised.
+        unsafe { &*(self as *const ArgsPage as *const [u8; BASE_PAGE_SIZE]) }
+    }
+}
+
+impl Default for ArgsPage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::mem::offset_of;
+    use std::vec::Vec;
+
+    #[test]
+    fn layout() {
+        assert_eq!(offset_of!(ArgsPage, magic), 0);
+        assert_eq!(offset_of!(ArgsPage, bootinfo), 8);
+        assert_eq!(offset_of!(ArgsPage, argc), 16);
+        assert_eq!(offset_of!(ArgsPage, argv), 24);
+        assert_eq!(offset_of!(ArgsPage, strings), 24 + 4 * ARGS_MAX);
+    }
+
+    #[test]
+    fn round_trips_arguments() {
+        let page = ArgsPage::build(["init", "a b", "", "ünïcode"], 0x1234).unwrap();
+        assert_eq!(page.args().collect::<Vec<_>>(), ["init", "a b", "", "ünïcode"]);
+        assert_eq!(page.bootinfo, 0x1234);
+        assert_eq!(page.arg(4), None);
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        let many: Vec<&str> = (0..=ARGS_MAX).map(|_| "x").collect();
+        assert_eq!(ArgsPage::build(many, 0).err(), Some(ErrorCode::TooLong));
+        let long = "y".repeat(STRINGS_SIZE);
+        assert_eq!(ArgsPage::build([long.as_str()], 0).err(), Some(ErrorCode::TooLong));
+        let fits = "y".repeat(STRINGS_SIZE - 1);
+        assert!(ArgsPage::build([fits.as_str()], 0).is_ok());
+        assert_eq!(ArgsPage::build(["a\0b"], 0).err(), Some(ErrorCode::InvalidArgument));
+    }
+
+    #[test]
+    fn hostile_pages_read_as_fewer_arguments() {
+        let mut page = ArgsPage::build(["ok", "fine"], 0).unwrap();
+        page.argc = u32::MAX;
+        let args: Vec<_> = page.args().collect();
+        assert_eq!(args.len(), ARGS_MAX, "a lying argc is bounded by ARGS_MAX");
+        assert_eq!(args[..2], ["ok", "fine"]);
+        page.argv[0] = u32::MAX;
+        assert_eq!(page.arg(0), None);
+        page.strings = [b'z'; STRINGS_SIZE];
+        assert_eq!(page.arg(1), None, "no terminator");
+        page.magic = 0;
+        assert_eq!(page.args().count(), 0);
+    }
+}

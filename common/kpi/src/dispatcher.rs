@@ -1,0 +1,88 @@
+//! Register save areas and the dispatcher frame (book ch. 4.14). The
+//! kernel saves a domain's registers in a [`RegisterSave`] on every entry
+//! from EL0; its assembly uses the offsets asserted here.
+
+use core::mem::size_of;
+
+/// The general-purpose state of an EL0 thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegisterSave {
+    /// x0–x30.
+    pub x: [u64; 31],
+    /// SP_EL0.
+    pub sp: u64,
+    /// ELR_EL1: where the thread resumes.
+    pub pc: u64,
+    /// SPSR_EL1: its PSTATE.
+    pub spsr: u64,
+}
+
+/// Byte offsets the exception assembly relies on.
+pub const SAVE_SP: usize = 31 * 8;
+pub const SAVE_PC: usize = 32 * 8;
+pub const SAVE_SPSR: usize = 33 * 8;
+pub const SAVE_SIZE: usize = 34 * 8;
+
+const _: () = assert!(size_of::<RegisterSave>() == SAVE_SIZE);
+
+/// SPSR for a fresh EL0 thread: AArch64 EL0t, interrupts unmasked.
+pub const SPSR_EL0T: u64 = 0;
+
+/// FP/SIMD state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FpuSave {
+    pub q: [u128; 32],
+    pub fpcr: u64,
+    pub fpsr: u64,
+}
+
+/// The part of a dispatcher shared between the kernel and the domain
+/// (activation and resume, ch. 4.14). Laid out now; used from CPU driver III.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DispatcherShared {
+    /// Non-zero while the domain runs its upcall or dispatcher code.
+    pub disabled: u32,
+    /// Non-zero if the domain has work (messages, threads) pending.
+    pub haswork: u32,
+    /// Entry for upcalls (`run`).
+    pub upcall_entry: u64,
+    /// Entry for exceptions delivered to the domain.
+    pub fault_entry: u64,
+    /// Where state goes when the domain is preempted while enabled.
+    pub enabled_save: RegisterSave,
+    /// Where state goes when it is preempted while disabled.
+    pub disabled_save: RegisterSave,
+    /// State at a fault, for the fault handler.
+    pub trap_save: RegisterSave,
+    pub fpu: FpuSave,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn save_area_layout_matches_the_assembly() {
+        assert_eq!(offset_of!(RegisterSave, x), 0);
+        assert_eq!(offset_of!(RegisterSave, sp), SAVE_SP);
+        assert_eq!(offset_of!(RegisterSave, pc), SAVE_PC);
+        assert_eq!(offset_of!(RegisterSave, spsr), SAVE_SPSR);
+        assert_eq!(SAVE_SIZE % 16, 0, "the kernel stack stays 16-byte aligned");
+    }
+
+    #[test]
+    fn dispatcher_shared_layout() {
+        assert_eq!(offset_of!(DispatcherShared, disabled), 0);
+        assert_eq!(offset_of!(DispatcherShared, upcall_entry), 8);
+        assert_eq!(offset_of!(DispatcherShared, fault_entry), 16);
+        assert_eq!(offset_of!(DispatcherShared, enabled_save), 24);
+        assert_eq!(offset_of!(DispatcherShared, disabled_save), 24 + SAVE_SIZE);
+        assert_eq!(offset_of!(DispatcherShared, trap_save), 24 + 2 * SAVE_SIZE);
+        assert_eq!(offset_of!(DispatcherShared, fpu) % 16, 0);
+        assert_eq!(size_of::<FpuSave>(), 32 * 16 + 16);
+    }
+}

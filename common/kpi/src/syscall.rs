@@ -1,0 +1,47 @@
+//! System calls. `svc #0` with the call number in `x0` and arguments in
+//! `x1`–`x6`; the kernel returns an [`ErrorCode`](crate::ErrorCode) in `x0`
+//! (0 = success) and a value in `x1`. Registers other than `x0` and `x1` are
+//! preserved. Any other `svc` immediate is a fault, not a call.
+
+/// Syscall numbers (`x0`).
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    /// Does nothing and returns: the null syscall of benchmarks.
+    Null = 0,
+    /// `x1` = address, `x2` = length: writes bytes to the console.
+    Print = 1,
+    /// Gives up the rest of the time slice.
+    Yield = 2,
+    /// `x1` = status: ends the calling domain.
+    Exit = 3,
+}
+
+impl Syscall {
+    pub const ALL: [Syscall; 4] = [Syscall::Null, Syscall::Print, Syscall::Yield, Syscall::Exit];
+
+    pub fn from_raw(n: u64) -> Option<Syscall> {
+        Self::ALL.into_iter().find(|s| *s as u64 == n)
+    }
+}
+
+/// The only `svc` immediate the kernel accepts.
+pub const SVC_IMMEDIATE: u16 = 0;
+
+/// Longest single `Print`; longer writes are split by the runtime.
+pub const PRINT_MAX: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip_and_unknown_ones_do_not() {
+        for s in Syscall::ALL {
+            assert_eq!(Syscall::from_raw(s as u64), Some(s));
+        }
+        assert_eq!(Syscall::from_raw(4), None);
+        assert_eq!(Syscall::from_raw(u64::MAX), None);
+        assert_eq!(Syscall::Print as u64, 1);
+    }
+}

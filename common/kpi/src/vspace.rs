@@ -1,0 +1,17 @@
+//! The layout of a domain's address space that kernel and runtime share.
+
+/// Lowest address a program may be linked at; below it stays unmapped so
+/// null dereferences fault.
+pub const USER_MIN: u64 = 0x40_0000;
+/// One past the highest user address (TTBR0 covers 48 bits).
+pub const USER_END: u64 = 1 << 48;
+/// The arguments page.
+pub const ARGS_VADDR: u64 = 0x7f_ffff_f000;
+/// The bootinfo page (init only).
+pub const BOOTINFO_VADDR: u64 = 0x7f_ffff_e000;
+/// Top of the initial stack (grows down), with a guard page above it.
+pub const STACK_TOP: u64 = 0x7f_fffe_0000;
+/// Size of the initial stack.
+pub const STACK_SIZE: u64 = 64 * 1024;
+/// Largest program image the kernel loads at boot.
+pub const IMAGE_MAX: u64 = 64 << 20;
