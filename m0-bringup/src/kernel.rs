@@ -7,9 +7,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
 use m0_bringup::led::Led;
-use m0_bringup::psci::{self, Conduit, NoPsci, PsciError};
 use m0_bringup::shell::{self, Hal, Power, PowerFailure};
 use m0_bringup::uart::Uart;
+use platform::psci::{self, Conduit, NoPsci, PsciError};
 use platform::{BOARD, GpioKind, UartKind};
 
 /// The conduit found at boot, for the panic path (0 = none, 1 = hvc,

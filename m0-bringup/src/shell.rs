@@ -15,7 +15,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::psci::PsciError;
+use platform::psci::PsciError;
 
 /// Longest command line kept, in bytes.
 pub const LINE_MAX: usize = 128;
@@ -248,7 +248,7 @@ pub enum Power {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerFailure {
     /// No PSCI could be found; the reason says why.
-    Unavailable(crate::psci::NoPsci),
+    Unavailable(platform::psci::NoPsci),
     /// The firmware refused.
     Refused(PsciError),
 }

@@ -12,6 +12,7 @@
 
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod gicv3;
 pub mod imx_gpio;
 pub mod imx_uart;
 pub mod lpuart;

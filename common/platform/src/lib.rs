@@ -6,11 +6,15 @@
 //! [`BOARD`], chosen with exactly one cargo feature; host tools (`xtask`, the
 //! grading runner) see every board through [`ALL`] and [`by_name`].
 //!
-//! Drivers are not here: M0 writes its own (the course's exercise) against
-//! the register maps in `devices`. What is not a fact about a board (the
-//! PSCI conduit, RAM size) is read from the device tree at boot.
+//! Drivers for M0 are not here: M0 writes its own (the course's exercise)
+//! against the register maps in `devices`. What is not a fact about a board
+//! (the PSCI conduit, RAM size) is read from the device tree at boot; the
+//! PSCI definitions for doing so are in [`psci`].
 
 #![no_std]
+
+pub mod console;
+pub mod psci;
 
 /// Which UART IP a console is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

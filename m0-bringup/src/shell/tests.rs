@@ -1,5 +1,5 @@
 use super::*;
-use crate::psci::NoPsci;
+use platform::psci::NoPsci;
 use std::cell::Cell;
 use std::collections::VecDeque;
 

@@ -3,6 +3,9 @@
 //! board was booted, not of the board: QEMU `virt` answers `hvc` when we
 //! enter at EL1 and `smc` when we enter at EL2, so it is read from the
 //! device tree's `/psci` node (`method`), never assumed.
+//!
+//! Definitions only: making the call (`hvc`/`smc`) is the caller's, so M0
+//! keeps its exercise and the kernel its own trap path.
 
 use core::fmt;
 
@@ -127,7 +130,10 @@ pub fn version(raw: u32) -> (u16, u16) {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
     use vm_fdt::FdtWriter;
 
     fn tree(psci: Option<(&[&str], Option<&str>)>) -> Vec<u8> {
