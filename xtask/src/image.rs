@@ -6,18 +6,25 @@
 //! not rebuild the others.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use goblin::elf::Elf;
 use goblin::elf::program_header::PT_LOAD;
 use platform::{Board, TEXT_OFFSET};
 
-use crate::stages::Stage;
-use crate::{cargo, prereq, root, run_status};
+use crate::stages::{Kind, Stage};
+use crate::{cargo, menu, prereq, root, run_status};
 
+/// Target of kernels that share the machine with user code: soft-float, so
+/// the kernel never touches the FP/SIMD registers user programs own.
+pub const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
+/// Target of M0 and of user programs.
 pub const TARGET: &str = "aarch64-unknown-none";
+/// The CPU driver's package and binary.
+const CPU_DRIVER: (&str, &str) = ("cpu-driver", "cpu-driver");
 
 /// A built stage image.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Built {
     /// The linked kernel, with symbols, for gdb.
     pub elf: PathBuf,
@@ -29,7 +36,7 @@ fn target_dir(board: &Board) -> PathBuf {
     root().join("target").join("boards").join(board.name)
 }
 
-fn images_dir() -> PathBuf {
+pub fn images_dir() -> PathBuf {
     root().join("target").join("images")
 }
 
@@ -38,14 +45,21 @@ pub fn elf_copy_path(stage: &Stage, board: &Board) -> PathBuf {
     images_dir().join(format!("{}-{}.elf", stage.name, board.name))
 }
 
+/// The kernel a stage boots: package, binary, target.
+fn kernel_of(stage: &Stage) -> (&'static str, &'static str, &'static str) {
+    match stage.kind {
+        Kind::Bare { package, bin } => (package, bin, TARGET),
+        Kind::Kernel { .. } => (CPU_DRIVER.0, CPU_DRIVER.1, KERNEL_TARGET),
+    }
+}
+
 /// Arguments for a cargo subcommand (`build`, `clippy`) over a stage's
 /// kernel for one board.
 pub fn cargo_args(subcommand: &str, stage: &Stage, board: &Board, release: bool) -> Vec<String> {
-    let mut a: Vec<String> =
-        [subcommand, "-p", stage.package, "--bin", stage.bin, "--target", TARGET, "--features", board.name]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    let (package, bin, target) = kernel_of(stage);
+    let mut a: Vec<String> = [subcommand, "-p", package, "--bin", bin, "--target", target, "--features", board.name]
+        .map(String::from)
+        .to_vec();
     a.push("--target-dir".into());
     a.push(target_dir(board).display().to_string());
     if release {
@@ -54,18 +68,91 @@ pub fn cargo_args(subcommand: &str, stage: &Stage, board: &Board, release: bool)
     a
 }
 
-/// Builds the stage for the board and packs its Image.
+/// Arguments for a cargo subcommand over a stage's user programs.
+pub fn program_args(subcommand: &str, programs: &str) -> Vec<String> {
+    let dir = root().join("target").join("user").display().to_string();
+    [subcommand, "-p", programs, "--bins", "--target", TARGET, "--release", "--target-dir", &dir]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Builds the stage's kernel for the board and packs its Image.
 pub fn build(stage: &Stage, board: &Board, release: bool) -> Result<Built, String> {
     run_status(cargo().args(cargo_args("build", stage, board, release)))
         .map_err(|e| format!("building {} for {}: {e}", stage.name, board.name))?;
+    let (_, bin, target) = kernel_of(stage);
     let profile = if release { "release" } else { "debug" };
-    let linked = target_dir(board).join(TARGET).join(profile).join(stage.bin);
+    let linked = target_dir(board).join(target).join(profile).join(bin);
     std::fs::create_dir_all(images_dir()).map_err(|e| e.to_string())?;
     let elf = elf_copy_path(stage, board);
     std::fs::copy(&linked, &elf).map_err(|e| format!("copying {}: {e}", linked.display()))?;
     let image = images_dir().join(format!("{}-{}.img", stage.name, board.name));
     run_status(std::process::Command::new(prereq::llvm_objcopy()?).args(["-O", "binary"]).arg(&elf).arg(&image))?;
     Ok(Built { elf, image })
+}
+
+/// The menus of a stage, by name (file stem), sorted.
+pub fn menus(stage: &Stage) -> Result<Vec<String>, String> {
+    let Kind::Kernel { menus, .. } = stage.kind else { return Ok(Vec::new()) };
+    let dir = root().join(menus);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".lst")).map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Builds the user programs once per run; returns their directory.
+fn programs_dir(programs: &str) -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            run_status(cargo().args(program_args("build", programs)))
+                .map_err(|e| format!("building {programs}: {e}"))?;
+            Ok(root().join("target/user").join(TARGET).join("release"))
+        })
+        .clone()
+}
+
+/// Packs the boot image a menu describes; returns its path.
+pub fn pack_menu(stage: &Stage, board: &Board, menu_name: &str) -> Result<PathBuf, String> {
+    let Kind::Kernel { programs, menus, .. } = stage.kind else {
+        return Err(format!("stage {} boots no menu", stage.name));
+    };
+    let path = root().join(menus).join(format!("{menu_name}.lst"));
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let known = self::menus(stage).map(|m| m.join(", ")).unwrap_or_default();
+        format!("menu '{menu_name}' ({}): {e}; menus: {known}", path.display())
+    })?;
+    let menu = menu::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if menu.kernel != CPU_DRIVER.1 {
+        return Err(format!(
+            "{}: kernel '{}' unknown; the kit's kernel is '{}'",
+            path.display(),
+            menu.kernel,
+            CPU_DRIVER.1
+        ));
+    }
+    let dir = programs_dir(programs)?;
+    let mut blobs = Vec::new();
+    for (name, _) in &menu.modules {
+        let file = dir.join(name);
+        if !file.is_file() {
+            return Err(format!("{}: module '{name}': no such program in {programs}", path.display()));
+        }
+        // Modules carry no debug information: it would only cost boot-image
+        // space and copying. gdb reads the unstripped file in target/user.
+        let stripped = images_dir().join(format!("{name}.stripped"));
+        run_status(std::process::Command::new(prereq::llvm_objcopy()?).arg("--strip-debug").arg(&file).arg(&stripped))?;
+        blobs.push(std::fs::read(&stripped).map_err(|e| format!("{}: {e}", stripped.display()))?);
+    }
+    let modules: Vec<(&str, &str, &[u8])> =
+        menu.modules.iter().zip(&blobs).map(|((n, c), b)| (n.as_str(), c.as_str(), b.as_slice())).collect();
+    let out = images_dir().join(format!("{}-{}-{menu_name}.modules", stage.name, board.name));
+    std::fs::write(&out, cpu_driver::bootimage::pack(&modules)).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
 }
 
 /// Checks a built image against what the board's loader expects: the arm64
@@ -98,8 +185,18 @@ fn check_bytes(board: &Board, img: &[u8], elf_bytes: &[u8]) -> Result<(), String
         return Err(format!("image_size {image_size:#x} is smaller than the file ({:#x})", img.len()));
     }
     let elf = Elf::parse(elf_bytes).map_err(|e| format!("kernel ELF: {e}"))?;
-    if elf.entry != board.image_base {
-        return Err(format!("entry {:#x}, but {} loads the image at {:#x}", elf.entry, board.name, board.image_base));
+    // The entry's physical (load) address; the kernel may run elsewhere
+    // once its MMU is on.
+    let entry_pa = elf
+        .program_headers
+        .iter()
+        .find(|p| p.p_type == PT_LOAD && (p.p_vaddr..p.p_vaddr + p.p_memsz).contains(&elf.entry))
+        .map(|p| elf.entry - p.p_vaddr + p.p_paddr);
+    if entry_pa != Some(board.image_base) {
+        return Err(format!(
+            "entry loads at {entry_pa:x?}, but {} loads the image at {:#x}",
+            board.name, board.image_base
+        ));
     }
     let window = board.image_base..board.image_base + image_size;
     for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD) {

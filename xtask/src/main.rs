@@ -6,6 +6,7 @@
 
 mod dtb;
 mod image;
+mod menu;
 mod prereq;
 mod stages;
 mod test;
@@ -73,7 +74,7 @@ enum Cmd {
 
 #[derive(Args, Debug)]
 struct TargetArgs {
-    /// Stage to build (default: the most complete one).
+    /// Stage to build (default: the most complete milestone).
     stage: Option<String>,
     /// Board to build for.
     #[arg(long, default_value = "qemu-virt")]
@@ -81,6 +82,9 @@ struct TargetArgs {
     /// Debug build instead of release.
     #[arg(long)]
     debug: bool,
+    /// For stages booted from menu.lst files: which menu (default: the stage's own).
+    #[arg(long)]
+    menu: Option<String>,
 }
 
 impl TargetArgs {
@@ -155,6 +159,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             prereq::qemu(qemu.min_version)?;
             let dtb = if qemu.provides_dtb { None } else { Some(dtb::write(board, smp)?) };
             let mut config = QemuConfig::new(board, &built.image, dtb.as_deref());
+            if let stages::Kind::Kernel { default_menu, .. } = stage.kind {
+                let menu = target.menu.as_deref().unwrap_or(default_menu);
+                config.initrd = Some(image::pack_menu(stage, board, menu)?);
+                config.append = Some("semihosting".into());
+                config.semihosting = true;
+            } else if target.menu.is_some() {
+                return Err(format!("stage {} boots no menu.lst", stage.name));
+            }
             config.smp = smp;
             config.gdb = gdb;
             config.el2 = el2;
@@ -183,6 +195,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             let built = image::build(stage, board, !target.debug)?;
             println!("{}", built.image.display());
             println!("{}", built.elf.display());
+            if let stages::Kind::Kernel { default_menu, .. } = stage.kind {
+                println!(
+                    "{}",
+                    image::pack_menu(stage, board, target.menu.as_deref().unwrap_or(default_menu))?.display()
+                );
+            }
             if board.qemu.is_some_and(|q| !q.provides_dtb) {
                 println!("{}", dtb::write(board, 1)?.display());
             }

@@ -33,13 +33,15 @@ pub fn llvm_objcopy() -> Result<PathBuf, String> {
     if p.exists() { Ok(p) } else { Err(format!("{} missing: run `rustup component add llvm-tools`", p.display())) }
 }
 
-/// Makes sure the aarch64 target and the components the kit uses exist.
+/// Makes sure the aarch64 targets and the components the kit uses exist.
 pub fn rust() -> Result<(), String> {
     let sysroot = sysroot()?;
     let rustlib = sysroot.join("lib/rustlib");
     let host = host_triple()?;
-    if !rustlib.join("aarch64-unknown-none/lib").is_dir() {
-        install_rust(&["target", "add", "aarch64-unknown-none"])?;
+    for target in [crate::image::TARGET, crate::image::KERNEL_TARGET] {
+        if !rustlib.join(target).join("lib").is_dir() {
+            install_rust(&["target", "add", target])?;
+        }
     }
     let components: [(&str, PathBuf); 4] = [
         ("rust-src", rustlib.join("src/rust")),

@@ -8,10 +8,10 @@ use std::process::Stdio;
 use grading_runner::Trial;
 use grading_runner::libtest_mimic::{self, Arguments};
 use grading_runner::qemu::QemuConfig;
-use grading_runner::suites::m0::Target;
+use grading_runner::suites::Target;
 use platform::Board;
 
-use crate::stages::{self, Stage};
+use crate::stages::{self, Kind, Stage};
 use crate::{cargo, dtb, image, prereq};
 
 /// Runs everything selected; true if nothing failed.
@@ -46,14 +46,36 @@ pub fn run(
             }));
             let Some(q) = b.qemu else { continue };
             let dtb = if q.provides_dtb { None } else { Some(dtb::write(b, 1)?) };
-            let mut targets =
-                vec![Target { label: b.name.to_owned(), config: QemuConfig::new(b, &built.image, dtb.as_deref()) }];
+            let base = QemuConfig::new(b, &built.image, dtb.as_deref());
+            let mut variants = vec![(b.name.to_owned(), base.clone())];
             if q.machine.starts_with("virt") {
                 // The same image entered at EL2, where PSCI answers smc.
-                let mut el2 = QemuConfig::new(b, &built.image, None);
+                let mut el2 = base.clone();
                 el2.el2 = true;
-                targets.push(Target { label: format!("{}-el2", b.name), config: el2 });
+                variants.push((format!("{}-el2", b.name), el2));
             }
+            let mut menus = Vec::new();
+            if let Kind::Kernel { .. } = s.kind {
+                for name in image::menus(s)? {
+                    menus.push((name.clone(), image::pack_menu(s, b, &name)?));
+                }
+            }
+            let targets: Vec<Target> = variants
+                .into_iter()
+                .map(|(label, config)| {
+                    let menus = menus
+                        .iter()
+                        .map(|(name, initrd)| {
+                            let mut c = config.clone();
+                            c.initrd = Some(initrd.clone());
+                            c.append = Some("semihosting".into());
+                            c.semihosting = true;
+                            (name.clone(), c)
+                        })
+                        .collect();
+                    Target { label, config, menus }
+                })
+                .collect();
             checks.extend((s.suite)(&targets));
         }
     }
@@ -72,7 +94,12 @@ fn host_tests(stage: Option<&Stage>, filter: Option<&str>) -> Result<(usize, usi
     let mut cmd = cargo();
     cmd.args(["test", "--no-fail-fast"]);
     match stage {
-        Some(s) => cmd.args(["-p", s.package]),
+        Some(s) => {
+            for p in s.host_packages() {
+                cmd.args(["-p", p]);
+            }
+            &mut cmd
+        }
         None => cmd.arg("--workspace"),
     };
     if let Some(f) = filter {

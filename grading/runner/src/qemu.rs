@@ -24,6 +24,12 @@ pub struct QemuConfig {
     pub image: PathBuf,
     /// Device tree for boards QEMU has none for.
     pub dtb: Option<PathBuf>,
+    /// The boot image (modules), loaded as the initrd.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (`/chosen/bootargs`).
+    pub append: Option<String>,
+    /// Let the guest end QEMU with an exit status (semihosting SYS_EXIT).
+    pub semihosting: bool,
     pub smp: u32,
     /// `virt` only: emulate EL2 (and EL3's PSCI over smc), so the kernel is
     /// entered at EL2.
@@ -41,6 +47,9 @@ impl QemuConfig {
             board,
             image: image.to_owned(),
             dtb: dtb.map(Path::to_owned),
+            initrd: None,
+            append: None,
+            semihosting: false,
             smp: 1,
             el2: false,
             gdb: false,
@@ -87,6 +96,15 @@ impl QemuConfig {
             .arg(&self.image);
         if let Some(dtb) = &self.dtb {
             cmd.arg("-dtb").arg(dtb);
+        }
+        if let Some(initrd) = &self.initrd {
+            cmd.arg("-initrd").arg(initrd);
+        }
+        if let Some(append) = &self.append {
+            cmd.args(["-append", append]);
+        }
+        if self.semihosting {
+            cmd.args(["-semihosting-config", "enable=on,target=native"]);
         }
         for _ in 0..self.board.console.index {
             cmd.args(["-serial", "null"]);
@@ -167,6 +185,18 @@ mod tests {
         assert!(a.windows(2).any(|w| w == ["-rtc", "clock=vm"]));
         assert!(a.windows(2).any(|w| w == ["-s", "-S"]));
         assert_eq!(cfg.entry_el(), 2);
+    }
+
+    #[test]
+    fn boot_image_command_line_and_semihosting() {
+        let mut cfg = QemuConfig::new(&platform::QEMU_VIRT, Path::new("k.img"), None);
+        cfg.initrd = Some("mods.img".into());
+        cfg.append = Some("semihosting".into());
+        cfg.semihosting = true;
+        let a = args(&cfg.command(&ConsoleMode::Interactive).unwrap());
+        assert!(a.windows(2).any(|w| w == ["-initrd", "mods.img"]));
+        assert!(a.windows(2).any(|w| w == ["-append", "semihosting"]));
+        assert!(a.windows(2).any(|w| w == ["-semihosting-config", "enable=on,target=native"]));
     }
 
     #[test]

@@ -12,17 +12,9 @@ use std::time::{Duration, Instant};
 use m0_bringup::shell::{BLINK_MAX, LINE_MAX, PROMPT};
 use platform::GpioKind;
 
+use super::Target;
 use crate::machine::{Machine, TIMEOUT};
-use crate::qemu::QemuConfig;
 use crate::{CheckResult, Trial, ensure};
-
-/// One QEMU configuration the suite runs against.
-#[derive(Clone, Debug)]
-pub struct Target {
-    /// Label in check names, e.g. `qemu-virt-el2`.
-    pub label: String,
-    pub config: QemuConfig,
-}
 
 type CheckFn = fn(&mut Machine, &Target) -> CheckResult;
 

@@ -1,0 +1,53 @@
+//! Per-core state, reached through TPIDR_EL1. Each core owns its
+//! `PerCore`; no core touches another's, so nothing here is shared mutable
+//! state between cores. Interrupts are off in the kernel and every event
+//! runs to completion, so `RefCell` borrows never overlap on a core.
+
+use core::cell::{Cell, RefCell, UnsafeCell};
+use core::mem::MaybeUninit;
+
+use aarch64_cpu::registers::{Readable, TPIDR_EL1, Writeable};
+use cpu_driver::bootalloc::BootAlloc;
+
+use super::domain::Domains;
+
+/// What one core's CPU driver knows.
+pub struct PerCore {
+    pub id: u32,
+    pub alloc: RefCell<BootAlloc>,
+    pub domains: RefCell<Domains>,
+    /// Timer interrupts taken.
+    pub ticks: Cell<u64>,
+    /// Counter ticks per scheduling quantum.
+    pub quantum: u64,
+}
+
+struct Slot(UnsafeCell<MaybeUninit<PerCore>>);
+
+// SAFETY: the boot core's slot is written once, by the boot core, before
+// TPIDR_EL1 points at it, and only ever used by that core afterwards.
+unsafe impl Sync for Slot {}
+
+static BOOT_CORE: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// Installs the boot core's state and points TPIDR_EL1 at it.
+pub fn init_boot_core(state: PerCore) {
+    // SAFETY: called once on the boot core before any `this_core()`.
+    let ptr = unsafe { (*BOOT_CORE.0.get()).write(state) as *const PerCore };
+    TPIDR_EL1.set(ptr as u64);
+}
+
+/// This core's state.
+pub fn this_core() -> &'static PerCore {
+    let ptr = TPIDR_EL1.get() as *const PerCore;
+    assert!(!ptr.is_null(), "per-core state used before boot set it up");
+    // SAFETY: TPIDR_EL1 is set only by `init_boot_core` to a PerCore that
+    // lives for the rest of the run; user space cannot write TPIDR_EL1.
+    unsafe { &*ptr }
+}
+
+/// This core's number, or 0 before per-core state exists (early logging).
+pub fn id() -> u32 {
+    let ptr = TPIDR_EL1.get() as *const PerCore;
+    if ptr.is_null() { 0 } else { this_core().id }
+}

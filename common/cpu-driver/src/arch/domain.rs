@@ -1,0 +1,160 @@
+//! Domains the kernel runs, and round-robin scheduling among them. In this
+//! stage the kernel creates one domain at boot (init) from a boot module;
+//! later stages create dispatchers from capabilities instead.
+
+use kpi::args::ArgsPage;
+use kpi::bootinfo::{BootInfo, RegionKind};
+use kpi::dispatcher::{RegisterSave, SPSR_EL0T};
+use kpi::error::{Context, Error, ErrorCode};
+use kpi::vspace::{ARGS_VADDR, BOOTINFO_VADDR, STACK_SIZE, STACK_TOP};
+
+use cpu_driver::bootalloc::BootAlloc;
+use cpu_driver::bootimage::{Image, Module};
+use cpu_driver::elf;
+use cpu_driver::paging::{self, Attributes, PAGE_SIZE, TableAlloc};
+
+use super::mm::{self, Tables};
+
+pub const DOMAINS_MAX: usize = 8;
+const NAME_MAX: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Free,
+    Runnable,
+    Exited,
+}
+
+/// A domain: its saved registers and its address space.
+#[derive(Clone, Copy)]
+pub struct Domain {
+    name: [u8; NAME_MAX],
+    name_len: usize,
+    pub state: State,
+    pub save: RegisterSave,
+    /// TTBR0 value: ASID << 48 | root table.
+    pub ttbr0: u64,
+}
+
+impl Domain {
+    const FREE: Domain = Domain {
+        name: [0; NAME_MAX],
+        name_len: 0,
+        state: State::Free,
+        save: RegisterSave { x: [0; 31], sp: 0, pc: 0, spsr: 0 },
+        ttbr0: 0,
+    };
+
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+}
+
+/// This core's domains.
+pub struct Domains {
+    pub slots: [Domain; DOMAINS_MAX],
+    pub current: usize,
+}
+
+impl Domains {
+    pub const fn new() -> Self {
+        Domains { slots: [Domain::FREE; DOMAINS_MAX], current: 0 }
+    }
+
+    /// The next runnable domain after `current`, round robin (possibly
+    /// `current` itself).
+    pub fn next_runnable(&self) -> Option<usize> {
+        (1..=DOMAINS_MAX).map(|k| (self.current + k) % DOMAINS_MAX).find(|&i| self.slots[i].state == State::Runnable)
+    }
+}
+
+/// The boot image and where it sits physically, for init's bootinfo.
+pub struct BootModules<'a> {
+    pub base_pa: u64,
+    pub image: Image<'a>,
+}
+
+fn user_pages(alloc: &mut BootAlloc, root: u64, va: u64, len: u64, attrs: Attributes) -> Result<u64, Error> {
+    let pages = len.div_ceil(PAGE_SIZE);
+    let pa = alloc.alloc(pages, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+    // SAFETY: pages just taken from the boot allocator.
+    unsafe { mm::zero_phys(pa, pages * PAGE_SIZE) };
+    paging::map(&mut Tables(alloc), root, va, pa, pages * PAGE_SIZE, attrs, false)
+        .map_err(ErrorCode::from)
+        .context(ErrorCode::Map)?;
+    Ok(pa)
+}
+
+/// Creates a domain from an ELF boot module: segments with the permissions
+/// they ask for, a stack, the arguments page, and for init the bootinfo
+/// page. Returns its slot.
+pub fn create(
+    domains: &mut Domains,
+    alloc: &mut BootAlloc,
+    module: &Module<'_>,
+    boot: Option<&BootModules<'_>>,
+) -> Result<usize, Error> {
+    let slot = domains.slots.iter().position(|d| d.state == State::Free).ok_or(ErrorCode::DomainCreate)?;
+    let prog = elf::parse(module.data).map_err(|e| {
+        log::error!("module '{}': {e}", module.name);
+        Error::new(ErrorCode::BadElf)
+    })?;
+    let root = Tables(alloc).alloc_table().ok_or(ErrorCode::OutOfMemory)?;
+    for seg in prog.segments() {
+        let (start, end) = seg.pages();
+        let attrs = match (seg.write, seg.exec) {
+            (_, true) => Attributes::USER_RX,
+            (true, false) => Attributes::USER_RW,
+            (false, false) => Attributes::USER_RO,
+        };
+        let pa = user_pages(alloc, root, start, end - start, attrs).context(ErrorCode::DomainCreate)?;
+        let file = &module.data[seg.offset as usize..(seg.offset + seg.filesz) as usize];
+        // SAFETY: `pa` is the start of the pages just allocated for this
+        // segment; the file bytes land at the segment's offset in them.
+        unsafe { mm::copy_to_phys(pa + (seg.vaddr - start), file) };
+        if seg.exec {
+            mm::sync_icache(pa, end - start);
+        }
+    }
+    user_pages(alloc, root, STACK_TOP - STACK_SIZE, STACK_SIZE, Attributes::USER_RW)
+        .context(ErrorCode::DomainCreate)?;
+
+    let bootinfo_va = if boot.is_some() { BOOTINFO_VADDR } else { 0 };
+    let args = ArgsPage::build(module.args.split_whitespace(), bootinfo_va).context(ErrorCode::DomainCreate)?;
+    let args_pa = user_pages(alloc, root, ARGS_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
+    // SAFETY: the page just allocated for the arguments.
+    unsafe { mm::copy_to_phys(args_pa, args.as_bytes()) };
+
+    if let Some(boot) = boot {
+        // Allocate first: bootinfo must describe memory as init will find it.
+        let bi_pa = user_pages(alloc, root, BOOTINFO_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
+        let mut bi = BootInfo::new();
+        for r in alloc.free() {
+            bi.add_region(r.start, r.size(), RegionKind::Free);
+        }
+        for m in boot.image.modules() {
+            let base = boot.base_pa + m.offset as u64;
+            bi.add_region(base, (m.data.len() as u64).next_multiple_of(PAGE_SIZE), RegionKind::Module);
+            bi.add_module(base, m.data.len() as u64, m.name, m.args);
+        }
+        // SAFETY: BootInfo is repr(C), one page, all integers; the page was
+        // just allocated for it.
+        unsafe {
+            let bytes = core::slice::from_raw_parts(&bi as *const BootInfo as *const u8, PAGE_SIZE as usize);
+            mm::copy_to_phys(bi_pa, bytes);
+        }
+    }
+
+    let d = &mut domains.slots[slot];
+    let name = module.name.as_bytes();
+    d.name_len = name.len().min(NAME_MAX);
+    d.name[..d.name_len].copy_from_slice(&name[..d.name_len]);
+    d.save = RegisterSave::default();
+    d.save.x[0] = ARGS_VADDR;
+    d.save.sp = STACK_TOP;
+    d.save.pc = prog.entry;
+    d.save.spsr = SPSR_EL0T;
+    d.ttbr0 = ((slot as u64 + 1) << 48) | root;
+    d.state = State::Runnable;
+    Ok(slot)
+}

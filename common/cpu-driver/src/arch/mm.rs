@@ -1,0 +1,158 @@
+//! The boot driver's half of memory management: the final kernel tables
+//! (TTBR1: all RAM direct-mapped at KERNEL_BASE + pa, the kernel image with
+//! W^X per section, the board's devices as device memory) and helpers to
+//! reach physical memory through the direct map.
+
+use cpu_driver::KERNEL_BASE;
+use cpu_driver::bootalloc::{BootAlloc, Range};
+use cpu_driver::paging::{self, Attributes, PAGE_SIZE, Table, TableAlloc};
+use platform::BOARD;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __image_end: u8;
+}
+
+fn sym(s: &u8) -> u64 {
+    s as *const u8 as u64 - KERNEL_BASE
+}
+
+/// Physical extents of the kernel image's sections: (text, rodata, data+bss+stack).
+pub fn image_sections() -> [Range; 3] {
+    // SAFETY: linker-defined symbols; only their addresses are used.
+    let (start, text_end, rodata_end, end) =
+        unsafe { (sym(&__image_start), sym(&__text_end), sym(&__rodata_end), sym(&__image_end)) };
+    [Range { start, end: text_end }, Range { start: text_end, end: rodata_end }, Range { start: rodata_end, end }]
+}
+
+/// A kernel pointer to physical memory.
+pub fn phys(pa: u64) -> *mut u8 {
+    (KERNEL_BASE + pa) as *mut u8
+}
+
+/// Copies bytes to physical memory through the direct map.
+///
+/// # Safety
+/// `[pa, pa + bytes.len())` must be RAM the caller owns (allocated from the
+/// boot allocator and not yet handed to anyone).
+pub unsafe fn copy_to_phys(pa: u64, bytes: &[u8]) {
+    // SAFETY: the caller owns the destination; the direct map covers RAM.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), phys(pa), bytes.len()) };
+}
+
+/// Zeroes pages of physical memory through the direct map.
+///
+/// # Safety
+/// As for [`copy_to_phys`].
+pub unsafe fn zero_phys(pa: u64, len: u64) {
+    // SAFETY: as above.
+    unsafe { core::ptr::write_bytes(phys(pa), 0, len as usize) };
+}
+
+/// Makes instructions written through the direct map visible to fetches.
+pub fn sync_icache(pa: u64, len: u64) {
+    let mut line = pa & !63;
+    while line < pa + len {
+        // SAFETY: cleaning data-cache lines to the point of unification
+        // only writes back data; the address is mapped (direct map).
+        unsafe { core::arch::asm!("dc cvau, {}", in(reg) KERNEL_BASE + line, options(nostack)) };
+        line += 64;
+    }
+    // SAFETY: barriers and instruction-cache invalidation have no memory
+    // effects beyond making the writes above visible to instruction fetch.
+    unsafe { core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack)) };
+}
+
+/// Page tables from the boot allocator, reached through the direct map.
+pub struct Tables<'a>(pub &'a mut BootAlloc);
+
+impl TableAlloc for Tables<'_> {
+    fn alloc_table(&mut self) -> Option<u64> {
+        let pa = self.0.alloc(1, PAGE_SIZE)?;
+        // SAFETY: a page just taken from the boot allocator.
+        unsafe { zero_phys(pa, PAGE_SIZE) };
+        Some(pa)
+    }
+
+    fn table(&mut self, pa: u64) -> &mut Table {
+        // SAFETY: only table pages allocated above are passed back in (the
+        // walker follows descriptors we wrote), aligned and owned by the
+        // kernel for its lifetime; the direct map covers them.
+        unsafe { &mut *(phys(pa) as *mut Table) }
+    }
+}
+
+/// Builds the kernel's final TTBR1 tables and switches to them.
+pub fn build_kernel_tables(alloc: &mut BootAlloc, ram: &[Range]) -> Result<u64, paging::MapError> {
+    let mut t = Tables(alloc);
+    let root = t.alloc_table().ok_or(paging::MapError::OutOfTables)?;
+    let [text, rodata, data] = image_sections();
+    let image = Range { start: text.start, end: data.end };
+    for r in ram {
+        // RAM around the image: read-write, never executable.
+        for piece in
+            [Range { start: r.start, end: r.end.min(image.start) }, Range { start: r.start.max(image.end), end: r.end }]
+        {
+            if piece.start < piece.end {
+                paging::map(
+                    &mut t,
+                    root,
+                    KERNEL_BASE + piece.start,
+                    piece.start,
+                    piece.size(),
+                    Attributes::KERNEL_RW,
+                    true,
+                )?;
+            }
+        }
+    }
+    for (section, attrs) in
+        [(text, Attributes::KERNEL_RX), (rodata, Attributes::KERNEL_RO), (data, Attributes::KERNEL_RW)]
+    {
+        if section.start < section.end {
+            paging::map(&mut t, root, KERNEL_BASE + section.start, section.start, section.size(), attrs, true)?;
+        }
+    }
+    for dev in [BOARD.console.regs, BOARD.led.regs, BOARD.gic.distributor, BOARD.gic.redistributors] {
+        let start = dev.base & !(PAGE_SIZE - 1);
+        let end = (dev.base + dev.size).next_multiple_of(PAGE_SIZE);
+        paging::map(&mut t, root, KERNEL_BASE + start, start, end - start, Attributes::KERNEL_DEVICE, true)?;
+    }
+    // SAFETY: the new tables map everything the kernel touches (image,
+    // stack, RAM, devices) at the same addresses as the early ones, so
+    // execution continues seamlessly; the TLB is flushed after the switch.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "msr ttbr1_el1, {root}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb ish",
+            "isb",
+            root = in(reg) root,
+            options(nostack)
+        );
+    }
+    Ok(root)
+}
+
+/// Installs a domain's TTBR0 (ASID in the top bits).
+pub fn switch_user_tables(ttbr0: u64) {
+    // SAFETY: TTBR0 only maps user space; the kernel runs from TTBR1.
+    // ASIDs keep other domains' TLB entries apart, so no flush is needed.
+    unsafe { core::arch::asm!("msr ttbr0_el1, {}", "isb", in(reg) ttbr0, options(nostack)) };
+}
+
+/// Translates a user address for an EL0 read with the current TTBR0;
+/// `None` if EL0 could not read it.
+pub fn user_readable(va: u64) -> Option<u64> {
+    let par: u64;
+    // SAFETY: AT S1E0R performs a translation as EL0 would and only writes
+    // PAR_EL1; it cannot fault.
+    unsafe {
+        core::arch::asm!("at s1e0r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack))
+    };
+    (par & 1 == 0).then_some((par & 0x0000_ffff_ffff_f000) | (va & 0xfff))
+}

@@ -1,0 +1,152 @@
+//! The hardware half of the CPU driver: boot, memory, exceptions, dispatch.
+
+mod boot;
+pub mod console;
+mod core;
+mod domain;
+mod exception;
+mod gic;
+mod mm;
+mod power;
+
+use ::core::cell::{Cell, RefCell};
+
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, CurrentEL, Readable};
+use cpu_driver::bootalloc::{BootAlloc, Range};
+use cpu_driver::bootimage::Image;
+use cpu_driver::{KERNEL_BASE, exit_status};
+use platform::{BOARD, psci};
+
+use self::core::PerCore;
+use self::domain::{BootModules, Domains};
+
+/// Stops boot with a reason.
+fn boot_failed(why: ::core::fmt::Arguments<'_>) -> ! {
+    log::error!("boot failed: {why}");
+    power::exit(exit_status::BOOT_FAILED)
+}
+
+/// Reads a `/chosen` address property of one or two cells.
+fn chosen_addr(fdt: &fdt::Fdt<'_>, name: &str) -> Option<u64> {
+    let p = fdt.find_node("/chosen")?.property(name)?;
+    match p.value.len() {
+        4 => Some(u32::from_be_bytes(p.value.try_into().ok()?) as u64),
+        8 => Some(u64::from_be_bytes(p.value.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// Rust entry at EL1 in the high half, on the boot stack, with the early
+/// tables live. `dtb` is the device tree's physical address.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
+    let reset_ticks = CNTPCT_EL0.get();
+    console::init();
+    log::info!(
+        "AOS CPU driver on {} ({}): entered at EL{entry_el}, running at EL{}",
+        BOARD.name,
+        BOARD.description,
+        CurrentEL.read(CurrentEL::EL)
+    );
+
+    // SAFETY: the boot protocol passes the tree's physical address; the
+    // early map covers the first 4 GiB, where the loaders put it, and
+    // `from_ptr` checks magic and size before reading further.
+    let fdt = match unsafe { fdt::Fdt::from_ptr((KERNEL_BASE + dtb) as *const u8) } {
+        Ok(f) if dtb != 0 => f,
+        _ => boot_failed(format_args!("no valid device tree at {dtb:#x}")),
+    };
+    let bootargs = fdt.chosen().bootargs().unwrap_or("");
+    let semihosting = bootargs.split_whitespace().any(|a| a == "semihosting");
+    let conduit = psci::conduit_from_fdt(&fdt).ok();
+    power::configure(semihosting, conduit);
+
+    let mut alloc = BootAlloc::new();
+    let mut ram = [Range::default(); 8];
+    let mut nram = 0;
+    for node in fdt.all_nodes().filter(|n| n.name.starts_with("memory")) {
+        for r in node.reg().into_iter().flatten() {
+            if nram < ram.len() {
+                ram[nram] = Range::new(r.starting_address as u64, r.size.unwrap_or(0) as u64);
+                alloc.add(ram[nram]);
+                nram += 1;
+            }
+        }
+    }
+    if nram == 0 {
+        boot_failed(format_args!("the device tree lists no memory"));
+    }
+    let [text, _, data] = mm::image_sections();
+    // QEMU's boot stub and anything else below the image stay untouched.
+    alloc.reserve(Range { start: BOARD.ram.base, end: data.end });
+    let _ = text;
+    alloc.reserve(Range::new(dtb, fdt.total_size() as u64));
+    let initrd = match (chosen_addr(&fdt, "linux,initrd-start"), chosen_addr(&fdt, "linux,initrd-end")) {
+        (Some(s), Some(e)) if e > s => Range { start: s, end: e },
+        _ => boot_failed(format_args!("no boot image: the device tree has no /chosen initrd")),
+    };
+    alloc.reserve(initrd);
+
+    if let Err(e) = mm::build_kernel_tables(&mut alloc, &ram[..nram]) {
+        boot_failed(format_args!("building the kernel's tables: {e:?}"));
+    }
+    log::info!(
+        "kernel tables built; RAM {} MiB, {} MiB free",
+        ram[..nram].iter().map(|r| r.size()).sum::<u64>() >> 20,
+        alloc.free_bytes() >> 20
+    );
+
+    // SAFETY: the initrd is RAM the loader filled and we reserved above; the
+    // direct map covers it and nothing writes it.
+    let blob = unsafe { ::core::slice::from_raw_parts(mm::phys(initrd.start), initrd.size() as usize) };
+    if initrd.start % 4096 != 0 {
+        boot_failed(format_args!("boot image at {:#x} is not page-aligned", initrd.start));
+    }
+    let image = match Image::parse(blob) {
+        Ok(i) => i,
+        Err(e) => boot_failed(format_args!("boot image: {e}")),
+    };
+    let Some(init) = image.modules().next() else { boot_failed(format_args!("the boot image has no modules")) };
+
+    let mut domains = Domains::new();
+    let boot = BootModules { base_pa: initrd.start, image };
+    let slot = match domain::create(&mut domains, &mut alloc, &init, Some(&boot)) {
+        Ok(s) => s,
+        Err(e) => boot_failed(format_args!("creating init from module '{}': {e}", init.name)),
+    };
+    let quantum = gic::quantum();
+    core::init_boot_core(PerCore {
+        id: 0,
+        alloc: RefCell::new(alloc),
+        domains: RefCell::new(domains),
+        ticks: Cell::new(0),
+        quantum,
+    });
+    if let Err(e) = gic::init() {
+        boot_failed(format_args!("interrupt controller: {e}"));
+    }
+    let this = core::this_core();
+    let save = {
+        let mut doms = this.domains.borrow_mut();
+        doms.current = slot;
+        mm::switch_user_tables(doms.slots[slot].ttbr0);
+        log::info!(
+            "starting init '{}' ({} ticks since reset at {} Hz; {} KiB left for init)",
+            doms.slots[slot].name(),
+            reset_ticks,
+            CNTFRQ_EL0.get(),
+            this.alloc.borrow().free_bytes() >> 10
+        );
+        &doms.slots[slot].save as *const kpi::dispatcher::RegisterSave
+    };
+    gic::start_timer(quantum);
+    // SAFETY: `save` is init's initial state in per-core memory that lives
+    // forever; its TTBR0 is installed.
+    unsafe { boot::resume_el0(save) }
+}
+
+#[panic_handler]
+fn panic(info: &::core::panic::PanicInfo<'_>) -> ! {
+    console::emergency(format_args!("\nkernel {}: PANIC: {info}\n", core::id()));
+    power::exit(exit_status::KERNEL_PANIC)
+}

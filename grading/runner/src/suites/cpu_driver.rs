@@ -1,0 +1,195 @@
+//! The CPU driver suite (CPU driver I): boot to init at EL0 on every QEMU
+//! board, init's arguments and bootinfo against `menu.lst`, one image per
+//! kind of user fault (reported decoded, only the domain ends, the kernel
+//! powers off with "nothing to run"), hostile syscall arguments, and the
+//! register file surviving timer interrupts.
+//!
+//! Outcomes are read from QEMU's exit status (semihosting carries the
+//! kernel's verdict) and from the console; expected values come from the
+//! menus and the architecture, not from the kernel's output.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Target;
+use crate::machine::Machine;
+use crate::{CheckResult, Trial, ensure};
+
+/// QEMU exit status when every domain has ended (cpu_driver::exit_status).
+pub const NOTHING_TO_RUN: i32 = 3;
+
+fn menus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cpu-driver/menus")
+}
+
+/// Boots a menu's image and waits for QEMU to end; returns the transcript.
+fn boot_to_end(t: &Target, menu: &str) -> Result<(Machine, i32), String> {
+    let mut m = Machine::boot(t.menu(menu)?)?;
+    let status = m.wait_exit(Duration::from_secs(60)).map_err(|e| format!("{e}\n{}", m.transcript()))?;
+    let code = status.code().ok_or("QEMU was killed by a signal")?;
+    Ok((m, code))
+}
+
+fn with_transcript(m: &Machine, r: CheckResult) -> CheckResult {
+    r.map_err(|e| format!("{e}\n--- console transcript ---\n{}", m.transcript()))
+}
+
+/// The command line of the first module (init) of a menu file.
+fn init_cmdline(menu: &str) -> Result<Vec<String>, String> {
+    let path = menus_dir().join(format!("{menu}.lst"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text.lines().find_map(|l| l.trim().strip_prefix("module ")).ok_or("menu has no module")?;
+    Ok(line.split_whitespace().map(str::to_owned).collect())
+}
+
+fn module_count(menu: &str) -> Result<usize, String> {
+    let path = menus_dir().join(format!("{menu}.lst"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text.lines().filter(|l| l.trim().starts_with("module ")).count())
+}
+
+fn banner(t: &Target) -> CheckResult {
+    let (m, _) = boot_to_end(t, "args")?;
+    let text = m.transcript();
+    let board = t.config.board.name;
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(text.contains(&format!("AOS CPU driver on {board}")), "banner does not name {board}");
+            let el = format!("entered at EL{}", t.config.entry_el());
+            ensure!(text.contains(&el), "banner does not say {el:?}");
+            ensure!(text.contains("running at EL1"), "the CPU driver must run at EL1");
+            Ok(())
+        })(),
+    )
+}
+
+fn init_args(t: &Target) -> CheckResult {
+    let want = init_cmdline("args")?;
+    let (m, code) = boot_to_end(t, "args")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(text.contains(&format!("args: argc={}", want.len())), "argc is not {}", want.len());
+            for (i, a) in want.iter().enumerate() {
+                ensure!(text.contains(&format!("args: argv[{i}]=<{a}>")), "argv[{i}] is not <{a}>");
+            }
+            let n = module_count("args")?;
+            ensure!(text.contains(&format!("args: bootinfo: {n} modules")), "bootinfo does not list {n} modules");
+            ensure!(
+                text.contains("args: module <args>") && text.contains("args: module <fault>"),
+                "module names missing"
+            );
+            ensure!(text.contains("domain 'args' exited with status 0"), "init did not exit cleanly");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}, expected {NOTHING_TO_RUN} (nothing left to run)");
+            Ok(())
+        })(),
+    )
+}
+
+/// Each fault kind and words its decoded report must contain.
+const FAULTS: &[(&str, &[&str])] = &[
+    ("null", &["data abort", "translation fault", "on a read", "FAR 0x0,"]),
+    ("exec-data", &["instruction abort", "permission fault"]),
+    ("write-text", &["data abort", "permission fault", "on a write"]),
+    ("undefined", &["undefined instruction", "EC 0x00"]),
+    ("misaligned-sp", &["misaligned SP", "EC 0x26"]),
+    ("misaligned-pc", &["misaligned PC", "EC 0x22"]),
+    ("svc-immediate", &["unknown SVC immediate", "immediate 42"]),
+];
+
+fn fault(t: &Target, kind: &str, words: &[&str]) -> CheckResult {
+    let (m, code) = boot_to_end(t, &format!("fault-{kind}"))?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(text.contains(&format!("fault: committing '{kind}'")), "the program did not start");
+            if kind == "misaligned-sp" && text.contains("fault: this platform does not check SP alignment") {
+                // QEMU does not model SCTLR_EL1.SA0, so the access succeeds and
+                // the architecture's EC 0x26 never arises; what can be checked
+                // is that the access went through and the domain ended cleanly.
+                // The EC 0x26 report is covered by the host tests of `esr`.
+                ensure!(t.config.board.qemu.is_some(), "only an emulator may skip SP alignment checks");
+                ensure!(text.contains("domain 'fault' exited with status 1"), "the domain did not end cleanly");
+                ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+                return Ok(());
+            }
+            ensure!(!text.contains("did not fault"), "the fault did not happen");
+            let report = text
+                .lines()
+                .find(|l| l.contains("domain 'fault'") && l.contains("domain ended"))
+                .ok_or("no fault report")?;
+            for w in words {
+                ensure!(report.contains(w), "report lacks {w:?}: {report}");
+            }
+            ensure!(report.contains("ELR 0x"), "report lacks the faulting PC");
+            ensure!(!text.contains("PANIC"), "the kernel panicked");
+            ensure!(text.contains("no domain left to run"), "the kernel did not go on after the fault");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}, expected {NOTHING_TO_RUN}");
+            Ok(())
+        })(),
+    )
+}
+
+fn syscalls(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "syscalls")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(!text.contains("FAILED"), "a hostile syscall was not rejected as documented");
+            ensure!(text.contains("syscalls: all checks passed"), "the program did not finish its checks");
+            ensure!(text.contains("domain 'syscalls' exited with status 0"), "the program did not exit cleanly");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
+fn preempt(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "preempt")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(text.contains("preempt: registers intact"), "registers changed across interrupts");
+            let line = text.lines().find(|l| l.contains("domain 'preempt' exited")).ok_or("no exit report")?;
+            let ticks: u64 = line
+                .split_whitespace()
+                .skip_while(|w| *w != "after")
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .ok_or("exit report gives no interrupt count")?;
+            // 100 ms of spinning at a 10 ms quantum.
+            ensure!(ticks >= 2, "only {ticks} timer interrupts while spinning for 100 ms");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
+/// Every check for every target.
+pub fn checks(targets: &[Target]) -> Vec<Trial> {
+    let mut all = Vec::new();
+    for t in targets {
+        let name = |n: &str| format!("cpu-driver::{}::{n}", t.label);
+        let tt = t.clone();
+        all.push(Trial::test(name("banner_names_board_and_exception_level"), move || Ok(banner(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("init_prints_its_arguments_and_bootinfo"), move || Ok(init_args(&tt)?)));
+        for &(kind, words) in FAULTS {
+            let tt = t.clone();
+            all.push(Trial::test(
+                name(&format!("fault_{}_is_reported_and_only_the_domain_ends", kind.replace('-', "_"))),
+                move || Ok(fault(&tt, kind, words)?),
+            ));
+        }
+        let tt = t.clone();
+        all.push(Trial::test(name("hostile_syscall_arguments_return_errors"), move || Ok(syscalls(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("registers_survive_timer_interrupts"), move || Ok(preempt(&tt)?)));
+    }
+    all
+}
