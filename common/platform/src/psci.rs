@@ -111,7 +111,12 @@ impl fmt::Display for NoPsci {
 
 /// Reads the PSCI conduit from a device tree.
 pub fn conduit_from_fdt(fdt: &fdt::Fdt<'_>) -> Result<Conduit, NoPsci> {
-    let node = fdt.find_node("/psci").ok_or(NoPsci::NoNode)?;
+    conduit_from_node(fdt.find_node("/psci").ok_or(NoPsci::NoNode)?)
+}
+
+/// Reads the PSCI conduit from the `/psci` node itself (for callers that
+/// walk the tree once instead of searching it per property).
+pub fn conduit_from_node(node: fdt::node::FdtNode<'_, '_>) -> Result<Conduit, NoPsci> {
     let v02 = node.compatible().is_some_and(|c| c.all().any(|s| s != "arm,psci" && s.starts_with("arm,psci-")));
     if !v02 {
         return Err(NoPsci::Version01Only);

@@ -26,12 +26,22 @@ fn boot_failed(why: ::core::fmt::Arguments<'_>) -> ! {
     power::exit(exit_status::BOOT_FAILED)
 }
 
-/// Reads a `/chosen` address property of one or two cells.
-fn chosen_addr(fdt: &fdt::Fdt<'_>, name: &str) -> Option<u64> {
-    let p = fdt.find_node("/chosen")?.property(name)?;
-    match p.value.len() {
-        4 => Some(u32::from_be_bytes(p.value.try_into().ok()?) as u64),
-        8 => Some(u64::from_be_bytes(p.value.try_into().ok()?)),
+/// What the kernel reads from the device tree.
+#[derive(Default)]
+struct TreeFacts {
+    semihosting: bool,
+    psci: Option<psci::Conduit>,
+    initrd_start: Option<u64>,
+    initrd_end: Option<u64>,
+    ram: [Range; 8],
+    nram: usize,
+}
+
+/// A property value of one or two big-endian cells.
+fn cell_value(v: &[u8]) -> Option<u64> {
+    match v.len() {
+        4 => Some(u32::from_be_bytes(v.try_into().ok()?) as u64),
+        8 => Some(u64::from_be_bytes(v.try_into().ok()?)),
         _ => None,
     }
 }
@@ -56,43 +66,55 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
         Ok(f) if dtb != 0 => f,
         _ => boot_failed(format_args!("no valid device tree at {dtb:#x}")),
     };
-    let bootargs = fdt.chosen().bootargs().unwrap_or("");
-    let semihosting = bootargs.split_whitespace().any(|a| a == "semihosting");
-    let conduit = psci::conduit_from_fdt(&fdt).ok();
-    power::configure(semihosting, conduit);
-
-    let mut alloc = BootAlloc::new();
-    let mut ram = [Range::default(); 8];
-    let mut nram = 0;
-    for node in fdt.all_nodes().filter(|n| n.name.starts_with("memory")) {
-        for r in node.reg().into_iter().flatten() {
-            if nram < ram.len() {
-                ram[nram] = Range::new(r.starting_address as u64, r.size.unwrap_or(0) as u64);
-                alloc.add(ram[nram]);
-                nram += 1;
+    // One walk over the tree: the crate's path lookups each rescan it.
+    let mut facts = TreeFacts::default();
+    for node in fdt.all_nodes() {
+        match node.name {
+            "chosen" => {
+                facts.semihosting = node
+                    .property("bootargs")
+                    .and_then(|p| p.as_str())
+                    .is_some_and(|a| a.split_whitespace().any(|w| w == "semihosting"));
+                facts.initrd_start = node.property("linux,initrd-start").and_then(|p| cell_value(p.value));
+                facts.initrd_end = node.property("linux,initrd-end").and_then(|p| cell_value(p.value));
             }
+            "psci" => facts.psci = psci::conduit_from_node(node).ok(),
+            name if name == "memory" || name.starts_with("memory@") => {
+                for r in node.reg().into_iter().flatten() {
+                    if facts.nram < facts.ram.len() {
+                        facts.ram[facts.nram] = Range::new(r.starting_address as u64, r.size.unwrap_or(0) as u64);
+                        facts.nram += 1;
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    if nram == 0 {
+    power::configure(facts.semihosting, facts.psci);
+    let ram = &facts.ram[..facts.nram];
+    if ram.is_empty() {
         boot_failed(format_args!("the device tree lists no memory"));
     }
-    let [text, _, data] = mm::image_sections();
+    let mut alloc = BootAlloc::new();
+    for r in ram {
+        alloc.add(*r);
+    }
     // QEMU's boot stub and anything else below the image stay untouched.
+    let [_, _, data] = mm::image_sections();
     alloc.reserve(Range { start: BOARD.ram.base, end: data.end });
-    let _ = text;
     alloc.reserve(Range::new(dtb, fdt.total_size() as u64));
-    let initrd = match (chosen_addr(&fdt, "linux,initrd-start"), chosen_addr(&fdt, "linux,initrd-end")) {
+    let initrd = match (facts.initrd_start, facts.initrd_end) {
         (Some(s), Some(e)) if e > s => Range { start: s, end: e },
         _ => boot_failed(format_args!("no boot image: the device tree has no /chosen initrd")),
     };
     alloc.reserve(initrd);
 
-    if let Err(e) = mm::build_kernel_tables(&mut alloc, &ram[..nram]) {
+    if let Err(e) = mm::build_kernel_tables(&mut alloc, ram) {
         boot_failed(format_args!("building the kernel's tables: {e:?}"));
     }
     log::info!(
         "kernel tables built; RAM {} MiB, {} MiB free",
-        ram[..nram].iter().map(|r| r.size()).sum::<u64>() >> 20,
+        ram.iter().map(|r| r.size()).sum::<u64>() >> 20,
         alloc.free_bytes() >> 20
     );
 
