@@ -4,6 +4,7 @@
 //! packing, device trees for boards QEMU has none for) and hands finished
 //! images to `grading-runner`, which owns booting and checking them.
 
+mod bench;
 mod dtb;
 mod image;
 mod menu;
@@ -63,6 +64,8 @@ enum Cmd {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Benchmarks under deterministic instruction counting (-icount shift=0,sleep=off).
+    Bench,
     /// Check formatting and run clippy for the host and for every stage and board on aarch64.
     Lint,
     /// Attach gdb-multiarch to a QEMU started with `cargo xtask run --gdb`.
@@ -204,6 +207,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             if board.qemu.is_some_and(|q| !q.provides_dtb) {
                 println!("{}", dtb::write(board, 1)?.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench => {
+            bench::run()?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint => {
