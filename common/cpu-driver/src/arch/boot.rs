@@ -8,11 +8,13 @@
 //! on; jump to the high-half alias; set stack and vectors; call
 //! `kernel_main`. Rust then builds the real tables (`mm.rs`).
 //!
-//! Every entry from EL0 saves the full register state as a
-//! `kpi::dispatcher::RegisterSave` on the kernel stack and calls
+//! Every entry from EL0 saves the full register state straight into the
+//! current domain's `kpi::dispatcher::RegisterSave` (its address is the
+//! first word of the per-core state TPIDR_EL1 points at) and calls
 //! `el0_exception`, which returns the state to resume; `resume_el0`
 //! restores it, resets the kernel stack (events run to completion) and
-//! `eret`s. Entries from EL1 are kernel bugs: `el1_exception` reports them.
+//! `eret`s. Entries from EL1 are kernel bugs: they are saved on the kernel
+//! stack and `el1_exception` reports them.
 
 use kpi::dispatcher::{SAVE_PC, SAVE_SIZE, SAVE_SP};
 
@@ -139,35 +141,72 @@ boot_l0: .skip 4096
 boot_l1: .skip 4096
 
 .section .text.vectors, "ax"
-.macro vector index
+/* From EL1: a kernel bug. Save on the kernel stack and report. */
+.macro vector_el1 index
     .balign 0x80
     sub     sp, sp, #{save_size}
     stp     x0, x1, [sp, #0]
-    mov     x0, #\index
-    b       save_common
+    mov     x1, #\index
+    b       el1_save
+.endm
+/* From EL0: save straight into the current domain's save area, whose
+ * address is the first word of this core's PerCore (TPIDR_EL1). */
+.macro vector_el0 index
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x1, #\index
+    b       el0_save
 .endm
 
 .balign 0x800
 .global kernel_vectors
 kernel_vectors:
-    vector 0
-    vector 1
-    vector 2
-    vector 3
-    vector 4
-    vector 5
-    vector 6
-    vector 7
-    vector 8
-    vector 9
-    vector 10
-    vector 11
-    vector 12
-    vector 13
-    vector 14
-    vector 15
+    vector_el1 0
+    vector_el1 1
+    vector_el1 2
+    vector_el1 3
+    vector_el1 4
+    vector_el1 5
+    vector_el1 6
+    vector_el1 7
+    vector_el0 8
+    vector_el0 9
+    vector_el0 10
+    vector_el0 11
+    vector_el0 12
+    vector_el0 13
+    vector_el0 14
+    vector_el0 15
 
-save_common:
+el0_save:
+    mrs     x0, tpidr_el1
+    ldr     x0, [x0]
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    stp     x18, x19, [x0, #144]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    ldp     x2, x3, [sp], #16       /* the user's x0 and x1 */
+    stp     x2, x3, [x0, #0]
+    mrs     x2, sp_el0
+    stp     x30, x2, [x0, #{save_sp} - 8]
+    mrs     x2, elr_el1
+    mrs     x3, spsr_el1
+    stp     x2, x3, [x0, #{save_pc}]
+    mov     x0, x1
+    bl      el0_exception
+    b       resume_el0
+
+el1_save:
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -182,26 +221,14 @@ save_common:
     stp     x24, x25, [sp, #192]
     stp     x26, x27, [sp, #208]
     stp     x28, x29, [sp, #224]
-    cmp     x0, #8
-    b.hs    1f
-    /* From EL1: record the SP at the exception, then report. */
     add     x2, sp, #{save_size}
-    stp     x30, x2, [sp, #240]
-    mrs     x2, elr_el1
-    mrs     x3, spsr_el1
-    stp     x2, x3, [sp, #{save_pc}]
-    mov     x1, x0
-    mov     x0, sp
-    bl      el1_exception
-    b       park
-1:  mrs     x2, sp_el0
     stp     x30, x2, [sp, #{save_sp} - 8]
     mrs     x2, elr_el1
     mrs     x3, spsr_el1
     stp     x2, x3, [sp, #{save_pc}]
-    mov     x1, x0
     mov     x0, sp
-    bl      el0_exception
+    bl      el1_exception
+    b       park
 
 /* x0: the RegisterSave to resume at EL0. */
 .global resume_el0

@@ -9,10 +9,18 @@ use core::mem::MaybeUninit;
 use aarch64_cpu::registers::{Readable, TPIDR_EL1, Writeable};
 use cpu_driver::bootalloc::BootAlloc;
 
-use super::domain::Domains;
+use kpi::dispatcher::RegisterSave;
 
-/// What one core's CPU driver knows.
+use super::domain::Domains;
+use super::mm;
+
+/// What one core's CPU driver knows. `repr(C)`: the exception entry reads
+/// `current_save` at offset 0.
+#[repr(C)]
 pub struct PerCore {
+    /// Where the running domain's registers are saved on the next entry
+    /// from EL0. Written only by [`PerCore::switch_to`].
+    current_save: Cell<*mut RegisterSave>,
     pub id: u32,
     pub alloc: RefCell<BootAlloc>,
     pub domains: RefCell<Domains>,
@@ -20,6 +28,33 @@ pub struct PerCore {
     pub ticks: Cell<u64>,
     /// Counter ticks per scheduling quantum.
     pub quantum: u64,
+}
+
+impl PerCore {
+    pub fn new(id: u32, alloc: BootAlloc, domains: Domains, quantum: u64) -> Self {
+        PerCore {
+            current_save: Cell::new(core::ptr::null_mut()),
+            id,
+            alloc: RefCell::new(alloc),
+            domains: RefCell::new(domains),
+            ticks: Cell::new(0),
+            quantum,
+        }
+    }
+
+    /// Makes domain `next` the running one: its address space, and its save
+    /// area for the next entry from EL0. Returns the state to resume.
+    pub fn switch_to(&self, doms: &mut Domains, next: usize) -> *const RegisterSave {
+        doms.current = next;
+        // The slots live inside this core's static PerCore: the pointer
+        // stays valid for the rest of the run.
+        let save = &mut doms.slots[next].save as *mut RegisterSave;
+        if save != self.current_save.get() {
+            mm::switch_user_tables(doms.slots[next].ttbr0);
+            self.current_save.set(save);
+        }
+        save
+    }
 }
 
 struct Slot(UnsafeCell<MaybeUninit<PerCore>>);

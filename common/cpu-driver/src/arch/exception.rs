@@ -23,12 +23,12 @@ const KIND_SYNC: u64 = 0;
 const KIND_IRQ: u64 = 1;
 const KIND_FIQ: u64 = 2;
 
+/// Entry from EL0. The assembly has already saved the domain's registers
+/// into its save area in `Domains`; they are reached only through `doms`.
 #[unsafe(no_mangle)]
-extern "C" fn el0_exception(frame: &RegisterSave, kind: u64) -> *const RegisterSave {
+extern "C" fn el0_exception(kind: u64) -> *const RegisterSave {
     let core = this_core();
     let mut doms = core.domains.borrow_mut();
-    let cur = doms.current;
-    doms.slots[cur].save = *frame;
     match (kind >= 12, kind & 3) {
         (false, KIND_SYNC) => sync(&mut doms),
         (false, KIND_IRQ) => irq(&mut doms),
@@ -49,11 +49,7 @@ fn resume_next(doms: &mut Domains) -> *const RegisterSave {
         log::info!("no domain left to run; powering off");
         power::exit(exit_status::NOTHING_TO_RUN);
     };
-    if next != cur {
-        mm::switch_user_tables(doms.slots[next].ttbr0);
-        doms.current = next;
-    }
-    &doms.slots[next].save as *const RegisterSave
+    this_core().switch_to(doms, next)
 }
 
 fn sync(doms: &mut Domains) {
@@ -73,11 +69,10 @@ fn sync(doms: &mut Domains) {
         Some(Syscall::Null) => Ok(0),
         Some(Syscall::Print) => print(a1, a2).map(|()| a2),
         Some(Syscall::Yield) => {
+            set_result(&mut doms.slots[cur].save, Ok(0));
             if let Some(next) = doms.next_runnable() {
                 doms.current = next;
-                mm::switch_user_tables(doms.slots[next].ttbr0);
             }
-            set_result(&mut doms.slots[cur].save, Ok(0));
             return;
         }
         Some(Syscall::Exit) => {
@@ -156,11 +151,8 @@ fn irq(doms: &mut Domains) {
     if intid == gic::TIMER_INTID {
         gic::rearm(core.quantum);
         core.ticks.set(core.ticks.get() + 1);
-        if let Some(next) = doms.next_runnable()
-            && next != doms.current
-        {
+        if let Some(next) = doms.next_runnable() {
             doms.current = next;
-            mm::switch_user_tables(doms.slots[next].ttbr0);
         }
     } else {
         log::warn!("unexpected interrupt {intid}");

@@ -9,8 +9,6 @@ mod gic;
 mod mm;
 mod power;
 
-use ::core::cell::{Cell, RefCell};
-
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, CurrentEL, Readable};
 use cpu_driver::bootalloc::{BootAlloc, Range};
 use cpu_driver::bootimage::Image;
@@ -137,21 +135,14 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
         Err(e) => boot_failed(format_args!("creating init from module '{}': {e}", init.name)),
     };
     let quantum = gic::quantum();
-    core::init_boot_core(PerCore {
-        id: 0,
-        alloc: RefCell::new(alloc),
-        domains: RefCell::new(domains),
-        ticks: Cell::new(0),
-        quantum,
-    });
+    core::init_boot_core(PerCore::new(0, alloc, domains, quantum));
     if let Err(e) = gic::init() {
         boot_failed(format_args!("interrupt controller: {e}"));
     }
     let this = core::this_core();
     let save = {
         let mut doms = this.domains.borrow_mut();
-        doms.current = slot;
-        mm::switch_user_tables(doms.slots[slot].ttbr0);
+        let save = this.switch_to(&mut doms, slot);
         log::info!(
             "starting init '{}' ({} ticks since reset at {} Hz; {} KiB left for init)",
             doms.slots[slot].name(),
@@ -159,7 +150,7 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
             CNTFRQ_EL0.get(),
             this.alloc.borrow().free_bytes() >> 10
         );
-        &doms.slots[slot].save as *const kpi::dispatcher::RegisterSave
+        save
     };
     gic::start_timer(quantum);
     // SAFETY: `save` is init's initial state in per-core memory that lives
