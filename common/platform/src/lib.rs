@@ -193,6 +193,53 @@ pub const IMX8X_COLIBRI: Board = Board {
     qemu: None,
 };
 
+/// For build scripts of kernels: the board chosen by cargo feature, and the
+/// linker arguments that place the image where the board loads it.
+#[cfg(not(target_os = "none"))]
+pub mod build {
+    extern crate std;
+    use std::format;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::{ALL, Board, TEXT_OFFSET};
+
+    /// The board whose cargo feature is set, if exactly one is (the crate
+    /// itself reports none or several with a compile error).
+    pub fn selected_board() -> Option<&'static Board> {
+        let selected: Vec<&Board> = ALL
+            .iter()
+            .filter(|b| {
+                std::env::var_os(format!("CARGO_FEATURE_{}", b.name.to_uppercase().replace('-', "_"))).is_some()
+            })
+            .collect();
+        match selected[..] {
+            [board] => Some(board),
+            _ => None,
+        }
+    }
+
+    /// Emits `cargo:` lines that link the package's binaries with `script`
+    /// for the selected board, when building for the bare-metal target.
+    pub fn link_kernel(script: &str) {
+        std::println!("cargo:rerun-if-changed={script}");
+        if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {
+            return;
+        }
+        let Some(board) = selected_board() else { return };
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let args: [String; 4] = [
+            format!("-T{dir}/{script}"),
+            format!("--defsym=IMAGE_BASE={:#x}", board.image_base),
+            format!("--defsym=TEXT_OFFSET={TEXT_OFFSET:#x}"),
+            format!("--defsym=RAM_GIB={:#x}", board.ram.base >> 30),
+        ];
+        for a in args {
+            std::println!("cargo:rustc-link-arg-bins={a}");
+        }
+    }
+}
+
 /// Every board, the default first.
 pub const ALL: &[Board] = &[QEMU_VIRT, IMX8MP_EVK, IMX8X_COLIBRI];
 

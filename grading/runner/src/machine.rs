@@ -45,8 +45,9 @@ impl std::fmt::Debug for Machine {
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 impl Machine {
-    /// Starts QEMU and connects to its QMP socket. Nothing is awaited on the
-    /// console yet, so a check can type ahead of the boot.
+    /// Starts QEMU paused, connects to its QMP socket and lets the machine
+    /// run. Nothing is awaited on the console yet, so a check can type ahead
+    /// of the boot.
     pub fn boot(config: &QemuConfig) -> Result<Machine, String> {
         let dir = std::env::temp_dir().join(format!(
             "aos-grading-{}-{}",
@@ -80,7 +81,9 @@ impl Machine {
             }
         });
         let stdin = child.stdin.take();
-        let qmp = match Qmp::connect(&qmp_path, Duration::from_secs(10)) {
+        let qmp = match Qmp::connect(&qmp_path, Duration::from_secs(10))
+            .and_then(|mut q| q.execute("cont", serde_json::json!({})).map(|_| q))
+        {
             Ok(q) => q,
             Err(e) => {
                 let _ = child.kill();

@@ -116,6 +116,12 @@ impl QemuConfig {
             ConsoleMode::Piped { qmp } => {
                 cmd.args(["-serial", "stdio"]);
                 cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", qmp.display()));
+                // Start paused: the runner resumes the machine over QMP once
+                // connected, so even an image that ends at once cannot race
+                // the connection.
+                if !self.gdb {
+                    cmd.arg("-S");
+                }
             }
         }
         if self.icount {
@@ -159,6 +165,7 @@ mod tests {
         assert_eq!(serials, ["stdio"]);
         assert!(a.contains(&"virt,gic-version=3".to_owned()));
         assert!(a.contains(&"unix:/tmp/q,server=on,wait=off".to_owned()));
+        assert!(a.contains(&"-S".to_owned()), "graded runs start paused until QMP is connected");
         assert_eq!(cfg.entry_el(), 1);
     }
 

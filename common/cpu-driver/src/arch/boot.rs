@@ -141,6 +141,24 @@ boot_l0: .skip 4096
 boot_l1: .skip 4096
 
 .section .text.vectors, "ax"
+/* Stores x2-x29 at their RegisterSave offsets from \base. */
+.macro save_x2_x29 base
+    stp     x2, x3, [\base, #16]
+    stp     x4, x5, [\base, #32]
+    stp     x6, x7, [\base, #48]
+    stp     x8, x9, [\base, #64]
+    stp     x10, x11, [\base, #80]
+    stp     x12, x13, [\base, #96]
+    stp     x14, x15, [\base, #112]
+    stp     x16, x17, [\base, #128]
+    stp     x18, x19, [\base, #144]
+    stp     x20, x21, [\base, #160]
+    stp     x22, x23, [\base, #176]
+    stp     x24, x25, [\base, #192]
+    stp     x26, x27, [\base, #208]
+    stp     x28, x29, [\base, #224]
+.endm
+
 /* From EL1: a kernel bug. Save on the kernel stack and report. */
 .macro vector_el1 index
     .balign 0x80
@@ -181,20 +199,7 @@ kernel_vectors:
 el0_save:
     mrs     x0, tpidr_el1
     ldr     x0, [x0]
-    stp     x2, x3, [x0, #16]
-    stp     x4, x5, [x0, #32]
-    stp     x6, x7, [x0, #48]
-    stp     x8, x9, [x0, #64]
-    stp     x10, x11, [x0, #80]
-    stp     x12, x13, [x0, #96]
-    stp     x14, x15, [x0, #112]
-    stp     x16, x17, [x0, #128]
-    stp     x18, x19, [x0, #144]
-    stp     x20, x21, [x0, #160]
-    stp     x22, x23, [x0, #176]
-    stp     x24, x25, [x0, #192]
-    stp     x26, x27, [x0, #208]
-    stp     x28, x29, [x0, #224]
+    save_x2_x29 x0
     ldp     x2, x3, [sp], #16       /* the user's x0 and x1 */
     stp     x2, x3, [x0, #0]
     mrs     x2, sp_el0
@@ -207,20 +212,7 @@ el0_save:
     b       resume_el0
 
 el1_save:
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
+    save_x2_x29 sp
     add     x2, sp, #{save_size}
     stp     x30, x2, [sp, #{save_sp} - 8]
     mrs     x2, elr_el1
