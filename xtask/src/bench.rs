@@ -45,9 +45,7 @@ pub fn run() -> Result<(), String> {
     let Kind::Kernel { .. } = stage.kind else { return Err("cpu-driver is not a kernel stage".into()) };
     let built = image::build(stage, board, true)?;
     let mut config = QemuConfig::new(board, &built.image, None);
-    config.initrd = Some(image::pack_menu(stage, board, "bench")?);
-    config.append = Some("semihosting".into());
-    config.semihosting = true;
+    image::pack_menu(stage, board, "bench")?.apply(&mut config);
     config.icount = true;
 
     let first = run_once(&config)?;

@@ -116,8 +116,25 @@ fn programs_dir(programs: &str) -> Result<PathBuf, String> {
         .clone()
 }
 
-/// Packs the boot image a menu describes; returns its path.
-pub fn pack_menu(stage: &Stage, board: &Board, menu_name: &str) -> Result<PathBuf, String> {
+/// A packed boot image and the kernel arguments its menu gives.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub modules: PathBuf,
+    pub kernel_args: String,
+}
+
+impl Packed {
+    /// Points a QEMU configuration at this boot image, with semihosting so
+    /// the kernel's verdict becomes QEMU's exit status.
+    pub fn apply(&self, config: &mut grading_runner::qemu::QemuConfig) {
+        config.initrd = Some(self.modules.clone());
+        config.append = Some(format!("semihosting {}", self.kernel_args).trim_end().to_owned());
+        config.semihosting = true;
+    }
+}
+
+/// Packs the boot image a menu describes.
+pub fn pack_menu(stage: &Stage, board: &Board, menu_name: &str) -> Result<Packed, String> {
     let Kind::Kernel { programs, menus, .. } = stage.kind else {
         return Err(format!("stage {} boots no menu", stage.name));
     };
@@ -152,7 +169,7 @@ pub fn pack_menu(stage: &Stage, board: &Board, menu_name: &str) -> Result<PathBu
         menu.modules.iter().zip(&blobs).map(|((n, c), b)| (n.as_str(), c.as_str(), b.as_slice())).collect();
     let out = images_dir().join(format!("{}-{}-{menu_name}.modules", stage.name, board.name));
     std::fs::write(&out, cpu_driver::bootimage::pack(&modules)).map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(out)
+    Ok(Packed { modules: out, kernel_args: menu.kernel_args })
 }
 
 /// Checks a built image against what the board's loader expects: the arm64

@@ -164,9 +164,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             let mut config = QemuConfig::new(board, &built.image, dtb.as_deref());
             if let stages::Kind::Kernel { default_menu, .. } = stage.kind {
                 let menu = target.menu.as_deref().unwrap_or(default_menu);
-                config.initrd = Some(image::pack_menu(stage, board, menu)?);
-                config.append = Some("semihosting".into());
-                config.semihosting = true;
+                image::pack_menu(stage, board, menu)?.apply(&mut config);
             } else if target.menu.is_some() {
                 return Err(format!("stage {} boots no menu.lst", stage.name));
             }
@@ -201,7 +199,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             if let stages::Kind::Kernel { default_menu, .. } = stage.kind {
                 println!(
                     "{}",
-                    image::pack_menu(stage, board, target.menu.as_deref().unwrap_or(default_menu))?.display()
+                    image::pack_menu(stage, board, target.menu.as_deref().unwrap_or(default_menu))?.modules.display()
                 );
             }
             if board.qemu.is_some_and(|q| !q.provides_dtb) {

@@ -16,6 +16,8 @@
 pub struct Menu {
     pub title: Option<String>,
     pub kernel: String,
+    /// The kernel's own arguments (its boot arguments).
+    pub kernel_args: String,
     /// (program name, command line).
     pub modules: Vec<(String, String)>,
 }
@@ -24,6 +26,7 @@ pub struct Menu {
 pub fn parse(text: &str) -> Result<Menu, String> {
     let mut title = None;
     let mut kernel = None;
+    let mut kernel_args = String::new();
     let mut modules = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -38,8 +41,10 @@ pub fn parse(text: &str) -> Result<Menu, String> {
                 if kernel.is_some() {
                     return Err(format!("line {at}: a second 'kernel' line"));
                 }
-                let name = rest.split_whitespace().next().ok_or(format!("line {at}: 'kernel' needs a name"))?;
+                let mut words = rest.split_whitespace();
+                let name = words.next().ok_or(format!("line {at}: 'kernel' needs a name"))?;
                 kernel = Some(name.to_owned());
+                kernel_args = words.collect::<Vec<_>>().join(" ");
             }
             "module" => {
                 let name = rest.split_whitespace().next().ok_or(format!("line {at}: 'module' needs a program name"))?;
@@ -53,7 +58,7 @@ pub fn parse(text: &str) -> Result<Menu, String> {
     if modules.is_empty() {
         return Err("no 'module' line: the first module is init".into());
     }
-    Ok(Menu { title, kernel, modules })
+    Ok(Menu { title, kernel, kernel_args, modules })
 }
 
 #[cfg(test)]
@@ -66,6 +71,7 @@ mod tests {
             parse("title t\n# c\nkernel cpu-driver loglevel=3\n\nmodule /sbin/init  a   b\nmodule hello\n").unwrap();
         assert_eq!(m.title.as_deref(), Some("t"));
         assert_eq!(m.kernel, "cpu-driver");
+        assert_eq!(m.kernel_args, "loglevel=3");
         assert_eq!(
             m.modules,
             [("init".to_owned(), "/sbin/init a b".to_owned()), ("hello".to_owned(), "hello".to_owned())]

@@ -65,11 +65,9 @@ pub fn run(
                 .map(|(label, config)| {
                     let menus = menus
                         .iter()
-                        .map(|(name, initrd)| {
+                        .map(|(name, packed)| {
                             let mut c = config.clone();
-                            c.initrd = Some(initrd.clone());
-                            c.append = Some("semihosting".into());
-                            c.semihosting = true;
+                            packed.apply(&mut c);
                             (name.clone(), c)
                         })
                         .collect();

@@ -28,12 +28,18 @@ fn boot_failed(why: ::core::fmt::Arguments<'_>) -> ! {
 #[derive(Default)]
 struct TreeFacts {
     semihosting: bool,
+    /// `selftest=kernel-fault`: take an exception in the kernel after boot,
+    /// so the suite can check the kernel's own fault report.
+    kernel_fault_test: bool,
     psci: Option<psci::Conduit>,
     initrd_start: Option<u64>,
     initrd_end: Option<u64>,
     ram: [Range; 8],
     nram: usize,
 }
+
+/// Where the kernel self-test reads: in the kernel half, above any RAM.
+const SELFTEST_FAULT_ADDR: u64 = KERNEL_BASE + 0x0000_7f00_0000_0000;
 
 /// A property value of one or two big-endian cells.
 fn cell_value(v: &[u8]) -> Option<u64> {
@@ -69,10 +75,9 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
     for node in fdt.all_nodes() {
         match node.name {
             "chosen" => {
-                facts.semihosting = node
-                    .property("bootargs")
-                    .and_then(|p| p.as_str())
-                    .is_some_and(|a| a.split_whitespace().any(|w| w == "semihosting"));
+                let args = node.property("bootargs").and_then(|p| p.as_str()).unwrap_or("");
+                facts.semihosting = args.split_whitespace().any(|w| w == "semihosting");
+                facts.kernel_fault_test = args.split_whitespace().any(|w| w == "selftest=kernel-fault");
                 facts.initrd_start = node.property("linux,initrd-start").and_then(|p| cell_value(p.value));
                 facts.initrd_end = node.property("linux,initrd-end").and_then(|p| cell_value(p.value));
             }
@@ -152,6 +157,13 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
         );
         save
     };
+    if facts.kernel_fault_test {
+        log::info!("selftest: reading unmapped kernel address {SELFTEST_FAULT_ADDR:#x}");
+        // SAFETY: deliberately not sound: this read faults (nothing is
+        // mapped there), which is what the self-test exercises. The fault
+        // handler reports and ends the machine; the read never completes.
+        unsafe { ::core::ptr::read_volatile(SELFTEST_FAULT_ADDR as *const u64) };
+    }
     gic::start_timer(quantum);
     // SAFETY: `save` is init's initial state in per-core memory that lives
     // forever; its TTBR0 is installed.

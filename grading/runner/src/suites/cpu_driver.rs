@@ -17,6 +17,8 @@ use crate::{CheckResult, Trial, ensure};
 
 /// QEMU exit status when every domain has ended (cpu_driver::exit_status).
 pub const NOTHING_TO_RUN: i32 = 3;
+/// QEMU exit status after an exception in the kernel.
+pub const KERNEL_PANIC: i32 = 2;
 
 fn menus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cpu-driver/menus")
@@ -170,6 +172,29 @@ fn preempt(t: &Target) -> CheckResult {
     )
 }
 
+fn kernel_fault(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "kernel-fault")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            let head =
+                text.lines().find(|l| l.contains("PANIC: exception in the kernel")).ok_or("no kernel fault report")?;
+            for w in ["data abort", "translation fault", "on a read", "EC 0x25"] {
+                ensure!(head.contains(w), "report lacks {w:?}: {head}");
+            }
+            // The address the self-test reads, as the architecture reports it.
+            ensure!(text.contains("FAR 0xffff7f0000000000"), "FAR is not the address read");
+            ensure!(text.contains("ELR 0xffff0000"), "ELR is not a kernel address");
+            for r in 0..=30 {
+                ensure!(text.contains(&format!("x{r:<2} 0x")), "register x{r} missing from the dump");
+            }
+            ensure!(code == KERNEL_PANIC, "QEMU exit status {code}, expected {KERNEL_PANIC} (kernel panic)");
+            Ok(())
+        })(),
+    )
+}
+
 /// Every check for every target.
 pub fn checks(targets: &[Target]) -> Vec<Trial> {
     let mut all = Vec::new();
@@ -190,6 +215,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("hostile_syscall_arguments_return_errors"), move || Ok(syscalls(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("registers_survive_timer_interrupts"), move || Ok(preempt(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("kernel_exception_is_reported_with_registers"), move || Ok(kernel_fault(&tt)?)));
     }
     all
 }
