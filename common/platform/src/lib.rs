@@ -14,6 +14,9 @@
 #![no_std]
 
 pub mod console;
+pub mod devicetree;
+#[cfg(target_os = "none")]
+pub mod gic;
 pub mod psci;
 
 /// Which UART IP a console is.

@@ -15,7 +15,9 @@ use cpu_driver::exit_status;
 
 use super::core::this_core;
 use super::domain::{Domains, State};
-use super::{console, gic, mm, power};
+use platform::gic;
+
+use super::{console, mm, power};
 
 /// Vector index bits: 0 sync, 1 IRQ, 2 FIQ, 3 SError; +8 from EL0 AArch64,
 /// +12 from EL0 AArch32, below 8 from EL1.

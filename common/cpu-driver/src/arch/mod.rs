@@ -5,7 +5,6 @@ pub mod console;
 mod core;
 mod domain;
 mod exception;
-mod gic;
 mod mm;
 mod power;
 
@@ -13,7 +12,8 @@ use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, CurrentEL, Readable};
 use cpu_driver::bootalloc::{BootAlloc, Range};
 use cpu_driver::bootimage::Image;
 use cpu_driver::{KERNEL_BASE, exit_status};
-use platform::{BOARD, psci};
+use platform::gic::{self, Gic};
+use platform::{BOARD, devicetree};
 
 use self::core::PerCore;
 use self::domain::{BootModules, Domains};
@@ -24,31 +24,8 @@ fn boot_failed(why: ::core::fmt::Arguments<'_>) -> ! {
     power::exit(exit_status::BOOT_FAILED)
 }
 
-/// What the kernel reads from the device tree.
-#[derive(Default)]
-struct TreeFacts {
-    semihosting: bool,
-    /// `selftest=kernel-fault`: take an exception in the kernel after boot,
-    /// so the suite can check the kernel's own fault report.
-    kernel_fault_test: bool,
-    psci: Option<psci::Conduit>,
-    initrd_start: Option<u64>,
-    initrd_end: Option<u64>,
-    ram: [Range; 8],
-    nram: usize,
-}
-
 /// Where the kernel self-test reads: in the kernel half, above any RAM.
 const SELFTEST_FAULT_ADDR: u64 = KERNEL_BASE + 0x0000_7f00_0000_0000;
-
-/// A property value of one or two big-endian cells.
-fn cell_value(v: &[u8]) -> Option<u64> {
-    match v.len() {
-        4 => Some(u32::from_be_bytes(v.try_into().ok()?) as u64),
-        8 => Some(u64::from_be_bytes(v.try_into().ok()?)),
-        _ => None,
-    }
-}
 
 /// Rust entry at EL1 in the high half, on the boot stack, with the early
 /// tables live. `dtb` is the device tree's physical address.
@@ -70,31 +47,13 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
         Ok(f) if dtb != 0 => f,
         _ => boot_failed(format_args!("no valid device tree at {dtb:#x}")),
     };
-    // One walk over the tree: the crate's path lookups each rescan it.
-    let mut facts = TreeFacts::default();
-    for node in fdt.all_nodes() {
-        match node.name {
-            "chosen" => {
-                let args = node.property("bootargs").and_then(|p| p.as_str()).unwrap_or("");
-                facts.semihosting = args.split_whitespace().any(|w| w == "semihosting");
-                facts.kernel_fault_test = args.split_whitespace().any(|w| w == "selftest=kernel-fault");
-                facts.initrd_start = node.property("linux,initrd-start").and_then(|p| cell_value(p.value));
-                facts.initrd_end = node.property("linux,initrd-end").and_then(|p| cell_value(p.value));
-            }
-            "psci" => facts.psci = psci::conduit_from_node(node).ok(),
-            name if name == "memory" || name.starts_with("memory@") => {
-                for r in node.reg().into_iter().flatten() {
-                    if facts.nram < facts.ram.len() {
-                        facts.ram[facts.nram] = Range::new(r.starting_address as u64, r.size.unwrap_or(0) as u64);
-                        facts.nram += 1;
-                    }
-                }
-            }
-            _ => {}
-        }
+    let facts = devicetree::read(&fdt);
+    power::configure(facts.has_arg("semihosting"), facts.psci.ok());
+    let mut ram = [Range::default(); devicetree::MEMORY_MAX];
+    for (r, m) in ram.iter_mut().zip(facts.memory()) {
+        *r = Range::new(m.base, m.size);
     }
-    power::configure(facts.semihosting, facts.psci);
-    let ram = &facts.ram[..facts.nram];
+    let ram = &ram[..facts.memory().len()];
     if ram.is_empty() {
         boot_failed(format_args!("the device tree lists no memory"));
     }
@@ -106,9 +65,8 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
     let [_, _, data] = mm::image_sections();
     alloc.reserve(Range { start: BOARD.ram.base, end: data.end });
     alloc.reserve(Range::new(dtb, fdt.total_size() as u64));
-    let initrd = match (facts.initrd_start, facts.initrd_end) {
-        (Some(s), Some(e)) if e > s => Range { start: s, end: e },
-        _ => boot_failed(format_args!("no boot image: the device tree has no /chosen initrd")),
+    let Some(initrd) = facts.initrd.map(|r| Range::new(r.base, r.size)) else {
+        boot_failed(format_args!("no boot image: the device tree has no /chosen initrd"))
     };
     alloc.reserve(initrd);
 
@@ -141,7 +99,10 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
     };
     let quantum = gic::quantum();
     core::init_boot_core(PerCore::new(0, alloc, domains, quantum));
-    if let Err(e) = gic::init() {
+    // SAFETY: the kernel tables map the board's GIC frames as device memory
+    // at KERNEL_BASE + pa for the kernel's lifetime.
+    let gic = unsafe { Gic::new(KERNEL_BASE) };
+    if let Err(e) = gic.init_core() {
         boot_failed(format_args!("interrupt controller: {e}"));
     }
     let this = core::this_core();
@@ -157,7 +118,7 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
         );
         save
     };
-    if facts.kernel_fault_test {
+    if facts.has_arg("selftest=kernel-fault") {
         log::info!("selftest: reading unmapped kernel address {SELFTEST_FAULT_ADDR:#x}");
         // SAFETY: deliberately not sound: this read faults (nothing is
         // mapped there), which is what the self-test exercises. The fault
