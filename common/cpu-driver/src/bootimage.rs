@@ -44,6 +44,8 @@ pub enum BadImage {
     Bounds(usize),
     /// Module `n` has a name or arguments that are not UTF-8.
     Text(usize),
+    /// Module `n`'s data overlaps the header, a string or another module.
+    Overlap(usize),
 }
 
 impl core::fmt::Display for BadImage {
@@ -55,6 +57,7 @@ impl core::fmt::Display for BadImage {
             BadImage::TooManyModules(n) => write!(f, "{n} modules, at most {MODULES_MAX}"),
             BadImage::Bounds(i) => write!(f, "module {i} lies outside the image or is unaligned"),
             BadImage::Text(i) => write!(f, "module {i} has a name or arguments that are not UTF-8"),
+            BadImage::Overlap(i) => write!(f, "module {i}'s data overlaps the header, a string or another module"),
         }
     }
 }
@@ -94,6 +97,25 @@ impl<'a> Image<'a> {
         let image = Image { blob, count: count as usize };
         for i in 0..image.count {
             image.read(i)?;
+        }
+        // Module data must own its bytes: it will be handed out as memory.
+        let table_end = HEADER_SIZE + image.count * ENTRY_SIZE;
+        let addr = |s: &str| s.as_ptr() as usize - blob.as_ptr() as usize;
+        for (i, m) in image.modules().enumerate() {
+            let data = m.offset..m.offset + m.data.len();
+            if m.data.is_empty() {
+                continue;
+            }
+            let overlaps = |start: usize, len: usize| len > 0 && start < data.end && data.start < start + len;
+            if data.start < table_end
+                || image.modules().enumerate().any(|(j, o)| {
+                    overlaps(addr(o.name), o.name.len())
+                        || overlaps(addr(o.args), o.args.len())
+                        || (j != i && overlaps(o.offset, o.data.len()))
+                })
+            {
+                return Err(BadImage::Overlap(i));
+            }
         }
         Ok(image)
     }
@@ -222,6 +244,24 @@ mod tests {
         let name_at = u32::from_le_bytes(b[e + 16..e + 20].try_into().unwrap()) as usize;
         b[name_at] = 0xff;
         assert_eq!(Image::parse(&b).err(), Some(BadImage::Text(0)));
+    }
+
+    #[test]
+    fn rejects_overlapping_module_data() {
+        let blob = pack(&[("a", "a", &[1; 5000]), ("b", "b", &[2; 10])]);
+        let e = HEADER_SIZE;
+        // b's data moved onto a's.
+        let mut b = blob.clone();
+        b[e + ENTRY_SIZE..e + ENTRY_SIZE + 8].copy_from_slice(&(DATA_ALIGN as u64).to_le_bytes());
+        assert_eq!(Image::parse(&b).err(), Some(BadImage::Overlap(0)));
+        // a's data starting at 0, over the header and the strings.
+        let mut b = blob.clone();
+        b[e..e + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(Image::parse(&b).err(), Some(BadImage::Overlap(0)));
+        // A name pointing into a module's data.
+        let mut b = blob.clone();
+        b[e + ENTRY_SIZE + 16..e + ENTRY_SIZE + 20].copy_from_slice(&(DATA_ALIGN as u32).to_le_bytes());
+        assert_eq!(Image::parse(&b).err(), Some(BadImage::Overlap(0)));
     }
 
     #[test]

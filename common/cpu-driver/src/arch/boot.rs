@@ -42,6 +42,12 @@ primary_entry:
     cmp     x20, #2
     b.ne    2f
 
+    /* EL1 reads MPIDR/MIDR through these: give it the real values. */
+    mrs     x1, midr_el1
+    msr     vpidr_el2, x1
+    mrs     x1, mpidr_el1
+    msr     vmpidr_el2, x1
+
     /* EL2 -> EL1: let EL1 use the GIC system registers, the physical
      * counter and timer, and FP; trap nothing to EL2. */
     mrs     x1, id_aa64pfr0_el1
@@ -68,6 +74,15 @@ primary_entry:
 
 2:  cmp     x20, #3
     b.eq    park                    /* EL3: not a boot protocol we accept */
+    /* Registers whose reset values are unknown and that the kernel relies
+     * on: interrupts masked, SP_EL1 selected, no per-core state yet, no
+     * debug, no user thread pointer. */
+    msr     daifset, #0xf
+    msr     spsel, #1
+    msr     tpidr_el1, xzr
+    msr     tpidr_el0, xzr
+    msr     tpidrro_el0, xzr
+    msr     mdscr_el1, xzr
     mov     x1, #(3 << 20)          /* CPACR_EL1.FPEN: EL0 may use FP/SIMD */
     msr     cpacr_el1, x1
 
@@ -97,6 +112,24 @@ primary_entry:
     add     x4, x4, #1
     cmp     x4, #4
     b.lo    5b
+
+    /* Tables and bss were written with the MMU (and caches) off; drop any
+     * stale lines over them so cacheable walks and loads see memory. */
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4
+    mov     x4, #4
+    lsl     x3, x4, x3              /* data cache line size */
+    sub     x4, x3, #1
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    bic     x1, x1, x4
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+9:  dc      ivac, x1
+    add     x1, x1, x3
+    cmp     x1, x2
+    b.lo    9b
+    dsb     sy
 
     ldr     x1, ={mair}
     msr     mair_el1, x1
@@ -134,6 +167,21 @@ high_entry:
 park:
     wfe
     b       park
+
+/* replace_ttbr1(root: x0, empty: x1), called at its physical address
+ * through the identity map: break (empty TTBR1, flush), then make. Uses
+ * no stack and touches no kernel data while TTBR1 is empty. */
+.global replace_ttbr1
+replace_ttbr1:
+    dsb     ishst
+    msr     ttbr1_el1, x1
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     ttbr1_el1, x0
+    isb
+    ret
 
 .section .bss.boot_tables, "aw", %nobits
 .balign 4096
@@ -269,4 +317,7 @@ const SCTLR: u64 = 0x30d0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 12);
 unsafe extern "C" {
     /// Restores `save` and returns to EL0. Never returns here.
     pub fn resume_el0(save: *const kpi::dispatcher::RegisterSave) -> !;
+    /// Replaces TTBR1 with break-before-make; must be called at its
+    /// physical address (see `mm::build_kernel_tables`).
+    pub fn replace_ttbr1(root: u64, empty: u64);
 }

@@ -129,13 +129,19 @@ pub fn create(
         // Allocate first: bootinfo must describe memory as init will find it.
         let bi_pa = user_pages(alloc, root, BOOTINFO_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
         let mut bi = BootInfo::new();
+        // Nothing may be dropped silently: init would lose memory or modules.
+        let mut fits = true;
         for r in alloc.free() {
-            bi.add_region(r.start, r.size(), RegionKind::Free);
+            fits &= bi.add_region(r.start, r.size(), RegionKind::Free);
         }
         for m in boot.image.modules() {
             let base = boot.base_pa + m.offset as u64;
-            bi.add_region(base, (m.data.len() as u64).next_multiple_of(PAGE_SIZE), RegionKind::Module);
-            bi.add_module(base, m.data.len() as u64, m.name, m.args);
+            fits &= bi.add_region(base, (m.data.len() as u64).next_multiple_of(PAGE_SIZE), RegionKind::Module);
+            fits &= bi.add_module(base, m.data.len() as u64, m.name, m.args);
+        }
+        if !fits {
+            log::error!("bootinfo cannot hold every memory region, module name and command line");
+            return Err(Error::new(ErrorCode::TooLong).context(ErrorCode::DomainCreate));
         }
         // SAFETY: BootInfo is repr(C), one page, all integers; the page was
         // just allocated for it.

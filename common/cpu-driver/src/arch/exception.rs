@@ -113,15 +113,17 @@ fn print(ptr: u64, len: u64) -> Result<(), ErrorCode> {
         return Err(ErrorCode::TooLong);
     }
     let end = ptr.checked_add(len).ok_or(ErrorCode::BadUserAddress)?;
+    // The end of the page holding `va`, or `end` if sooner; written so the
+    // last page of the address space cannot overflow.
+    let chunk_end = |va: u64| va + (0x1000 - (va & 0xfff)).min(end - va);
     let mut va = ptr;
     while va < end {
-        let chunk_end = ((va & !0xfff) + 0x1000).min(end);
         mm::user_readable(va).ok_or(ErrorCode::BadUserAddress)?;
-        va = chunk_end;
+        va = chunk_end(va);
     }
     let mut va = ptr;
     while va < end {
-        let chunk_end = ((va & !0xfff) + 0x1000).min(end);
+        let chunk_end = chunk_end(va);
         let pa = mm::user_readable(va).ok_or(ErrorCode::BadUserAddress)?;
         // SAFETY: `pa` is RAM the calling domain can read (checked just now
         // with an EL0 translation), reached through the kernel's direct map;

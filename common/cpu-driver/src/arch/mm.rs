@@ -53,12 +53,16 @@ pub unsafe fn zero_phys(pa: u64, len: u64) {
 
 /// Makes instructions written through the direct map visible to fetches.
 pub fn sync_icache(pa: u64, len: u64) {
-    let mut line = pa & !63;
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nostack, nomem)) };
+    let dline = 4u64 << ((ctr >> 16) & 0xf); // DminLine: log2 of words
+    let mut line = pa & !(dline - 1);
     while line < pa + len {
         // SAFETY: cleaning data-cache lines to the point of unification
         // only writes back data; the address is mapped (direct map).
         unsafe { core::arch::asm!("dc cvau, {}", in(reg) KERNEL_BASE + line, options(nostack)) };
-        line += 64;
+        line += dline;
     }
     // SAFETY: barriers and instruction-cache invalidation have no memory
     // effects beyond making the writes above visible to instruction fetch.
@@ -120,18 +124,32 @@ pub fn build_kernel_tables(alloc: &mut BootAlloc, ram: &[Range]) -> Result<u64, 
         let end = (dev.base + dev.size).next_multiple_of(PAGE_SIZE);
         paging::map(&mut t, root, KERNEL_BASE + start, start, end - start, Attributes::KERNEL_DEVICE, true)?;
     }
-    // SAFETY: the new tables map everything the kernel touches (image,
-    // stack, RAM, devices) at the same addresses as the early ones, so
-    // execution continues seamlessly; the TLB is flushed after the switch.
+    // An empty table: TTBR1 during the break, and TTBR0 until init's tables.
+    let empty = t.alloc_table().ok_or(paging::MapError::OutOfTables)?;
+    // Break-before-make: the live TTBR1 maps the same addresses with 1 GiB
+    // blocks that the new one maps with smaller entries, and both must not
+    // be in the TLB at once (TLB conflict). `replace_ttbr1` runs from its
+    // identity-mapped (physical) alias through the early TTBR0, installs the
+    // empty table, flushes, then installs the new root.
+    let replace = super::boot::replace_ttbr1 as unsafe extern "C" fn(u64, u64) as usize as u64 - KERNEL_BASE;
+    // SAFETY: `replace_ttbr1` is position-independent, uses no stack and no
+    // kernel data, and is reachable at its physical address through the
+    // early identity map (still in TTBR0). The new tables map everything the
+    // kernel touches at the same addresses as the early ones.
+    unsafe {
+        let replace: extern "C" fn(u64, u64) = core::mem::transmute(replace as usize);
+        replace(root, empty);
+    }
+    // SAFETY: the identity map is no longer needed: park TTBR0 on the empty
+    // table and drop every early entry (they were global) from the TLB.
     unsafe {
         core::arch::asm!(
-            "dsb ishst",
-            "msr ttbr1_el1, {root}",
+            "msr ttbr0_el1, {empty}",
             "isb",
             "tlbi vmalle1",
-            "dsb ish",
+            "dsb nsh",
             "isb",
-            root = in(reg) root,
+            empty = in(reg) empty,
             options(nostack)
         );
     }
@@ -140,9 +158,11 @@ pub fn build_kernel_tables(alloc: &mut BootAlloc, ram: &[Range]) -> Result<u64, 
 
 /// Installs a domain's TTBR0 (ASID in the top bits).
 pub fn switch_user_tables(ttbr0: u64) {
-    // SAFETY: TTBR0 only maps user space; the kernel runs from TTBR1.
-    // ASIDs keep other domains' TLB entries apart, so no flush is needed.
-    unsafe { core::arch::asm!("msr ttbr0_el1, {}", "isb", in(reg) ttbr0, options(nostack)) };
+    // SAFETY: TTBR0 only maps user space; the kernel runs from TTBR1. The
+    // DSB makes table stores visible to the walker first (Arm ARM: a walk is
+    // guaranteed to see them only after a DSB). ASIDs keep other domains'
+    // TLB entries apart, so no flush is needed.
+    unsafe { core::arch::asm!("dsb ishst", "msr ttbr0_el1, {}", "isb", in(reg) ttbr0, options(nostack)) };
 }
 
 /// Translates a user address for an EL0 read with the current TTBR0;

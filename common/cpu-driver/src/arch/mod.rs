@@ -40,12 +40,17 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
         CurrentEL.read(CurrentEL::EL)
     );
 
-    // SAFETY: the boot protocol passes the tree's physical address; the
-    // early map covers the first 4 GiB, where the loaders put it, and
-    // `from_ptr` checks magic and size before reading further.
-    let fdt = match unsafe { fdt::Fdt::from_ptr((KERNEL_BASE + dtb) as *const u8) } {
-        Ok(f) if dtb != 0 => f,
-        _ => boot_failed(format_args!("no valid device tree at {dtb:#x}")),
+    let tree = if dtb == 0 || !dtb.is_multiple_of(8) {
+        Err(fdt::FdtError::BadPtr)
+    } else {
+        // SAFETY: the boot protocol passes the tree's physical address; the
+        // early map covers the first 4 GiB, where the loaders put it, and
+        // `from_ptr` checks magic and size before reading further.
+        unsafe { fdt::Fdt::from_ptr((KERNEL_BASE + dtb) as *const u8) }
+    };
+    let fdt = match tree {
+        Ok(f) => f,
+        Err(_) => boot_failed(format_args!("no valid device tree at {dtb:#x}")),
     };
     let facts = devicetree::read(&fdt);
     power::configure(facts.has_arg("semihosting"), facts.psci.ok());

@@ -28,6 +28,18 @@ fn run(_: &aos::Args) -> i32 {
     expect("print from address 0", raw(1, 0, 8).0, bad_addr, &mut failures);
     expect("print from an unmapped address", raw(1, 0x10_0000_0000, 8).0, bad_addr, &mut failures);
     expect("print with a wrapping length", raw(1, 0x40_0000, u64::MAX).0, ErrorCode::TooLong as u64, &mut failures);
+    expect(
+        "print from the last page of the address space",
+        raw(1, 0xffff_ffff_ffff_f000, 1).0,
+        bad_addr,
+        &mut failures,
+    );
+    expect(
+        "print ending at the top of the address space",
+        raw(1, 0xffff_ffff_ffff_fff0, 16).0,
+        bad_addr,
+        &mut failures,
+    );
     let stack = [b'x'; 8];
     let len = PRINT_MAX as u64 + 1;
     expect(
