@@ -1,0 +1,432 @@
+//! The derivation database: every capability of a core in one balanced
+//! search tree, ordered so copies sit together and ancestors precede their
+//! descendants, and augmented with each subtree's highest end address so
+//! "which capabilities overlap this range" is answered in O(log n + k).
+//!
+//! The tree is an AA tree (Andersson 1993), chosen over red-black and
+//! treaps for its few cases (two rotations, skew and split) and because its
+//! height is bounded deterministically: no input can unbalance it, which a
+//! kernel needs when users choose what is inserted. It is *intrusive*: the
+//! links live in the capability table entries, reached through [`Store`],
+//! so its memory is the CNodes users retyped and it never allocates.
+//!
+//! Recursion depth is the tree height, at most `2 log2(n + 1)`.
+
+use core::cmp::Ordering;
+use core::ops::ControlFlow;
+
+use crate::cap::Cap;
+use crate::types;
+
+/// A table entry's identity (its index; the kernel maps it to a CTE).
+pub type Id = u32;
+/// No entry.
+pub const NIL: Id = u32::MAX;
+
+/// Tree links stored in each capability table entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Links {
+    pub left: Id,
+    pub right: Id,
+    pub level: u8,
+    /// Highest end address in this subtree.
+    pub max_end: u64,
+}
+
+impl Links {
+    pub const EMPTY: Links = Links { left: NIL, right: NIL, level: 0, max_end: 0 };
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Links::EMPTY
+    }
+}
+
+/// Where entries live.
+pub trait Store {
+    fn cap(&self, id: Id) -> &Cap;
+    fn links(&self, id: Id) -> &Links;
+    fn links_mut(&mut self, id: Id) -> &mut Links;
+}
+
+/// The database: a root and a count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mdb {
+    root: Id,
+    len: usize,
+}
+
+impl Default for Mdb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn order(s: &impl Store, a: Id, b: Id) -> Ordering {
+    s.cap(a).order_key().cmp(&s.cap(b).order_key()).then(a.cmp(&b))
+}
+
+fn level(s: &impl Store, t: Id) -> u8 {
+    if t == NIL { 0 } else { s.links(t).level }
+}
+
+fn max_end(s: &impl Store, t: Id) -> u64 {
+    if t == NIL { 0 } else { s.links(t).max_end }
+}
+
+fn update(s: &mut impl Store, t: Id) {
+    if t == NIL {
+        return;
+    }
+    let l = *s.links(t);
+    let m = s.cap(t).end().max(max_end(s, l.left)).max(max_end(s, l.right));
+    s.links_mut(t).max_end = m;
+}
+
+/// Right rotation when a left child has the same level.
+fn skew(s: &mut impl Store, t: Id) -> Id {
+    if t == NIL {
+        return t;
+    }
+    let l = s.links(t).left;
+    if l != NIL && level(s, l) == level(s, t) {
+        let lr = s.links(l).right;
+        s.links_mut(t).left = lr;
+        s.links_mut(l).right = t;
+        update(s, t);
+        update(s, l);
+        return l;
+    }
+    t
+}
+
+/// Left rotation and promotion when two right links share a level.
+fn split(s: &mut impl Store, t: Id) -> Id {
+    if t == NIL {
+        return t;
+    }
+    let r = s.links(t).right;
+    if r != NIL && s.links(r).right != NIL && level(s, s.links(r).right) == level(s, t) {
+        let rl = s.links(r).left;
+        s.links_mut(t).right = rl;
+        s.links_mut(r).left = t;
+        s.links_mut(r).level += 1;
+        update(s, t);
+        update(s, r);
+        return r;
+    }
+    t
+}
+
+fn insert_at(s: &mut impl Store, t: Id, id: Id) -> Id {
+    if t == NIL {
+        let end = s.cap(id).end();
+        *s.links_mut(id) = Links { left: NIL, right: NIL, level: 1, max_end: end };
+        return id;
+    }
+    if order(s, id, t) == Ordering::Less {
+        let l = insert_at(s, s.links(t).left, id);
+        s.links_mut(t).left = l;
+    } else {
+        let r = insert_at(s, s.links(t).right, id);
+        s.links_mut(t).right = r;
+    }
+    update(s, t);
+    let t = skew(s, t);
+    split(s, t)
+}
+
+fn min_of(s: &impl Store, mut t: Id) -> Id {
+    while s.links(t).left != NIL {
+        t = s.links(t).left;
+    }
+    t
+}
+
+fn max_of(s: &impl Store, mut t: Id) -> Id {
+    while s.links(t).right != NIL {
+        t = s.links(t).right;
+    }
+    t
+}
+
+fn remove_at(s: &mut impl Store, t: Id, id: Id) -> Id {
+    if t == NIL {
+        return NIL;
+    }
+    let mut t = t;
+    match order(s, id, t) {
+        Ordering::Less => {
+            let l = remove_at(s, s.links(t).left, id);
+            s.links_mut(t).left = l;
+        }
+        Ordering::Greater => {
+            let r = remove_at(s, s.links(t).right, id);
+            s.links_mut(t).right = r;
+        }
+        Ordering::Equal => {
+            let Links { left, right, level, .. } = *s.links(t);
+            *s.links_mut(t) = Links::EMPTY;
+            if left == NIL && right == NIL {
+                return NIL;
+            }
+            // Put the in-order neighbour in t's place: the entries are the
+            // nodes, so they are relinked rather than their keys swapped.
+            let (sub, new_left, new_right) = if left == NIL {
+                let succ = min_of(s, right);
+                (succ, NIL, remove_at(s, right, succ))
+            } else {
+                let pred = max_of(s, left);
+                (pred, remove_at(s, left, pred), right)
+            };
+            *s.links_mut(sub) = Links { left: new_left, right: new_right, level, max_end: 0 };
+            t = sub;
+        }
+    }
+    // Rebalance (Andersson's deletion).
+    let (l, r) = (s.links(t).left, s.links(t).right);
+    let should = level(s, l).min(level(s, r)) + 1;
+    if should < level(s, t) {
+        s.links_mut(t).level = should;
+        if should < level(s, r) {
+            s.links_mut(r).level = should;
+        }
+    }
+    update(s, t);
+    t = skew(s, t);
+    let r = skew(s, s.links(t).right);
+    s.links_mut(t).right = r;
+    if r != NIL {
+        let rr = skew(s, s.links(r).right);
+        s.links_mut(r).right = rr;
+        update(s, r);
+    }
+    update(s, t);
+    t = split(s, t);
+    let r = split(s, s.links(t).right);
+    s.links_mut(t).right = r;
+    update(s, t);
+    t
+}
+
+impl Mdb {
+    pub const fn new() -> Self {
+        Mdb { root: NIL, len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds entry `id` (its capability already in the store).
+    pub fn insert(&mut self, s: &mut impl Store, id: Id) {
+        self.root = insert_at(s, self.root, id);
+        self.len += 1;
+    }
+
+    /// Removes entry `id`, which must be in the tree.
+    pub fn remove(&mut self, s: &mut impl Store, id: Id) {
+        self.root = remove_at(s, self.root, id);
+        self.len -= 1;
+    }
+
+    /// Calls `f` on every entry whose memory overlaps `[start, end)`, in
+    /// order, until it breaks.
+    pub fn overlapping(
+        &self,
+        s: &impl Store,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(Id) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        fn go(
+            s: &impl Store,
+            t: Id,
+            start: u64,
+            end: u64,
+            f: &mut impl FnMut(Id) -> ControlFlow<()>,
+        ) -> ControlFlow<()> {
+            if t == NIL || max_end(s, t) <= start {
+                return ControlFlow::Continue(());
+            }
+            let Links { left, right, .. } = *s.links(t);
+            go(s, left, start, end, f)?;
+            let c = s.cap(t);
+            if c.base >= end {
+                return ControlFlow::Continue(()); // everything to the right starts later
+            }
+            if c.end() > start {
+                f(t)?;
+            }
+            go(s, right, start, end, f)
+        }
+        go(s, self.root, start, end, f)
+    }
+
+    /// Calls `f` on every entry whose order key equals that of `cap`
+    /// (its copies, and `cap`'s own entry if present).
+    pub fn with_key(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
+        fn go(
+            s: &impl Store,
+            t: Id,
+            key: &(u64, core::cmp::Reverse<u64>, u8, u8, crate::cap::Extra),
+            f: &mut impl FnMut(Id) -> ControlFlow<()>,
+        ) -> ControlFlow<()> {
+            if t == NIL {
+                return ControlFlow::Continue(());
+            }
+            let Links { left, right, .. } = *s.links(t);
+            let k = s.cap(t).order_key();
+            if k >= *key {
+                go(s, left, key, f)?;
+            }
+            if k == *key {
+                f(t)?;
+            }
+            if k <= *key {
+                go(s, right, key, f)?;
+            }
+            ControlFlow::Continue(())
+        }
+        go(s, self.root, &cap.order_key(), f)
+    }
+
+    /// Whether another entry holds a copy of entry `id`'s capability.
+    pub fn has_copies(&self, s: &impl Store, id: Id) -> bool {
+        let cap = *s.cap(id);
+        self.with_key(s, &cap, &mut |o| if o != id { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            .is_break()
+    }
+
+    /// Calls `f` on every descendant of `cap` in the tree.
+    pub fn descendants(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
+        // Descendants lie inside `cap` (zero-sized ones at its base).
+        let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
+        self.overlapping_or_at(s, cap.base, end, &mut |o| {
+            if cap.is_ancestor_of(s.cap(o)) { f(o) } else { ControlFlow::Continue(()) }
+        })
+    }
+
+    /// Calls `f` on every ancestor of `cap` in the tree.
+    pub fn ancestors(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
+        let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
+        self.overlapping_or_at(s, cap.base, end, &mut |o| {
+            if s.cap(o).is_ancestor_of(cap) { f(o) } else { ControlFlow::Continue(()) }
+        })
+    }
+
+    /// `overlapping`, but zero-sized entries at `start` count as inside.
+    fn overlapping_or_at(
+        &self,
+        s: &impl Store,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(Id) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        fn go(
+            s: &impl Store,
+            t: Id,
+            start: u64,
+            end: u64,
+            f: &mut impl FnMut(Id) -> ControlFlow<()>,
+        ) -> ControlFlow<()> {
+            if t == NIL || (max_end(s, t) < start) {
+                return ControlFlow::Continue(());
+            }
+            let Links { left, right, .. } = *s.links(t);
+            go(s, left, start, end, f)?;
+            let c = s.cap(t);
+            if c.base >= end {
+                return ControlFlow::Continue(());
+            }
+            if c.end() > start || (c.size == 0 && c.base == start) {
+                f(t)?;
+            }
+            go(s, right, start, end, f)
+        }
+        go(s, self.root, start, end, f)
+    }
+
+    pub fn has_descendants(&self, s: &impl Store, cap: &Cap) -> bool {
+        self.descendants(s, cap, &mut |_| ControlFlow::Break(())).is_break()
+    }
+
+    pub fn has_ancestors(&self, s: &impl Store, cap: &Cap) -> bool {
+        self.ancestors(s, cap, &mut |_| ControlFlow::Break(())).is_break()
+    }
+
+    /// The no-overlap rule for a retype of `src` into `[start, end)`: true
+    /// if a descendant that types memory already lies there.
+    pub fn retype_conflict(&self, s: &impl Store, src: &Cap, start: u64, end: u64) -> bool {
+        self.overlapping(s, start, end, &mut |o| {
+            let c = s.cap(o);
+            if types::types_memory(c.objtype) && src.is_ancestor_of(c) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .is_break()
+    }
+
+    /// Checks the tree's invariants: order, AA levels, augmentation, count.
+    /// For tests and for the kernel's debug invocation.
+    pub fn check(&self, s: &impl Store) -> Result<(), &'static str> {
+        fn go(s: &impl Store, t: Id, lo: Option<Id>, hi: Option<Id>, n: &mut usize) -> Result<(), &'static str> {
+            if t == NIL {
+                return Ok(());
+            }
+            *n += 1;
+            let l = *s.links(t);
+            if lo.is_some_and(|lo| order(s, lo, t) != Ordering::Less)
+                || hi.is_some_and(|hi| order(s, t, hi) != Ordering::Less)
+            {
+                return Err("entries out of order");
+            }
+            if l.level == 0 {
+                return Err("a node at level 0");
+            }
+            if l.left == NIL && l.right == NIL && l.level != 1 {
+                return Err("a leaf above level 1");
+            }
+            if level(s, l.left) + 1 != l.level {
+                return Err("a left child not one level down");
+            }
+            let rl = level(s, l.right);
+            if rl != l.level && rl + 1 != l.level {
+                return Err("a right child more than one level down");
+            }
+            if l.right != NIL && level(s, s.links(l.right).right) >= l.level {
+                return Err("two right links on one level");
+            }
+            if l.level > 1 && (l.left == NIL || l.right == NIL) {
+                return Err("an inner node without two children");
+            }
+            let want = s.cap(t).end().max(max_end(s, l.left)).max(max_end(s, l.right));
+            if l.max_end != want {
+                return Err("a stale max_end");
+            }
+            go(s, l.left, lo, Some(t), n)?;
+            go(s, l.right, Some(t), hi, n)
+        }
+        let mut n = 0;
+        go(s, self.root, None, None, &mut n)?;
+        if n != self.len { Err("count differs from the entries reachable") } else { Ok(()) }
+    }
+
+    /// Height of the tree (for tests and measurements).
+    pub fn height(&self, s: &impl Store) -> u32 {
+        fn go(s: &impl Store, t: Id) -> u32 {
+            if t == NIL { 0 } else { 1 + go(s, s.links(t).left).max(go(s, s.links(t).right)) }
+        }
+        go(s, self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! The database against a brute-force model: after every operation of
+//! long random sequences (retype, copy, mint, map, delete, revoke), every
+//! query must answer as a scan of all capabilities does, the tree's
+//! invariants must hold, and typed memory must never overlap unrelated.
+
+extern crate std;
+
+use std::collections::BTreeSet;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::cap::Rights;
+use crate::{ObjType, map, retype};
+
+#[derive(Default)]
+struct Arena {
+    caps: Vec<Cap>,
+    links: Vec<Links>,
+    live: Vec<bool>,
+}
+
+impl Store for Arena {
+    fn cap(&self, id: Id) -> &Cap {
+        &self.caps[id as usize]
+    }
+    fn links(&self, id: Id) -> &Links {
+        &self.links[id as usize]
+    }
+    fn links_mut(&mut self, id: Id) -> &mut Links {
+        &mut self.links[id as usize]
+    }
+}
+
+struct World {
+    a: Arena,
+    mdb: Mdb,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut w = World { a: Arena::default(), mdb: Mdb::new() };
+        w.add(Cap::new(ObjType::Ram, 0x4000_0000, 0x40_0000));
+        w.add(Cap::new(ObjType::Ram, 0x8000_0000, 0x20_0000));
+        w.add(Cap::new(ObjType::DevFrame, 0x0900_0000, 0x1_0000));
+        w.add(Cap::new(ObjType::Kernel, 0, 0));
+        w
+    }
+
+    fn add(&mut self, cap: Cap) -> Id {
+        let id = self.a.caps.len() as Id;
+        self.a.caps.push(cap);
+        self.a.links.push(Links::EMPTY);
+        self.a.live.push(true);
+        self.mdb.insert(&mut self.a, id);
+        id
+    }
+
+    fn remove(&mut self, id: Id) {
+        self.mdb.remove(&mut self.a, id);
+        self.a.live[id as usize] = false;
+    }
+
+    fn live(&self) -> Vec<Id> {
+        (0..self.a.caps.len() as Id).filter(|&i| self.a.live[i as usize]).collect()
+    }
+
+    fn pick(&self, k: usize) -> Option<Id> {
+        let live = self.live();
+        (!live.is_empty()).then(|| live[k % live.len()])
+    }
+
+    fn collect(&self, f: impl Fn(&Mdb, &Arena, &mut dyn FnMut(Id) -> ControlFlow<()>)) -> BTreeSet<Id> {
+        let mut out = BTreeSet::new();
+        f(&self.mdb, &self.a, &mut |i| {
+            out.insert(i);
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Every query against a scan; the tree's own invariants.
+    fn verify(&self) {
+        self.mdb.check(&self.a).unwrap();
+        let live = self.live();
+        assert_eq!(self.mdb.len(), live.len());
+        for &id in &live {
+            let c = *self.a.cap(id);
+            let want_desc: BTreeSet<Id> = live.iter().copied().filter(|&o| c.is_ancestor_of(self.a.cap(o))).collect();
+            let want_anc: BTreeSet<Id> = live.iter().copied().filter(|&o| self.a.cap(o).is_ancestor_of(&c)).collect();
+            let want_copy = live.iter().any(|&o| o != id && self.a.cap(o).is_copy(&c));
+            let desc = self.collect(|m, a, f| {
+                let _ = m.descendants(a, &c, &mut |i| f(i));
+            });
+            let anc = self.collect(|m, a, f| {
+                let _ = m.ancestors(a, &c, &mut |i| f(i));
+            });
+            assert_eq!(desc, want_desc, "descendants of {c:?}");
+            assert_eq!(anc, want_anc, "ancestors of {c:?}");
+            assert_eq!(self.mdb.has_copies(&self.a, id), want_copy, "copies of {c:?}");
+            let over = self.collect(|m, a, f| {
+                let _ = m.overlapping(a, c.base, c.end(), &mut |i| f(i));
+            });
+            let want_over: BTreeSet<Id> = live.iter().copied().filter(|&o| self.a.cap(o).overlaps(&c)).collect();
+            assert_eq!(over, want_over, "overlapping {c:?}");
+        }
+        // Typed memory: overlapping typing capabilities are related.
+        for (i, &x) in live.iter().enumerate() {
+            for &y in &live[i + 1..] {
+                let (cx, cy) = (self.a.cap(x), self.a.cap(y));
+                if types::types_memory(cx.objtype) && types::types_memory(cy.objtype) && cx.overlaps(cy) {
+                    assert!(
+                        cx.is_copy(cy) || cx.is_ancestor_of(cy) || cy.is_ancestor_of(cx),
+                        "unrelated overlap: {cx:?} and {cy:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Retype { src: usize, ty: usize, offset_pages: u64, size_pages: u64, count: u64 },
+    Copy { src: usize },
+    Mint { src: usize, rights: u8 },
+    Map { table: usize, frame: usize, entry: u16 },
+    Delete { victim: usize },
+    Revoke { victim: usize },
+}
+
+const RETYPE_TO: [ObjType; 12] = [
+    ObjType::Ram,
+    ObjType::Frame,
+    ObjType::Frame,
+    ObjType::DevFrame,
+    ObjType::L1CNode,
+    ObjType::L2CNode,
+    ObjType::VNodeL1,
+    ObjType::VNodeL2,
+    ObjType::VNodeL3,
+    ObjType::Dispatcher,
+    ObjType::EndPointLmp,
+    ObjType::KernelControlBlock,
+];
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<usize>(), 0..RETYPE_TO.len(), 0u64..80, 0u64..20, 1u64..4)
+            .prop_map(|(src, ty, offset_pages, size_pages, count)| Op::Retype { src, ty, offset_pages, size_pages, count }),
+        2 => any::<usize>().prop_map(|src| Op::Copy { src }),
+        1 => (any::<usize>(), any::<u8>()).prop_map(|(src, rights)| Op::Mint { src, rights }),
+        2 => (any::<usize>(), any::<usize>(), 0u16..512).prop_map(|(table, frame, entry)| Op::Map { table, frame, entry }),
+        2 => any::<usize>().prop_map(|victim| Op::Delete { victim }),
+        1 => any::<usize>().prop_map(|victim| Op::Revoke { victim }),
+    ]
+}
+
+fn apply(w: &mut World, op: &Op) {
+    match *op {
+        Op::Retype { src, ty, offset_pages, size_pages, count } => {
+            let Some(id) = w.pick(src) else { return };
+            let src = *w.a.cap(id);
+            let req = retype::Request {
+                new_type: RETYPE_TO[ty],
+                offset: offset_pages * 4096,
+                objsize: size_pages * 4096,
+                count,
+            };
+            let Ok(plan) = retype::check(&src, &req) else { return };
+            let (start, end) = plan.range();
+            let conflict = w.mdb.retype_conflict(&w.a, &src, start, end);
+            let brute = w.live().iter().any(|&o| {
+                let c = w.a.cap(o);
+                types::types_memory(c.objtype) && src.is_ancestor_of(c) && c.base < end && start < c.end()
+            });
+            assert_eq!(conflict, brute, "retype conflict for {req:?} from {src:?}");
+            if !conflict {
+                for i in 0..plan.count {
+                    w.add(plan.nth(&src, i));
+                }
+            }
+        }
+        Op::Copy { src } => {
+            if let Some(id) = w.pick(src) {
+                let c = *w.a.cap(id);
+                w.add(c);
+            }
+        }
+        Op::Mint { src, rights } => {
+            if let Some(id) = w.pick(src) {
+                let c = *w.a.cap(id);
+                let buffer = (c.objtype == ObjType::EndPointLmp).then_some((u32::from(rights) * 8, 64));
+                if let Ok(m) = retype::mint(&c, Rights::from_bits_truncate(rights), buffer) {
+                    w.add(m);
+                }
+            }
+        }
+        Op::Map { table, frame, entry } => {
+            let (Some(t), Some(f)) = (w.pick(table), w.pick(frame)) else { return };
+            let req = map::Request { entry, count: 1, offset: 0, rights: Rights::READ };
+            if let Ok(plan) = map::check(w.a.cap(t), w.a.cap(f), &req) {
+                w.add(plan.mapping);
+            }
+        }
+        Op::Delete { victim } => {
+            if let Some(id) = w.pick(victim) {
+                w.remove(id);
+            }
+        }
+        Op::Revoke { victim } => {
+            let Some(id) = w.pick(victim) else { return };
+            let c = *w.a.cap(id);
+            let mut doomed = w.collect(|m, a, f| {
+                let _ = m.descendants(a, &c, &mut |i| f(i));
+            });
+            let _ = w.mdb.with_key(&w.a, &c, &mut |o| {
+                if o != id {
+                    doomed.insert(o);
+                }
+                ControlFlow::Continue(())
+            });
+            for d in doomed {
+                w.remove(d);
+            }
+            assert!(!w.mdb.has_descendants(&w.a, &c), "revoke left a descendant of {c:?}");
+            assert!(!w.mdb.has_copies(&w.a, id), "revoke left a copy of {c:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_operations_keep_every_invariant(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut w = World::new();
+        w.verify();
+        for op in &ops {
+            apply(&mut w, op);
+            w.verify();
+        }
+    }
+}
+
+#[test]
+fn stays_balanced_under_sorted_and_reverse_inserts() {
+    for reverse in [false, true] {
+        let mut w = World { a: Arena::default(), mdb: Mdb::new() };
+        let n = 4096u64;
+        for i in 0..n {
+            let k = if reverse { n - 1 - i } else { i };
+            w.add(Cap::new(ObjType::Frame, 0x1000 * k, 0x1000));
+        }
+        w.mdb.check(&w.a).unwrap();
+        // An AA tree's height is at most 2 log2(n + 1).
+        assert!(w.mdb.height(&w.a) <= 2 * 13, "height {}", w.mdb.height(&w.a));
+        for i in (0..n as Id).step_by(2) {
+            w.remove(i);
+        }
+        w.mdb.check(&w.a).unwrap();
+        assert_eq!(w.mdb.len(), n as usize / 2);
+        assert!(w.mdb.height(&w.a) <= 2 * 12);
+    }
+}
+
+#[test]
+fn deleting_the_only_ram_leaves_its_frames() {
+    let mut w = World::new();
+    let ram = 0;
+    let src = *w.a.cap(ram);
+    let plan = retype::check(&src, &retype::Request { new_type: ObjType::Frame, offset: 0, objsize: 0x1000, count: 2 })
+        .unwrap();
+    let f0 = w.add(plan.nth(&src, 0));
+    w.add(plan.nth(&src, 1));
+    assert!(w.mdb.retype_conflict(&w.a, &src, 0x4000_0000, 0x4000_1000), "memory already typed");
+    assert!(!w.mdb.retype_conflict(&w.a, &src, 0x4000_2000, 0x4000_3000));
+    w.remove(ram);
+    w.verify();
+    assert!(!w.mdb.has_ancestors(&w.a, &w.a.caps[f0 as usize]));
+}
