@@ -12,6 +12,7 @@
 #![no_std]
 
 pub mod args;
+pub mod cap;
 pub mod io;
 pub mod syscall;
 

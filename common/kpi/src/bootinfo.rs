@@ -31,7 +31,9 @@ pub struct MemRegion {
     pub base: u64,
     pub size: u64,
     pub kind: RegionKind,
-    pub _reserved: u32,
+    /// Slot of the region's capability in init's CSpace (SUPERCN for free
+    /// RAM, MODULECN for modules), or `u32::MAX` if none.
+    pub slot: u32,
 }
 
 /// A boot module: physical location, name and arguments in `names`.
@@ -60,7 +62,7 @@ pub struct BootInfo {
 
 const _: () = assert!(size_of::<BootInfo>() == BASE_PAGE_SIZE);
 
-const NO_REGION: MemRegion = MemRegion { base: 0, size: 0, kind: RegionKind::Kernel, _reserved: 0 };
+const NO_REGION: MemRegion = MemRegion { base: 0, size: 0, kind: RegionKind::Kernel, slot: u32::MAX };
 const NO_MODULE: Module = Module { base: 0, size: 0, name_off: 0, name_len: 0, args_off: 0, args_len: 0 };
 
 impl BootInfo {
@@ -75,13 +77,14 @@ impl BootInfo {
         }
     }
 
-    /// Adds a region; false if the table is full.
-    pub fn add_region(&mut self, base: u64, size: u64, kind: RegionKind) -> bool {
+    /// Adds a region whose capability is in `slot` (`u32::MAX`: none);
+    /// false if the table is full.
+    pub fn add_region(&mut self, base: u64, size: u64, kind: RegionKind, slot: u32) -> bool {
         let n = self.regions_count as usize;
         if n == REGIONS_MAX {
             return false;
         }
-        self.regions[n] = MemRegion { base, size, kind, _reserved: 0 };
+        self.regions[n] = MemRegion { base, size, kind, slot };
         self.regions_count += 1;
         true
     }
@@ -150,16 +153,16 @@ mod tests {
     #[test]
     fn regions_and_modules_round_trip_and_fill_up() {
         let mut bi = BootInfo::new();
-        assert!(bi.add_region(0x4000_0000, 0x1000, RegionKind::Free));
+        assert!(bi.add_region(0x4000_0000, 0x1000, RegionKind::Free, 3));
         assert!(bi.add_module(0x4800_0000, 77, "init", "init one two"));
         assert!(bi.add_module(0x4800_1000, 5, "hello", ""));
-        assert_eq!(bi.regions()[0].size, 0x1000);
+        assert_eq!((bi.regions()[0].size, bi.regions()[0].slot), (0x1000, 3));
         assert_eq!(bi.module_text(&bi.modules()[0]), Some(("init", "init one two")));
         assert_eq!(bi.module_text(&bi.modules()[1]), Some(("hello", "")));
         for _ in 1..REGIONS_MAX {
-            assert!(bi.add_region(0, 0, RegionKind::Free));
+            assert!(bi.add_region(0, 0, RegionKind::Free, u32::MAX));
         }
-        assert!(!bi.add_region(0, 0, RegionKind::Free));
+        assert!(!bi.add_region(0, 0, RegionKind::Free, u32::MAX));
         let long = "n".repeat(NAMES_SIZE);
         assert!(!bi.add_module(0, 0, &long, ""));
     }

@@ -34,10 +34,32 @@ pub enum ErrorCode {
     DomainCreate = 11,
     /// Mapping memory failed.
     Map = 12,
+    /// A capability address names no slot (bad level, index out of range,
+    /// or a level-1 slot that holds no L2 CNode).
+    BadCapAddr = 13,
+    /// The slot is empty.
+    SlotEmpty = 14,
+    /// The destination slot is occupied.
+    SlotInUse = 15,
+    /// The capability's type does not support this invocation.
+    WrongCapType = 16,
+    /// A retype that the type rules forbid.
+    IllegalRetype = 17,
+    /// Memory in the requested range already has a type (no-overlap rule).
+    RetypeOverlap = 18,
+    /// The capability lacks a right the operation needs.
+    NoRights = 19,
+    /// Deleting the last copy of a CNode or dispatcher needs its contents
+    /// cleared first (book ch. 3.9: not supported by a single invocation).
+    LastCopy = 20,
+    /// More work remains: repeat the invocation.
+    Retry = 21,
+    /// Not an invocation command.
+    InvalidCommand = 22,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidSyscall,
         ErrorCode::InvalidArgument,
         ErrorCode::BadUserAddress,
@@ -50,6 +72,16 @@ impl ErrorCode {
         ErrorCode::BadBootImage,
         ErrorCode::DomainCreate,
         ErrorCode::Map,
+        ErrorCode::BadCapAddr,
+        ErrorCode::SlotEmpty,
+        ErrorCode::SlotInUse,
+        ErrorCode::WrongCapType,
+        ErrorCode::IllegalRetype,
+        ErrorCode::RetypeOverlap,
+        ErrorCode::NoRights,
+        ErrorCode::LastCopy,
+        ErrorCode::Retry,
+        ErrorCode::InvalidCommand,
     ];
 
     pub fn from_raw(raw: u64) -> Option<ErrorCode> {
@@ -70,6 +102,16 @@ impl ErrorCode {
             ErrorCode::BadBootImage => "malformed boot image",
             ErrorCode::DomainCreate => "creating a domain",
             ErrorCode::Map => "mapping memory",
+            ErrorCode::BadCapAddr => "capability address names no slot",
+            ErrorCode::SlotEmpty => "capability slot is empty",
+            ErrorCode::SlotInUse => "destination slot is occupied",
+            ErrorCode::WrongCapType => "wrong capability type for this invocation",
+            ErrorCode::IllegalRetype => "retype not allowed",
+            ErrorCode::RetypeOverlap => "memory already has a type",
+            ErrorCode::NoRights => "capability lacks the rights",
+            ErrorCode::LastCopy => "last copy of a CNode or dispatcher",
+            ErrorCode::Retry => "more work remains; repeat",
+            ErrorCode::InvalidCommand => "invalid invocation command",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod bootinfo;
 pub mod cspace;
 pub mod dispatcher;
 pub mod error;
+pub mod invocation;
 pub mod objtype;
 pub mod syscall;
 pub mod vspace;

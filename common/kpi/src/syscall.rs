@@ -15,10 +15,12 @@ pub enum Syscall {
     Yield = 2,
     /// `x1` = status: ends the calling domain.
     Exit = 3,
+    /// Invokes a capability (`kpi::invocation`).
+    Invoke = 4,
 }
 
 impl Syscall {
-    pub const ALL: [Syscall; 4] = [Syscall::Null, Syscall::Print, Syscall::Yield, Syscall::Exit];
+    pub const ALL: [Syscall; 5] = [Syscall::Null, Syscall::Print, Syscall::Yield, Syscall::Exit, Syscall::Invoke];
 
     pub fn from_raw(n: u64) -> Option<Syscall> {
         Self::ALL.into_iter().find(|s| *s as u64 == n)
@@ -40,7 +42,7 @@ mod tests {
         for s in Syscall::ALL {
             assert_eq!(Syscall::from_raw(s as u64), Some(s));
         }
-        assert_eq!(Syscall::from_raw(4), None);
+        assert_eq!(Syscall::from_raw(5), None);
         assert_eq!(Syscall::from_raw(u64::MAX), None);
         assert_eq!(Syscall::Print as u64, 1);
     }

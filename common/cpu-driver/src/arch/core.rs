@@ -7,6 +7,7 @@ use core::cell::{Cell, RefCell, UnsafeCell};
 use core::mem::MaybeUninit;
 
 use aarch64_cpu::registers::{Readable, TPIDR_EL1, Writeable};
+use caps::mdb::Mdb;
 use cpu_driver::bootalloc::BootAlloc;
 
 use kpi::dispatcher::RegisterSave;
@@ -24,6 +25,8 @@ pub struct PerCore {
     pub id: u32,
     pub alloc: RefCell<BootAlloc>,
     pub domains: RefCell<Domains>,
+    /// The derivation database of this core's capabilities.
+    pub mdb: RefCell<Mdb>,
     /// Timer interrupts taken.
     pub ticks: Cell<u64>,
     /// Counter ticks per scheduling quantum.
@@ -31,12 +34,13 @@ pub struct PerCore {
 }
 
 impl PerCore {
-    pub fn new(id: u32, alloc: BootAlloc, domains: Domains, quantum: u64) -> Self {
+    pub fn new(id: u32, alloc: BootAlloc, quantum: u64) -> Self {
         PerCore {
             current_save: Cell::new(core::ptr::null_mut()),
             id,
             alloc: RefCell::new(alloc),
-            domains: RefCell::new(domains),
+            domains: RefCell::new(Domains::new()),
+            mdb: RefCell::new(Mdb::new()),
             ticks: Cell::new(0),
             quantum,
         }

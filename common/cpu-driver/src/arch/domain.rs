@@ -13,6 +13,13 @@ use cpu_driver::bootimage::{Image, Module};
 use cpu_driver::elf;
 use cpu_driver::paging::{self, Attributes, PAGE_SIZE, TableAlloc};
 
+use caps::mdb::Mdb;
+use caps::types::{CTE_SIZE, L2_SLOTS};
+use caps::{Cap, ObjType, Rights};
+use kpi::cspace::*;
+use platform::BOARD;
+
+use super::cspace::{self, Cte, Ctes, KernelCte};
 use super::mm::{self, Tables};
 
 pub const DOMAINS_MAX: usize = 8;
@@ -25,7 +32,7 @@ pub enum State {
     Exited,
 }
 
-/// A domain: its saved registers and its address space.
+/// A domain: its saved registers, address space and CSpace.
 #[derive(Clone, Copy)]
 pub struct Domain {
     name: [u8; NAME_MAX],
@@ -34,6 +41,10 @@ pub struct Domain {
     pub save: RegisterSave,
     /// TTBR0 value: ASID << 48 | root table.
     pub ttbr0: u64,
+    /// The CSpace root (an L1 CNode capability), kept by the kernel like
+    /// Barrelfish's dispatcher control block does, so the CNode lives while
+    /// the domain does whatever the domain deletes. Null: no CSpace.
+    pub cspace: KernelCte,
 }
 
 impl Domain {
@@ -43,6 +54,7 @@ impl Domain {
         state: State::Free,
         save: RegisterSave { x: [0; 31], sp: 0, pc: 0, spsr: 0 },
         ttbr0: 0,
+        cspace: KernelCte::EMPTY,
     };
 
     pub fn name(&self) -> &str {
@@ -91,6 +103,7 @@ fn user_pages(alloc: &mut BootAlloc, root: u64, va: u64, len: u64, attrs: Attrib
 pub fn create(
     domains: &mut Domains,
     alloc: &mut BootAlloc,
+    mdb: &mut Mdb,
     module: &Module<'_>,
     boot: Option<&BootModules<'_>>,
 ) -> Result<usize, Error> {
@@ -128,19 +141,54 @@ pub fn create(
     if let Some(boot) = boot {
         // Allocate first: bootinfo must describe memory as init will find it.
         let bi_pa = user_pages(alloc, root, BOOTINFO_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
+        let cs = InitCSpace::build(alloc, mdb, &mut domains.slots[slot].cspace)?;
+        cs.put(
+            mdb,
+            ROOTCN_SLOT_TASKCN,
+            TASKCN_SLOT_ARGSPAGE,
+            Cap { rights: Rights::READ, ..Cap::new(ObjType::Frame, args_pa, PAGE_SIZE) },
+        );
+        cs.put(
+            mdb,
+            ROOTCN_SLOT_TASKCN,
+            TASKCN_SLOT_BOOTINFO,
+            Cap { rights: Rights::READ, ..Cap::new(ObjType::Frame, bi_pa, PAGE_SIZE) },
+        );
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_KERNELCAP, Cap::new(ObjType::Kernel, 0, 0));
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_IRQ, Cap::new(ObjType::IrqTable, 0, 0));
+        let dev = BOARD.console.regs;
+        let dev_base = dev.base & !(PAGE_SIZE - 1);
+        let dev_size = (dev.base + dev.size).next_multiple_of(PAGE_SIZE) - dev_base;
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DEV, Cap::new(ObjType::DevFrame, dev_base, dev_size));
+        cs.put(mdb, ROOTCN_SLOT_PAGECN, PAGECN_SLOT_VROOT, Cap::new(ObjType::VNodeL0, root, PAGE_SIZE));
+
         let mut bi = BootInfo::new();
         // Nothing may be dropped silently: init would lose memory or modules.
         let mut fits = true;
-        for r in alloc.free() {
-            fits &= bi.add_region(r.start, r.size(), RegionKind::Free);
-        }
-        for m in boot.image.modules() {
+        for (i, m) in boot.image.modules().enumerate() {
             let base = boot.base_pa + m.offset as u64;
-            fits &= bi.add_region(base, (m.data.len() as u64).next_multiple_of(PAGE_SIZE), RegionKind::Module);
+            let size = (m.data.len() as u64).next_multiple_of(PAGE_SIZE);
+            fits &= i < L2_SLOTS as usize;
+            if fits {
+                let cap = Cap {
+                    rights: Rights::READ | Rights::GRANT | Rights::IDENTIFY,
+                    ..Cap::new(ObjType::Frame, base, size)
+                };
+                cs.put(mdb, ROOTCN_SLOT_MODULECN, i, cap);
+            }
+            fits &= bi.add_region(base, size, RegionKind::Module, i as u32);
             fits &= bi.add_module(base, m.data.len() as u64, m.name, m.args);
         }
+        // Last: free RAM is what no boot allocation took.
+        for (i, r) in alloc.free().iter().enumerate() {
+            fits &= i < L2_SLOTS as usize;
+            if fits {
+                cs.put(mdb, ROOTCN_SLOT_SUPERCN, i, Cap::new(ObjType::Ram, r.start, r.size()));
+            }
+            fits &= bi.add_region(r.start, r.size(), RegionKind::Free, i as u32);
+        }
         if !fits {
-            log::error!("bootinfo cannot hold every memory region, module name and command line");
+            log::error!("bootinfo or init's CSpace cannot hold every memory region, module name and command line");
             return Err(Error::new(ErrorCode::TooLong).context(ErrorCode::DomainCreate));
         }
         // SAFETY: BootInfo is repr(C), one page, all integers; the page was
@@ -163,4 +211,46 @@ pub fn create(
     d.ttbr0 = ((slot as u64 + 1) << 48) | root;
     d.state = State::Runnable;
     Ok(slot)
+}
+
+/// Init's CSpace (book ch. 4.9), made by the kernel at boot: an L1 CNode
+/// whose first slots hold the well-known L2 CNodes.
+struct InitCSpace {
+    /// Physical base of each L2 CNode, by root slot.
+    l2: [u64; ROOTCN_SLOTS_USER],
+}
+
+impl InitCSpace {
+    const L2_SIZE: u64 = L2_SLOTS * CTE_SIZE;
+
+    fn build(alloc: &mut BootAlloc, mdb: &mut Mdb, root_cte: &mut KernelCte) -> Result<InitCSpace, Error> {
+        let l1_size = caps::types::L1_MIN_SLOTS * CTE_SIZE;
+        let l1 = alloc.alloc(l1_size / PAGE_SIZE, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+        // SAFETY: pages just taken from the boot allocator for this CNode.
+        unsafe { cspace::init_cnode(l1, l1_size) };
+        let root = Cap::new(ObjType::L1CNode, l1, l1_size);
+        *root_cte = KernelCte(Cte { cap: root, links: caps::mdb::Links::EMPTY });
+        mdb.insert(&mut Ctes, root_cte.id());
+        let mut cs = InitCSpace { l2: [0; ROOTCN_SLOTS_USER] };
+        for slot in 0..ROOTCN_SLOTS_USER {
+            let pa = alloc.alloc(Self::L2_SIZE / PAGE_SIZE, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+            // SAFETY: as above.
+            unsafe { cspace::init_cnode(pa, Self::L2_SIZE) };
+            cs.l2[slot] = pa;
+            Self::install(mdb, l1 + slot as u64 * CTE_SIZE, Cap::new(ObjType::L2CNode, pa, Self::L2_SIZE));
+        }
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_ROOTCN, root);
+        Ok(cs)
+    }
+
+    fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
+        // SAFETY: a slot of a CNode made above, still empty.
+        unsafe { *cspace::cte_at(pa) = Cte { cap, links: caps::mdb::Links::EMPTY } };
+        mdb.insert(&mut Ctes, cspace::id_of(pa));
+    }
+
+    /// Puts `cap` in slot `slot` of the L2 CNode at root slot `cn`.
+    fn put(&self, mdb: &mut Mdb, cn: usize, slot: usize, cap: Cap) {
+        Self::install(mdb, self.l2[cn] + slot as u64 * CTE_SIZE, cap);
+    }
 }

@@ -17,7 +17,7 @@ use super::core::this_core;
 use super::domain::{Domains, State};
 use platform::gic;
 
-use super::{console, mm, power};
+use super::{console, invoke, mm, power};
 
 /// Vector index bits: 0 sync, 1 IRQ, 2 FIQ, 3 SError; +8 from EL0 AArch64,
 /// +12 from EL0 AArch32, below 8 from EL1.
@@ -86,6 +86,22 @@ fn sync(doms: &mut Domains) {
                 this_core().ticks.get()
             );
             d.state = State::Exited;
+            return;
+        }
+        Some(Syscall::Invoke) => {
+            let d = &mut doms.slots[cur];
+            let args: [u64; 7] = core::array::from_fn(|i| d.save.x[i + 1]);
+            let root = d.cspace.0.cap;
+            match invoke::invoke(&mut this_core().mdb.borrow_mut(), &root, args) {
+                Ok(v) => {
+                    d.save.x[0] = 0;
+                    d.save.x[1..4].copy_from_slice(&v);
+                }
+                Err(e) => {
+                    d.save.x[0] = e as u64;
+                    d.save.x[1..4].fill(0);
+                }
+            }
             return;
         }
         None => Err(ErrorCode::InvalidSyscall),

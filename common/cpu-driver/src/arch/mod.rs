@@ -3,8 +3,10 @@
 mod boot;
 pub mod console;
 mod core;
+mod cspace;
 mod domain;
 mod exception;
+mod invoke;
 mod mm;
 mod power;
 
@@ -16,7 +18,7 @@ use platform::gic::{self, Gic};
 use platform::{BOARD, devicetree};
 
 use self::core::PerCore;
-use self::domain::{BootModules, Domains};
+use self::domain::BootModules;
 
 /// Stops boot with a reason.
 fn boot_failed(why: ::core::fmt::Arguments<'_>) -> ! {
@@ -96,21 +98,29 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
     };
     let Some(init) = image.modules().next() else { boot_failed(format_args!("the boot image has no modules")) };
 
-    let mut domains = Domains::new();
+    // Per-core state first: init's CSpace root lives in it, and database
+    // entries must not move once inserted.
+    core::init_boot_core(PerCore::new(0, alloc, gic::quantum()));
+    let this = core::this_core();
     let boot = BootModules { base_pa: initrd.start, image };
-    let slot = match domain::create(&mut domains, &mut alloc, &init, Some(&boot)) {
+    let created = domain::create(
+        &mut this.domains.borrow_mut(),
+        &mut this.alloc.borrow_mut(),
+        &mut this.mdb.borrow_mut(),
+        &init,
+        Some(&boot),
+    );
+    let slot = match created {
         Ok(s) => s,
         Err(e) => boot_failed(format_args!("creating init from module '{}': {e}", init.name)),
     };
-    let quantum = gic::quantum();
-    core::init_boot_core(PerCore::new(0, alloc, domains, quantum));
+    let quantum = this.quantum;
     // SAFETY: the kernel tables map the board's GIC frames as device memory
     // at KERNEL_BASE + pa for the kernel's lifetime.
     let gic = unsafe { Gic::new(KERNEL_BASE) };
     if let Err(e) = gic.init_core() {
         boot_failed(format_args!("interrupt controller: {e}"));
     }
-    let this = core::this_core();
     let save = {
         let mut doms = this.domains.borrow_mut();
         let save = this.switch_to(&mut doms, slot);

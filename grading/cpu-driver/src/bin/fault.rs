@@ -48,7 +48,7 @@ fn commit(kind: &str) {
         },
         "misaligned-pc" => unsafe {
             // A branch to an address that is not 4-byte aligned.
-            let target = (run as usize + 2) as u64;
+            let target = (run as *const () as usize + 2) as u64;
             core::arch::asm!("br {}", in(reg) target)
         },
         "svc-immediate" => unsafe { core::arch::asm!("svc #42") },

@@ -22,7 +22,9 @@ fn expect(name: &str, got: u64, want: u64, failures: &mut u32) {
 fn run(_: &aos::Args) -> i32 {
     let mut failures = 0;
     let bad_addr = ErrorCode::BadUserAddress as u64;
-    expect("unknown number 4", raw(4, 0, 0).0, ErrorCode::InvalidSyscall as u64, &mut failures);
+    // One past the highest syscall number the ABI defines.
+    let unknown = aos::kpi::syscall::Syscall::ALL.iter().map(|s| *s as u64).max().unwrap_or(0) + 1;
+    expect("the first unknown number", raw(unknown, 0, 0).0, ErrorCode::InvalidSyscall as u64, &mut failures);
     expect("unknown number u64::MAX", raw(u64::MAX, 1, 2).0, ErrorCode::InvalidSyscall as u64, &mut failures);
     expect("print from a kernel address", raw(1, 0xffff_0000_4020_0000, 16).0, bad_addr, &mut failures);
     expect("print from address 0", raw(1, 0, 8).0, bad_addr, &mut failures);

@@ -172,6 +172,22 @@ fn preempt(t: &Target) -> CheckResult {
     )
 }
 
+fn capabilities(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "caps")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(!text.contains("FAILED"), "an invocation did not behave as documented");
+            ensure!(text.contains("caps: all checks passed"), "the program did not finish its checks");
+            ensure!(text.matches("caps: ok ").count() >= 40, "fewer checks ran than the program makes");
+            ensure!(!text.contains("PANIC"), "the kernel panicked");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
 fn kernel_fault(t: &Target) -> CheckResult {
     let (m, code) = boot_to_end(t, "kernel-fault")?;
     let text = m.transcript();
@@ -217,6 +233,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("registers_survive_timer_interrupts"), move || Ok(preempt(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("kernel_exception_is_reported_with_registers"), move || Ok(kernel_fault(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("init_cspace_and_capability_invocations"), move || Ok(capabilities(&tt)?)));
     }
     all
 }

@@ -1,0 +1,104 @@
+//! Capability invocations (`kpi::invocation`) as typed calls. Each returns
+//! the kernel's error code on refusal; nothing changes when one fails.
+
+pub use kpi::invocation::{CapRef, Command, Dest};
+pub use kpi::objtype::ObjType;
+
+use kpi::ErrorCode;
+use kpi::syscall::Syscall;
+
+/// What `identify` reveals about a capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub objtype: Option<ObjType>,
+    /// Rights bits (kpi: read 1, write 2, execute 4, grant 8, identify 16).
+    pub rights: u8,
+    pub owner: u8,
+    pub base: u64,
+    pub size: u64,
+}
+
+/// Invokes `cap` with `cmd` and five arguments; returns x1..x3.
+pub fn invoke(cap: CapRef, cmd: Command, args: [u64; 5]) -> Result<[u64; 3], ErrorCode> {
+    invoke_raw(cap.to_raw(), cmd as u64, args)
+}
+
+/// The raw syscall, for tests that send what no wrapper would.
+pub fn invoke_raw(cap: u64, cmd: u64, args: [u64; 5]) -> Result<[u64; 3], ErrorCode> {
+    #[cfg(target_os = "none")]
+    {
+        let (x0, x1, x2, x3): (u64, u64, u64, u64);
+        // SAFETY: `svc #0` enters the kernel, which for Invoke preserves
+        // every register but x0-x3 and touches only kernel memory.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                inout("x0") Syscall::Invoke as u64 => x0,
+                inout("x1") cap => x1,
+                inout("x2") cmd => x2,
+                inout("x3") args[0] => x3,
+                in("x4") args[1], in("x5") args[2], in("x6") args[3], in("x7") args[4],
+                options(nostack)
+            );
+        }
+        match x0 {
+            0 => Ok([x1, x2, x3]),
+            e => Err(ErrorCode::from_raw(e).unwrap_or(ErrorCode::InvalidArgument)),
+        }
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = (cap, cmd, args, Syscall::Invoke);
+        Err(ErrorCode::InvalidSyscall)
+    }
+}
+
+pub fn identify(cap: CapRef) -> Result<Identity, ErrorCode> {
+    let [a, base, size] = invoke(cap, Command::Identify, [0; 5])?;
+    Ok(Identity { objtype: ObjType::from_raw(a as u8), rights: (a >> 8) as u8, owner: (a >> 16) as u8, base, size })
+}
+
+/// Retypes `count` objects of `objsize` bytes (0: the type's size) at
+/// `offset` into `src`, into consecutive slots from `dest`.
+pub fn retype(
+    src: CapRef,
+    dest: Dest,
+    new_type: ObjType,
+    offset: u64,
+    objsize: u64,
+    count: u64,
+) -> Result<u64, ErrorCode> {
+    invoke(src, Command::Retype, [dest.to_raw(), new_type as u64, offset, objsize, count]).map(|r| r[0])
+}
+
+pub fn copy(src: CapRef, dest: Dest) -> Result<(), ErrorCode> {
+    invoke(src, Command::Copy, [dest.to_raw(), 0, 0, 0, 0]).map(drop)
+}
+
+/// A copy with at most `rights`; for an endpoint, `buffer` (offset, size)
+/// sets its receive buffer.
+pub fn mint(src: CapRef, dest: Dest, rights: u8, buffer: Option<(u32, u32)>) -> Result<(), ErrorCode> {
+    let (off, size) = buffer.unwrap_or((0, 0));
+    invoke(src, Command::Mint, [dest.to_raw(), u64::from(rights), u64::from(off), u64::from(size), 0]).map(drop)
+}
+
+pub fn delete(cap: CapRef) -> Result<(), ErrorCode> {
+    invoke(cap, Command::Delete, [0; 5]).map(drop)
+}
+
+/// Capabilities one `Revoke` call deletes at most (the kernel's batch).
+pub const REVOKE_BATCH: u64 = 64;
+
+/// Deletes every copy and descendant of `cap`, repeating while the kernel
+/// says work remains; returns how many capabilities went.
+pub fn revoke(cap: CapRef) -> Result<u64, ErrorCode> {
+    let mut total = 0;
+    loop {
+        match invoke(cap, Command::Revoke, [0; 5]) {
+            Ok([n, ..]) => return Ok(total + n),
+            // The kernel deleted a full batch and wants another call.
+            Err(ErrorCode::Retry) => total += REVOKE_BATCH,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Capability storage in the kernel: capability table entries (CTEs) in
+//! CNode memory, reached through the direct map, the derivation database
+//! threaded through them, and CSpace address resolution.
+//!
+//! A CTE's database identity is its physical address divided by the entry
+//! size, so the database needs no table of its own: its memory is the
+//! CNodes users retyped (or the kernel made for init at boot).
+
+use caps::mdb::{Id, Links, Store};
+use caps::types::CTE_SIZE;
+use caps::{Cap, ObjType};
+use kpi::ErrorCode;
+use kpi::invocation::CapRef;
+
+use super::mm;
+
+/// One capability slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Cte {
+    pub cap: Cap,
+    pub links: Links,
+}
+
+const _: () = assert!(core::mem::size_of::<Cte>() <= CTE_SIZE as usize);
+
+impl Cte {
+    pub const EMPTY: Cte = Cte { cap: Cap::new(ObjType::Null, 0, 0), links: Links::EMPTY };
+}
+
+/// A CTE the kernel keeps outside any CNode (a domain's CSpace root, as
+/// Barrelfish keeps it in the dispatcher control block), aligned so its
+/// physical address is a valid database id.
+#[repr(C, align(128))]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelCte(pub Cte);
+
+impl KernelCte {
+    pub const EMPTY: KernelCte = KernelCte(Cte::EMPTY);
+
+    /// Its database id: its physical address (the kernel image lies in the
+    /// direct map) over the entry size.
+    pub fn id(&self) -> Id {
+        id_of(self as *const KernelCte as u64 - cpu_driver::KERNEL_BASE)
+    }
+}
+
+/// The database id of the CTE at physical address `pa`.
+pub fn id_of(pa: u64) -> Id {
+    (pa / CTE_SIZE) as Id
+}
+
+fn cte_ptr(id: Id) -> *mut Cte {
+    mm::phys(u64::from(id) * CTE_SIZE) as *mut Cte
+}
+
+/// The CTE at physical address `pa`.
+///
+/// # Safety
+/// `pa` must be a slot of a CNode object (created by the kernel at boot or
+/// by a retype), which lives as long as any capability refers to it; the
+/// kernel runs one event at a time, so no other reference is live.
+pub unsafe fn cte_at<'a>(pa: u64) -> &'a mut Cte {
+    // SAFETY: the caller's contract.
+    unsafe { &mut *(mm::phys(pa) as *mut Cte) }
+}
+
+/// Fills a new CNode's slots with empty entries.
+///
+/// # Safety
+/// `[pa, pa + size)` must be memory just made into a CNode, owned by the
+/// kernel.
+pub unsafe fn init_cnode(pa: u64, size: u64) {
+    for slot in 0..size / CTE_SIZE {
+        // SAFETY: within the new CNode, per the caller's contract.
+        unsafe { *cte_at(pa + slot * CTE_SIZE) = Cte::EMPTY };
+    }
+}
+
+/// The kernel's [`Store`]: entries by id through the direct map.
+pub struct Ctes;
+
+impl Store for Ctes {
+    fn cap(&self, id: Id) -> &Cap {
+        // SAFETY: the database only holds ids of CTEs the kernel inserted,
+        // each inside a live CNode.
+        unsafe { &(*cte_ptr(id)).cap }
+    }
+    fn links(&self, id: Id) -> &Links {
+        // SAFETY: as above.
+        unsafe { &(*cte_ptr(id)).links }
+    }
+    fn links_mut(&mut self, id: Id) -> &mut Links {
+        // SAFETY: as above; the kernel runs one event at a time.
+        unsafe { &mut (*cte_ptr(id)).links }
+    }
+}
+
+/// Resolves `r` in the CSpace whose root is the L1 CNode `root`; returns
+/// the slot's physical address. Level 1 names an L1 slot; level 2 a slot of
+/// the L2 CNode held there.
+pub fn lookup(root: &Cap, r: CapRef) -> Result<u64, ErrorCode> {
+    if root.objtype != ObjType::L1CNode {
+        return Err(ErrorCode::BadCapAddr);
+    }
+    let l1_slots = root.size / CTE_SIZE;
+    let i1 = u64::from(r.l1_index());
+    if i1 >= l1_slots {
+        return Err(ErrorCode::BadCapAddr);
+    }
+    let l1_pa = root.base + i1 * CTE_SIZE;
+    match r.level {
+        1 => Ok(l1_pa),
+        2 => {
+            // SAFETY: `l1_pa` is a slot of the caller's L1 CNode.
+            let l2 = unsafe { cte_at(l1_pa) }.cap;
+            if l2.objtype != ObjType::L2CNode {
+                return Err(ErrorCode::BadCapAddr);
+            }
+            Ok(l2.base + u64::from(r.l2_index()) * CTE_SIZE)
+        }
+        _ => Err(ErrorCode::BadCapAddr),
+    }
+}

@@ -1,0 +1,218 @@
+//! Capability invocations (`Syscall::Invoke`): identify, retype, copy,
+//! mint, delete and revoke, every argument checked against the caller's
+//! CSpace and the rules of `caps`. A refused invocation changes nothing.
+
+use core::ops::ControlFlow;
+
+use caps::mdb::{Id, Mdb};
+use caps::types::{self, CTE_SIZE};
+use caps::{Cap, CapError, ObjType, Rights, retype};
+use kpi::ErrorCode;
+use kpi::invocation::{CapRef, Command, Dest};
+
+use super::cspace::{self, Cte, Ctes};
+use super::mm;
+
+/// Most entries one `Revoke` deletes; more work returns `Retry`.
+pub const REVOKE_BATCH: usize = 64;
+
+fn cap_error(e: CapError) -> ErrorCode {
+    match e {
+        CapError::IllegalRetype | CapError::IllegalMapping => ErrorCode::IllegalRetype,
+        CapError::InvalidSize | CapError::EntriesOutOfRange => ErrorCode::InvalidArgument,
+        CapError::Misaligned => ErrorCode::Misaligned,
+        CapError::Overlap => ErrorCode::RetypeOverlap,
+        CapError::Rights => ErrorCode::NoRights,
+        CapError::WrongType => ErrorCode::WrongCapType,
+    }
+}
+
+/// Slots `first .. first + count` of the L2 CNode that `dest.cnode` names
+/// (a level-1 address), all empty; returns the first slot's address.
+fn dest_slots(root: &Cap, dest: Dest, count: u64) -> Result<u64, ErrorCode> {
+    let cnode_pa = cspace::lookup(root, CapRef { addr: dest.cnode, level: 1 })?;
+    // SAFETY: a slot of the caller's L1 CNode.
+    let cnode = unsafe { cspace::cte_at(cnode_pa) }.cap;
+    if cnode.objtype != ObjType::L2CNode {
+        return Err(ErrorCode::BadCapAddr);
+    }
+    let slots = cnode.size / CTE_SIZE;
+    let end = u64::from(dest.slot).checked_add(count).ok_or(ErrorCode::BadCapAddr)?;
+    if end > slots {
+        return Err(ErrorCode::BadCapAddr);
+    }
+    let first = cnode.base + u64::from(dest.slot) * CTE_SIZE;
+    for i in 0..count {
+        // SAFETY: within the destination CNode, bounds checked above.
+        if unsafe { cspace::cte_at(first + i * CTE_SIZE) }.cap.objtype != ObjType::Null {
+            return Err(ErrorCode::SlotInUse);
+        }
+    }
+    Ok(first)
+}
+
+/// Puts `cap` into the empty slot at `pa` and into the database.
+fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
+    // SAFETY: `pa` is an empty slot checked by `dest_slots`.
+    unsafe { *cspace::cte_at(pa) = Cte { cap, links: caps::mdb::Links::EMPTY } };
+    mdb.insert(&mut Ctes, cspace::id_of(pa));
+}
+
+/// Empties the slot at `pa`, removing its entry from the database.
+fn remove(mdb: &mut Mdb, pa: u64) {
+    mdb.remove(&mut Ctes, cspace::id_of(pa));
+    // SAFETY: a slot the caller found holding a capability.
+    unsafe { *cspace::cte_at(pa) = Cte::EMPTY };
+}
+
+/// Makes new objects usable: CNodes get empty slots, other kernel objects
+/// zeroed memory. Frames and RAM are left as they are.
+fn init_object(cap: &Cap) {
+    match cap.objtype {
+        ObjType::L1CNode | ObjType::L2CNode => {
+            // SAFETY: memory just retyped into this CNode; no other
+            // capability types it, so the kernel owns it.
+            unsafe { cspace::init_cnode(cap.base, cap.size) }
+        }
+        ObjType::VNodeL0
+        | ObjType::VNodeL1
+        | ObjType::VNodeL2
+        | ObjType::VNodeL3
+        | ObjType::Dispatcher
+        | ObjType::KernelControlBlock => {
+            // SAFETY: as above, for this kernel object.
+            unsafe { mm::zero_phys(cap.base, cap.size) }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a CNode has any capability in it.
+fn cnode_has_contents(cap: &Cap) -> bool {
+    // SAFETY: `cap` is a live CNode capability: its memory holds CTEs.
+    (0..cap.size / CTE_SIZE).any(|i| unsafe { cspace::cte_at(cap.base + i * CTE_SIZE) }.cap.objtype != ObjType::Null)
+}
+
+/// Deleting the last copy of a non-empty CNode would lose (or need to
+/// delete, in more than one bounded step) its contents (book ch. 3.9):
+/// refused until the contents are gone. Dispatchers are plain memory until
+/// CPU driver III binds them to running domains.
+fn deletable(mdb: &Mdb, pa: u64, cap: &Cap) -> Result<(), ErrorCode> {
+    let last = !mdb.has_copies(&Ctes, cspace::id_of(pa));
+    match cap.objtype {
+        ObjType::L1CNode | ObjType::L2CNode if last && cnode_has_contents(cap) => Err(ErrorCode::LastCopy),
+        _ => Ok(()),
+    }
+}
+
+fn cap_of(id: Id) -> Cap {
+    // SAFETY: an id from the database: a live slot.
+    unsafe { cspace::cte_at(u64::from(id) * CTE_SIZE) }.cap
+}
+
+/// Runs one invocation for the domain whose CSpace root is `root`.
+/// `a` = x1..x7. Returns the values for x1..x3.
+pub fn invoke(mdb: &mut Mdb, root: &Cap, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+    let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
+    let cmd = Command::from_raw(a[1]).ok_or(ErrorCode::InvalidCommand)?;
+    let pa = cspace::lookup(root, target)?;
+    // SAFETY: `lookup` returned a slot of the caller's CSpace.
+    let cap = unsafe { cspace::cte_at(pa) }.cap;
+    if cap.objtype == ObjType::Null {
+        return Err(ErrorCode::SlotEmpty);
+    }
+    match cmd {
+        Command::Identify => Ok([
+            cap.objtype as u64 | u64::from(cap.rights.bits()) << 8 | u64::from(cap.owner) << 16,
+            cap.base,
+            cap.size,
+        ]),
+        Command::Retype => {
+            let new_type = u8::try_from(a[3]).ok().and_then(ObjType::from_raw).ok_or(ErrorCode::InvalidArgument)?;
+            let req = retype::Request { new_type, offset: a[4], objsize: a[5], count: a[6] };
+            let plan = retype::check(&cap, &req).map_err(cap_error)?;
+            let (start, end) = plan.range();
+            if types::types_memory(new_type) && mdb.retype_conflict(&Ctes, &cap, start, end) {
+                return Err(ErrorCode::RetypeOverlap);
+            }
+            let first = dest_slots(root, Dest::from_raw(a[2]), plan.count)?;
+            for i in 0..plan.count {
+                let new = plan.nth(&cap, i);
+                init_object(&new);
+                install(mdb, first + i * CTE_SIZE, new);
+            }
+            Ok([plan.count, 0, 0])
+        }
+        Command::Copy => {
+            let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;
+            let mut copy = cap;
+            copy.remote = Default::default();
+            install(mdb, slot, copy);
+            Ok([0; 3])
+        }
+        Command::Mint => {
+            let rights = Rights::from_bits(u8::try_from(a[3]).map_err(|_| ErrorCode::InvalidArgument)?)
+                .ok_or(ErrorCode::InvalidArgument)?;
+            let buffer = match (a[4], a[5]) {
+                (_, 0) => None,
+                (off, size) => Some((
+                    u32::try_from(off).map_err(|_| ErrorCode::InvalidArgument)?,
+                    u32::try_from(size).map_err(|_| ErrorCode::InvalidArgument)?,
+                )),
+            };
+            let minted = retype::mint(&cap, rights, buffer).map_err(cap_error)?;
+            let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;
+            install(mdb, slot, minted);
+            Ok([0; 3])
+        }
+        Command::Delete => {
+            deletable(mdb, pa, &cap)?;
+            remove(mdb, pa);
+            Ok([0; 3])
+        }
+        Command::Revoke => {
+            let me = cspace::id_of(pa);
+            let mut victims = [0 as Id; REVOKE_BATCH];
+            let mut n = 0;
+            let mut full = false;
+            {
+                let mut collect = |id: Id| {
+                    if id == me {
+                        return ControlFlow::Continue(());
+                    }
+                    if n == REVOKE_BATCH {
+                        full = true;
+                        return ControlFlow::Break(());
+                    }
+                    victims[n] = id;
+                    n += 1;
+                    ControlFlow::Continue(())
+                };
+                if mdb.with_key(&Ctes, &cap, &mut collect).is_continue() {
+                    let _ = mdb.descendants(&Ctes, &cap, &mut collect);
+                }
+            }
+            let more = full;
+            // Check every victim before deleting any, so a refusal changes
+            // nothing: a CNode whose every copy goes in this batch must be
+            // empty.
+            let batch = &victims[..n];
+            for &v in batch {
+                let vcap = cap_of(v);
+                let survives = mdb
+                    .with_key(&Ctes, &vcap, &mut |o| {
+                        if o != v && !batch.contains(&o) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                    })
+                    .is_break();
+                if !survives && matches!(vcap.objtype, ObjType::L1CNode | ObjType::L2CNode) && cnode_has_contents(&vcap)
+                {
+                    return Err(ErrorCode::LastCopy);
+                }
+            }
+            for &v in &victims[..n] {
+                remove(mdb, u64::from(v) * CTE_SIZE);
+            }
+            if more { Err(ErrorCode::Retry) } else { Ok([n as u64, 0, 0]) }
+        }
+    }
+}

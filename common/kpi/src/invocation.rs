@@ -1,0 +1,125 @@
+//! Capability invocations: the `Invoke` syscall. A capability is named by
+//! a [`CapRef`]: a 32-bit address resolved through the caller's L1 CNode
+//! then an L2 CNode (level 2), or only through the L1 CNode (level 1: the
+//! L2 CNode capability itself).
+//!
+//! Registers: `x0` = `Syscall::Invoke`, `x1` = the invoked capability
+//! ([`CapRef::to_raw`]), `x2` = the [`Command`], `x3`–`x7` = arguments.
+//! Results as for every syscall: error code in `x0`, a value in `x1`.
+
+/// Bits of an address that index the L2 CNode.
+pub const L2_BITS: u32 = 8;
+
+/// A capability's place in a CSpace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CapRef {
+    /// L1 slot in bits 31..8, L2 slot in bits 7..0.
+    pub addr: u32,
+    /// 1: the address names an L1 slot; 2: a slot in an L2 CNode.
+    pub level: u8,
+}
+
+impl CapRef {
+    /// The capability in `slot` of the L2 CNode at L1 slot `l1`.
+    pub const fn slot(l1: u32, slot: u8) -> CapRef {
+        CapRef { addr: (l1 << L2_BITS) | slot as u32, level: 2 }
+    }
+
+    /// The L2 CNode capability at L1 slot `l1`.
+    pub const fn l2_cnode(l1: u32) -> CapRef {
+        CapRef { addr: l1 << L2_BITS, level: 1 }
+    }
+
+    pub const fn l1_index(self) -> u32 {
+        self.addr >> L2_BITS
+    }
+
+    pub const fn l2_index(self) -> u32 {
+        self.addr & ((1 << L2_BITS) - 1)
+    }
+
+    /// Packed for a register: address in bits 31..0, level in 39..32.
+    pub const fn to_raw(self) -> u64 {
+        self.addr as u64 | (self.level as u64) << 32
+    }
+
+    /// Unpacks a register; `None` if the level is not 1 or 2 or unused bits
+    /// are set.
+    pub const fn from_raw(raw: u64) -> Option<CapRef> {
+        let level = (raw >> 32) as u8;
+        if raw >> 40 != 0 || (level != 1 && level != 2) {
+            return None;
+        }
+        Some(CapRef { addr: raw as u32, level })
+    }
+}
+
+/// Where a new capability goes: slot `slot` of the L2 CNode `cnode` (a
+/// level-1 reference). Packed as `cnode.addr | slot << 32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dest {
+    pub cnode: u32,
+    pub slot: u32,
+}
+
+impl Dest {
+    pub const fn to_raw(self) -> u64 {
+        self.cnode as u64 | (self.slot as u64) << 32
+    }
+
+    pub const fn from_raw(raw: u64) -> Dest {
+        Dest { cnode: raw as u32, slot: (raw >> 32) as u32 }
+    }
+}
+
+/// Invocation commands (`x2`).
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// x1 = type | rights << 8, x2 = base... returned as: value = base; the
+    /// full identity is written by `IdentifyInto` (CPU driver II).
+    Identify = 0,
+    /// args: dest (`Dest`), new type, offset, object size, count.
+    Retype = 1,
+    /// args: dest (`Dest`).
+    Copy = 2,
+    /// args: dest (`Dest`), rights, endpoint buffer offset, endpoint buffer size.
+    Mint = 3,
+    /// Deletes this copy.
+    Delete = 4,
+    /// Deletes every copy and descendant; may need repeating (returns
+    /// `Retry` while work remains).
+    Revoke = 5,
+}
+
+impl Command {
+    pub const ALL: [Command; 6] =
+        [Command::Identify, Command::Retype, Command::Copy, Command::Mint, Command::Delete, Command::Revoke];
+
+    pub fn from_raw(raw: u64) -> Option<Command> {
+        Self::ALL.into_iter().find(|c| *c as u64 == raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_pack_and_unpack() {
+        let r = CapRef::slot(5, 17);
+        assert_eq!((r.l1_index(), r.l2_index(), r.level), (5, 17, 2));
+        assert_eq!(CapRef::from_raw(r.to_raw()), Some(r));
+        let c = CapRef::l2_cnode(9);
+        assert_eq!(CapRef::from_raw(c.to_raw()), Some(c));
+        assert_eq!(CapRef::from_raw(5), None, "level 0");
+        assert_eq!(CapRef::from_raw(3 << 32), None, "level 3");
+        assert_eq!(CapRef::from_raw(1 << 45 | 2 << 32), None, "stray bits");
+        let d = Dest { cnode: 0x300, slot: 255 };
+        assert_eq!(Dest::from_raw(d.to_raw()), d);
+        for c in Command::ALL {
+            assert_eq!(Command::from_raw(c as u64), Some(c));
+        }
+        assert_eq!(Command::from_raw(99), None);
+    }
+}

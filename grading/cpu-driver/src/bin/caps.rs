@@ -1,0 +1,223 @@
+//! Init's CSpace (book ch. 4.9) and every capability invocation with its
+//! refusals: each must do exactly what the ABI documents and, when refused,
+//! change nothing. Prints `caps: ok NAME` per check.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use aos::cap::{self, CapRef, Dest, ObjType};
+use aos::kpi::ErrorCode;
+use aos::kpi::bootinfo::RegionKind;
+use aos::kpi::cspace::*;
+use aos::println;
+
+aos::main!(run);
+
+struct Checks {
+    failed: u32,
+}
+
+impl Checks {
+    fn ok(&mut self, name: &str, pass: bool, detail: core::fmt::Arguments<'_>) {
+        if pass {
+            println!("caps: ok {name}");
+        } else {
+            println!("caps: FAILED {name}: {detail}");
+            self.failed += 1;
+        }
+    }
+
+    fn err<T: core::fmt::Debug>(&mut self, name: &str, got: Result<T, ErrorCode>, want: ErrorCode) {
+        let pass = matches!(&got, Err(e) if *e == want);
+        self.ok(name, pass, format_args!("got {got:?}, want {want:?}"));
+    }
+}
+
+fn slot(cn: usize, s: u8) -> CapRef {
+    CapRef::slot(cn as u32, s)
+}
+
+fn dest(cn: usize, s: u32) -> Dest {
+    Dest { cnode: (cn as u32) << 8, slot: s }
+}
+
+fn run(args: &aos::Args) -> i32 {
+    let mut c = Checks { failed: 0 };
+    let Some(bi) = args.bootinfo() else {
+        println!("caps: FAILED no bootinfo");
+        return 1;
+    };
+
+    // The well-known slots hold what the book says.
+    let root = cap::identify(slot(ROOTCN_SLOT_TASKCN, TASKCN_SLOT_ROOTCN as u8));
+    c.ok(
+        "TASKCN holds the root CNode",
+        root.is_ok_and(|i| i.objtype == Some(ObjType::L1CNode)),
+        format_args!("{root:?}"),
+    );
+    let vroot = cap::identify(slot(ROOTCN_SLOT_PAGECN, PAGECN_SLOT_VROOT as u8));
+    c.ok(
+        "PAGECN slot 0 holds the L0 table",
+        vroot.is_ok_and(|i| i.objtype == Some(ObjType::VNodeL0)),
+        format_args!("{vroot:?}"),
+    );
+    let argsp = cap::identify(slot(ROOTCN_SLOT_TASKCN, TASKCN_SLOT_ARGSPAGE as u8));
+    c.ok(
+        "TASKCN holds the arguments page",
+        argsp.is_ok_and(|i| i.objtype == Some(ObjType::Frame) && i.size == 4096),
+        format_args!("{argsp:?}"),
+    );
+    for (s, ty) in [
+        (TASKCN_SLOT_KERNELCAP, ObjType::Kernel),
+        (TASKCN_SLOT_IRQ, ObjType::IrqTable),
+        (TASKCN_SLOT_DEV, ObjType::DevFrame),
+    ] {
+        let id = cap::identify(slot(ROOTCN_SLOT_TASKCN, s as u8));
+        c.ok(
+            "TASKCN holds the kernel, IRQ and device capabilities",
+            id.is_ok_and(|i| i.objtype == Some(ty)),
+            format_args!("slot {s}: {id:?}"),
+        );
+    }
+    // Bootinfo's regions name their capabilities' slots.
+    let mut ram = None;
+    for r in bi.regions() {
+        let (cn, ty) = match r.kind {
+            RegionKind::Free => (ROOTCN_SLOT_SUPERCN, ObjType::Ram),
+            RegionKind::Module => (ROOTCN_SLOT_MODULECN, ObjType::Frame),
+            RegionKind::Kernel => continue,
+        };
+        let id = cap::identify(slot(cn, r.slot as u8));
+        let pass = id.is_ok_and(|i| i.objtype == Some(ty) && i.base == r.base && i.size == r.size);
+        c.ok("bootinfo regions match their capabilities", pass, format_args!("{r:?}: {id:?}"));
+        if ty == ObjType::Ram && ram.is_none() && r.size >= 1 << 20 {
+            ram = Some((slot(cn, r.slot as u8), r.base));
+        }
+    }
+    let Some((ram, ram_base)) = ram else {
+        println!("caps: FAILED no RAM capability of 1 MiB");
+        return 1;
+    };
+
+    // Retype, and the no-overlap rule.
+    let a0 = ROOTCN_SLOT_SLOT_ALLOC0;
+    let r = cap::retype(ram, dest(a0, 0), ObjType::Frame, 0, 0x2000, 2);
+    c.ok("retype RAM into two frames", r == Ok(2), format_args!("{r:?}"));
+    let f0 = cap::identify(slot(a0, 0));
+    c.ok(
+        "the first frame is where asked",
+        f0.is_ok_and(|i| i.objtype == Some(ObjType::Frame) && i.base == ram_base && i.size == 0x2000),
+        format_args!("{f0:?}"),
+    );
+    let f1 = cap::identify(slot(a0, 1));
+    c.ok("the second frame follows it", f1.is_ok_and(|i| i.base == ram_base + 0x2000), format_args!("{f1:?}"));
+    c.err(
+        "retype over typed memory",
+        cap::retype(ram, dest(a0, 10), ObjType::Frame, 0x1000, 0x1000, 1),
+        ErrorCode::RetypeOverlap,
+    );
+    c.err(
+        "retype a frame into a page table",
+        cap::retype(slot(a0, 0), dest(a0, 10), ObjType::VNodeL3, 0, 0, 1),
+        ErrorCode::IllegalRetype,
+    );
+    c.err(
+        "retype into the Kernel type",
+        cap::retype(ram, dest(a0, 10), ObjType::Kernel, 0x8000, 0, 1),
+        ErrorCode::IllegalRetype,
+    );
+    c.err(
+        "retype zero objects",
+        cap::retype(ram, dest(a0, 10), ObjType::Frame, 0x8000, 0x1000, 0),
+        ErrorCode::InvalidArgument,
+    );
+    c.err(
+        "retype beyond the source",
+        cap::retype(ram, dest(a0, 10), ObjType::Frame, 1 << 40, 0x1000, 1),
+        ErrorCode::InvalidArgument,
+    );
+    c.err(
+        "retype at a misaligned offset",
+        cap::retype(ram, dest(a0, 10), ObjType::Frame, 0x8800, 0x1000, 1),
+        ErrorCode::Misaligned,
+    );
+    c.err(
+        "retype into an occupied slot",
+        cap::retype(ram, dest(a0, 1), ObjType::Frame, 0x8000, 0x1000, 1),
+        ErrorCode::SlotInUse,
+    );
+    c.err(
+        "retype past the end of the CNode",
+        cap::retype(ram, dest(a0, 255), ObjType::Frame, 0x8000, 0x1000, 2),
+        ErrorCode::BadCapAddr,
+    );
+    c.err(
+        "retype into a slot of no CNode",
+        cap::retype(ram, dest(200, 0), ObjType::Frame, 0x8000, 0x1000, 1),
+        ErrorCode::BadCapAddr,
+    );
+    c.err("invoke an empty slot", cap::identify(slot(a0, 77)), ErrorCode::SlotEmpty);
+    c.err("invoke beyond the L1 CNode", cap::identify(CapRef::slot(5000, 0)), ErrorCode::BadCapAddr);
+    c.err("invoke with level 3", cap::invoke_raw(3 << 32, 0, [0; 5]), ErrorCode::BadCapAddr);
+    c.err("invoke with an unknown command", cap::invoke_raw(ram.to_raw(), 99, [0; 5]), ErrorCode::InvalidCommand);
+    c.err(
+        "retype into an unknown type",
+        cap::invoke_raw(ram.to_raw(), 1, [dest(a0, 10).to_raw(), 200, 0, 0, 1]),
+        ErrorCode::InvalidArgument,
+    );
+    let still = cap::identify(slot(a0, 10));
+    c.ok("refused retypes left no capability", still == Err(ErrorCode::SlotEmpty), format_args!("{still:?}"));
+
+    // Kernel objects from RAM.
+    for (i, ty) in [ObjType::L2CNode, ObjType::VNodeL0, ObjType::VNodeL3, ObjType::Dispatcher].into_iter().enumerate() {
+        let r = cap::retype(ram, dest(a0, 20 + i as u32), ty, 0x10_000 * (i as u64 + 1), 0, 1);
+        c.ok("retype RAM into kernel objects", r == Ok(1), format_args!("{ty:?}: {r:?}"));
+    }
+
+    // Copy, mint, delete.
+    c.ok("copy a frame", cap::copy(slot(a0, 0), dest(a0, 2)).is_ok(), format_args!(""));
+    let cp = cap::identify(slot(a0, 2));
+    c.ok("the copy is the same frame", cp == f0, format_args!("{cp:?} vs {f0:?}"));
+    c.ok("mint a read-only copy", cap::mint(slot(a0, 0), dest(a0, 3), 1, None).is_ok(), format_args!(""));
+    let ro = cap::identify(slot(a0, 3));
+    c.ok("the minted copy is read-only", ro.is_ok_and(|i| i.rights == 1), format_args!("{ro:?}"));
+    c.ok(
+        "mint from read-only asking for all rights",
+        cap::mint(slot(a0, 3), dest(a0, 4), 0x1f, None).is_ok(),
+        format_args!(""),
+    );
+    let still_ro = cap::identify(slot(a0, 4));
+    c.ok("mint never adds rights", still_ro.is_ok_and(|i| i.rights == 1), format_args!("{still_ro:?}"));
+    c.err("mint with unknown rights bits", cap::mint(slot(a0, 0), dest(a0, 5), 0xff, None), ErrorCode::InvalidArgument);
+    c.err("copy into an occupied slot", cap::copy(slot(a0, 0), dest(a0, 1)), ErrorCode::SlotInUse);
+    c.ok("delete a copy", cap::delete(slot(a0, 2)).is_ok(), format_args!(""));
+    c.err("the deleted slot is empty", cap::identify(slot(a0, 2)), ErrorCode::SlotEmpty);
+    c.err("delete the last copy of a non-empty CNode", cap::delete(CapRef::l2_cnode(a0 as u32)), ErrorCode::LastCopy);
+    c.ok("delete an empty CNode", cap::delete(slot(a0, 20)).is_ok(), format_args!(""));
+
+    // Revoke: copies and descendants go, the capability stays.
+    let n = cap::revoke(ram);
+    c.ok("revoke RAM", n.is_ok_and(|n| n >= 5), format_args!("{n:?}"));
+    for s in [0u8, 1, 3, 4, 21, 22] {
+        c.err("revoke removed every descendant", cap::identify(slot(a0, s)), ErrorCode::SlotEmpty);
+    }
+    c.ok("the revoked capability remains", cap::identify(ram).is_ok(), format_args!(""));
+    let again = cap::retype(ram, dest(a0, 0), ObjType::Frame, 0, 0x2000, 1);
+    c.ok("memory can be retyped again after revoke", again == Ok(1), format_args!("{again:?}"));
+
+    // The root CNode's own copy can go: the kernel keeps the CSpace root.
+    c.ok(
+        "delete the root CNode copy in TASKCN",
+        cap::delete(slot(ROOTCN_SLOT_TASKCN, TASKCN_SLOT_ROOTCN as u8)).is_ok(),
+        format_args!(""),
+    );
+    let after = cap::identify(slot(a0, 0));
+    c.ok("the CSpace still works after that", after.is_ok(), format_args!("{after:?}"));
+
+    if c.failed == 0 {
+        println!("caps: all checks passed");
+        0
+    } else {
+        println!("caps: {} checks failed", c.failed);
+        1
+    }
+}
