@@ -86,6 +86,12 @@ pub fn delete(cap: CapRef) -> Result<(), ErrorCode> {
     invoke(cap, Command::Delete, [0; 5]).map(drop)
 }
 
+/// Asks the kernel to check its capability invariants (needs the Kernel
+/// capability); returns how many capabilities it holds.
+pub fn debug_check(kernel: CapRef) -> Result<u64, ErrorCode> {
+    invoke(kernel, Command::DebugCheck, [0; 5]).map(|r| r[0])
+}
+
 /// Capabilities one `Revoke` call deletes at most (the kernel's batch).
 pub const REVOKE_BATCH: u64 = 64;
 

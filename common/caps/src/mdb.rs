@@ -419,6 +419,39 @@ impl Mdb {
         if n != self.len { Err("count differs from the entries reachable") } else { Ok(()) }
     }
 
+    /// Checks the capability invariant over every entry: capabilities that
+    /// type memory overlap only when one is a copy or an ancestor of the
+    /// other. O(n log n + overlaps). For tests and the kernel's debug
+    /// invocation.
+    pub fn check_types(&self, s: &impl Store) -> Result<(), &'static str> {
+        fn go(m: &Mdb, s: &impl Store, t: Id) -> Result<(), &'static str> {
+            if t == NIL {
+                return Ok(());
+            }
+            let Links { left, right, .. } = *s.links(t);
+            go(m, s, left)?;
+            let c = *s.cap(t);
+            if types::types_memory(c.objtype) {
+                let bad = m.overlapping(s, c.base, c.end(), &mut |o| {
+                    let x = s.cap(o);
+                    if o != t
+                        && types::types_memory(x.objtype)
+                        && !(x.is_copy(&c) || x.is_ancestor_of(&c) || c.is_ancestor_of(x))
+                    {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+                if bad.is_break() {
+                    return Err("typed memory overlaps an unrelated capability");
+                }
+            }
+            go(m, s, right)
+        }
+        go(self, s, self.root)
+    }
+
     /// Height of the tree (for tests and measurements).
     pub fn height(&self, s: &impl Store) -> u32 {
         fn go(s: &impl Store, t: Id) -> u32 {

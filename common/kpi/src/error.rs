@@ -56,10 +56,12 @@ pub enum ErrorCode {
     Retry = 21,
     /// Not an invocation command.
     InvalidCommand = 22,
+    /// A kernel self-check found a broken invariant (a kernel bug).
+    InvariantBroken = 23,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidSyscall,
         ErrorCode::InvalidArgument,
         ErrorCode::BadUserAddress,
@@ -82,6 +84,7 @@ impl ErrorCode {
         ErrorCode::LastCopy,
         ErrorCode::Retry,
         ErrorCode::InvalidCommand,
+        ErrorCode::InvariantBroken,
     ];
 
     pub fn from_raw(raw: u64) -> Option<ErrorCode> {
@@ -112,6 +115,7 @@ impl ErrorCode {
             ErrorCode::LastCopy => "last copy of a CNode or dispatcher",
             ErrorCode::Retry => "more work remains; repeat",
             ErrorCode::InvalidCommand => "invalid invocation command",
+            ErrorCode::InvariantBroken => "a kernel invariant is broken",
         }
     }
 }

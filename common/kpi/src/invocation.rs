@@ -90,11 +90,22 @@ pub enum Command {
     /// Deletes every copy and descendant; may need repeating (returns
     /// `Retry` while work remains).
     Revoke = 5,
+    /// On the Kernel capability only: checks the kernel's capability
+    /// invariants (database order and balance, no unrelated overlap of typed
+    /// memory); `x1` = number of capabilities. For tests.
+    DebugCheck = 6,
 }
 
 impl Command {
-    pub const ALL: [Command; 6] =
-        [Command::Identify, Command::Retype, Command::Copy, Command::Mint, Command::Delete, Command::Revoke];
+    pub const ALL: [Command; 7] = [
+        Command::Identify,
+        Command::Retype,
+        Command::Copy,
+        Command::Mint,
+        Command::Delete,
+        Command::Revoke,
+        Command::DebugCheck,
+    ];
 
     pub fn from_raw(raw: u64) -> Option<Command> {
         Self::ALL.into_iter().find(|c| *c as u64 == raw)

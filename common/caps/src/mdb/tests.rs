@@ -83,6 +83,7 @@ impl World {
     /// Every query against a scan; the tree's own invariants.
     fn verify(&self) {
         self.mdb.check(&self.a).unwrap();
+        self.mdb.check_types(&self.a).unwrap();
         let live = self.live();
         assert_eq!(self.mdb.len(), live.len());
         for &id in &live {
@@ -263,6 +264,17 @@ fn stays_balanced_under_sorted_and_reverse_inserts() {
         assert_eq!(w.mdb.len(), n as usize / 2);
         assert!(w.mdb.height(&w.a) <= 2 * 12);
     }
+}
+
+#[test]
+fn check_types_finds_unrelated_overlap() {
+    let mut w = World::new();
+    w.mdb.check_types(&w.a).unwrap();
+    // Two frames overlapping by half, neither derived from the other.
+    w.add(Cap::new(ObjType::Frame, 0x1_0000_0000, 0x2000));
+    w.mdb.check_types(&w.a).unwrap();
+    w.add(Cap::new(ObjType::Frame, 0x1_0000_1000, 0x2000));
+    assert!(w.mdb.check_types(&w.a).is_err());
 }
 
 #[test]

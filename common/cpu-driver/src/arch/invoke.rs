@@ -214,5 +214,16 @@ pub fn invoke(mdb: &mut Mdb, root: &Cap, a: [u64; 7]) -> Result<[u64; 3], ErrorC
             }
             if more { Err(ErrorCode::Retry) } else { Ok([n as u64, 0, 0]) }
         }
+        Command::DebugCheck => {
+            if cap.objtype != ObjType::Kernel {
+                return Err(ErrorCode::WrongCapType);
+            }
+            let checked = mdb.check(&Ctes).and_then(|()| mdb.check_types(&Ctes));
+            if let Err(why) = checked {
+                log::error!("capability invariant broken: {why}");
+                return Err(ErrorCode::InvariantBroken);
+            }
+            Ok([mdb.len() as u64, 0, 0])
+        }
     }
 }

@@ -188,6 +188,34 @@ fn capabilities(t: &Target) -> CheckResult {
     )
 }
 
+fn hostile(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "hostile")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            let seed = text.lines().find(|l| l.starts_with("hostile: seed")).ok_or("the program did not start")?;
+            ensure!(!text.contains("PANIC"), "the kernel panicked ({seed})");
+            ensure!(!text.contains("FAILED"), "the kernel's invariant check failed ({seed})");
+            let last = text.lines().find(|l| l.contains("kernel invariants hold")).ok_or("no invariant check")?;
+            // "hostile: N invocations, M accepted; ..."
+            let accepted: u64 = last
+                .split(", ")
+                .nth(1)
+                .and_then(|p| p.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .ok_or("no accepted count")?;
+            ensure!(
+                accepted >= 1000,
+                "only {accepted} invocations succeeded: the run hardly reached the kernel's deeper paths"
+            );
+            ensure!(text.contains("refused with memory already has a type"), "the no-overlap rule was never exercised");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
 fn kernel_fault(t: &Target) -> CheckResult {
     let (m, code) = boot_to_end(t, "kernel-fault")?;
     let text = m.transcript();
@@ -235,6 +263,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("kernel_exception_is_reported_with_registers"), move || Ok(kernel_fault(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("init_cspace_and_capability_invocations"), move || Ok(capabilities(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("hostile_domain_random_invocations_keep_invariants"), move || Ok(hostile(&tt)?)));
     }
     all
 }

@@ -1,0 +1,138 @@
+//! A hostile domain: many random capability invocations — random addresses,
+//! levels, commands and arguments, biased towards values that reach deep
+//! into the checks — then the kernel's own invariant check. Arguments:
+//! `hostile [SEED [COUNT]]` (defaults below); the seed and count are
+//! printed so any failure can be replayed.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use aos::cap::{self, CapRef};
+use aos::kpi::cspace::{ROOTCN_SLOT_TASKCN, TASKCN_SLOT_KERNELCAP};
+use aos::println;
+
+aos::main!(run);
+
+const DEFAULT_SEED: u64 = 0x00c0_ffee_2026_1125;
+const DEFAULT_COUNT: u64 = 100_000;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Mostly plausible values, sometimes anything.
+    fn value(&mut self, plausible: u64) -> u64 {
+        match self.next() % 8 {
+            0 => self.next(),
+            1 => 0,
+            2 => (self.next() % 64) << 12,
+            _ => self.next() % plausible,
+        }
+    }
+}
+
+fn parse(s: Option<&str>, default: u64) -> u64 {
+    s.and_then(|s| s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok()))
+        .unwrap_or(default)
+}
+
+/// SUPERCN slot 0: the first RAM capability.
+const PROTECTED: CapRef = CapRef::slot(aos::kpi::cspace::ROOTCN_SLOT_SUPERCN as u32, 0);
+
+/// Root CNode slots the fuzzer aims at most: where init's capabilities are.
+const BUSY: [u32; 6] = [0, 1, 3, 5, 6, 8];
+/// The one root slot it never touches: SLOT_ALLOC2, which keeps a copy of
+/// the Kernel capability for the final check.
+const SAFE: u32 = kpi_safe();
+
+const fn kpi_safe() -> u32 {
+    aos::kpi::cspace::ROOTCN_SLOT_SLOT_ALLOC2 as u32
+}
+
+fn run(args: &aos::Args) -> i32 {
+    let seed = parse(args.get(1), DEFAULT_SEED).max(1);
+    let count = parse(args.get(2), DEFAULT_COUNT);
+    println!("hostile: seed {seed:#x}, {count} invocations");
+    let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
+    let safe_kernel = CapRef::slot(SAFE, 0);
+    if let Err(e) = cap::copy(kernel, cap::Dest { cnode: SAFE << 8, slot: 0 }) {
+        println!("hostile: cannot keep a Kernel capability: {e:?}");
+        return 2;
+    }
+    let mut rng = Rng(seed);
+    let mut succeeded = 0u64;
+    let mut done = 0u64;
+    let mut outcomes = [0u64; 32];
+    while done < count {
+        let l1 = match rng.next() % 4 {
+            0 => rng.value(16) as u32,
+            _ => BUSY[(rng.next() % BUSY.len() as u64) as usize],
+        };
+        let l2 = rng.value(40) as u32;
+        let level = match rng.next() % 16 {
+            0 => rng.next() % 256,
+            1 => 1,
+            _ => 2,
+        };
+        let target = match rng.next() % 32 {
+            0 => rng.next(),
+            _ => u64::from((l1 << 8) | (l2 & 0xff)) | level << 32,
+        };
+        let dest_cnode = match rng.next() % 8 {
+            0 => rng.value(16) as u32,
+            _ => [5u32, 6][(rng.next() % 2) as usize],
+        };
+        // TASKCN holds the Kernel capability (a revoke there would also take
+        // the kept copy) and SAFE holds the kept copy.
+        let target_l1 = (target as u32) >> 8;
+        if [0, SAFE].contains(&l1) || [0, SAFE].contains(&target_l1) || dest_cnode == SAFE {
+            continue;
+        }
+        let mut cmd = if rng.next().is_multiple_of(16) { rng.next() } else { rng.next() % 7 };
+        let mut target = target;
+        // A quarter of the calls retype from the first RAM capability, so
+        // objects keep being made; that capability itself is never copied,
+        // deleted or revoked (a revoke of a copy would take it too), or the
+        // run would soon have nothing left to make anything from.
+        if rng.next().is_multiple_of(4) {
+            target = PROTECTED.to_raw();
+            cmd = 1;
+        } else if target == PROTECTED.to_raw() && cmd != 0 && cmd != 1 {
+            continue;
+        }
+        // Operating on whole CNodes (level 1: deleting them, or copying them
+        // and revoking a copy, which takes the original too) empties the
+        // CSpace quickly and leaves only address errors to test: keep it rare.
+        if level == 1 && cmd != 0 && !rng.next().is_multiple_of(64) {
+            continue;
+        }
+        let dest = u64::from(dest_cnode << 8) | rng.value(64) << 32;
+        let a = [dest, rng.value(22), rng.value(1 << 22) & !0xfff, rng.value(1 << 16) & !0xfff, 1 + rng.value(3)];
+        match cap::invoke_raw(target, cmd, a) {
+            Ok(_) => succeeded += 1,
+            Err(e) => outcomes[(e as usize).min(outcomes.len() - 1)] += 1,
+        }
+        done += 1;
+    }
+    for (code, n) in outcomes.iter().enumerate().filter(|(_, n)| **n > 0) {
+        let name = aos::kpi::ErrorCode::from_raw(code as u64).map_or("?", |c| c.description());
+        println!("hostile: {n} refused with {name}");
+    }
+    match cap::debug_check(safe_kernel) {
+        Ok(n) => {
+            println!(
+                "hostile: {count} invocations, {succeeded} accepted; kernel invariants hold over {n} capabilities"
+            );
+            0
+        }
+        Err(e) => {
+            println!("hostile: FAILED {count} invocations, {succeeded} accepted; invariant check: {e:?}");
+            1
+        }
+    }
+}
