@@ -86,6 +86,32 @@ pub fn delete(cap: CapRef) -> Result<(), ErrorCode> {
     invoke(cap, Command::Delete, [0; 5]).map(drop)
 }
 
+/// Maps `count` entries of `src` (from `offset`) into the table `vnode`
+/// starting at `entry`, with `rights`; the mapping capability goes to
+/// `mapping`. Unmapping is deleting that capability.
+pub fn map(
+    vnode: CapRef,
+    src: CapRef,
+    entry: u16,
+    count: u16,
+    rights: u8,
+    offset: u64,
+    mapping: Dest,
+) -> Result<(), ErrorCode> {
+    let packed = u64::from(entry) | u64::from(count) << 16 | u64::from(rights) << 32;
+    invoke(vnode, Command::Map, [src.to_raw(), packed, offset, mapping.to_raw(), 0]).map(drop)
+}
+
+/// Removes a mapping (deletes its mapping capability).
+pub fn unmap(mapping: CapRef) -> Result<(), ErrorCode> {
+    delete(mapping)
+}
+
+/// Changes a mapping's rights (never beyond those it was made with).
+pub fn modify_flags(mapping: CapRef, rights: u8) -> Result<(), ErrorCode> {
+    invoke(mapping, Command::ModifyFlags, [u64::from(rights), 0, 0, 0, 0]).map(drop)
+}
+
 /// Asks the kernel to check its capability invariants (needs the Kernel
 /// capability); returns how many capabilities it holds.
 pub fn debug_check(kernel: CapRef) -> Result<u64, ErrorCode> {

@@ -105,6 +105,23 @@ impl Attributes {
     }
 }
 
+/// The descriptor of a leaf (page at level 3, block at levels 1 and 2)
+/// mapping `pa` with `attrs`.
+pub fn leaf_descriptor(pa: u64, attrs: Attributes, level: u32) -> u64 {
+    let kind = if level == 3 { TABLE_OR_PAGE } else { 0 };
+    (pa & ADDR_MASK) | attrs.bits() | VALID | kind
+}
+
+/// The descriptor of a table entry pointing at the table at `pa`.
+pub fn table_descriptor(pa: u64) -> u64 {
+    (pa & ADDR_MASK) | VALID | TABLE_OR_PAGE
+}
+
+/// Whether a descriptor is valid (maps something).
+pub fn is_valid(descriptor: u64) -> bool {
+    descriptor & VALID != 0
+}
+
 /// Why a mapping could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
@@ -185,7 +202,7 @@ pub fn map(
             let entry = alloc.table(table)[i];
             table = if entry & VALID == 0 {
                 let next = alloc.alloc_table().ok_or(MapError::OutOfTables)?;
-                alloc.table(table)[i] = next | VALID | TABLE_OR_PAGE;
+                alloc.table(table)[i] = table_descriptor(next);
                 next
             } else if entry & TABLE_OR_PAGE != 0 {
                 entry & ADDR_MASK
@@ -198,8 +215,7 @@ pub fn map(
         if *slot & VALID != 0 {
             return Err(MapError::AlreadyMapped(v));
         }
-        let kind = if leaf_level == 3 { TABLE_OR_PAGE } else { 0 };
-        *slot = p | attrs.bits() | VALID | kind;
+        *slot = leaf_descriptor(p, attrs, leaf_level);
         done += level_size(leaf_level);
     }
     Ok(())
@@ -363,6 +379,19 @@ mod tests {
         ] {
             assert_eq!(Attributes::from_bits(a.bits()), a);
         }
+    }
+
+    #[test]
+    fn descriptor_builders_match_what_map_writes() {
+        let (mut f, root) = Fake::new();
+        map(&mut f, root, 0x40_0000, 0x8000_0000, 0x1000, Attributes::USER_RX, false).unwrap();
+        let l1 = f.table(root)[0] & ADDR_MASK;
+        assert_eq!(f.table(root)[0], table_descriptor(l1));
+        let l2 = f.table(l1)[0] & ADDR_MASK;
+        let l3 = f.table(l2)[2] & ADDR_MASK;
+        assert_eq!(f.table(l3)[0], leaf_descriptor(0x8000_0000, Attributes::USER_RX, 3));
+        assert!(is_valid(f.table(l3)[0]) && !is_valid(f.table(l3)[1]));
+        assert_eq!(leaf_descriptor(0x4000_0000, Attributes::USER_RW, 1) & 3, 1, "a block, not a table");
     }
 
     #[test]

@@ -58,10 +58,12 @@ pub enum ErrorCode {
     InvalidCommand = 22,
     /// A kernel self-check found a broken invariant (a kernel bug).
     InvariantBroken = 23,
+    /// This capability cannot be mapped into that table (book Table 3.1).
+    IllegalMapping = 24,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidSyscall,
         ErrorCode::InvalidArgument,
         ErrorCode::BadUserAddress,
@@ -85,6 +87,7 @@ impl ErrorCode {
         ErrorCode::Retry,
         ErrorCode::InvalidCommand,
         ErrorCode::InvariantBroken,
+        ErrorCode::IllegalMapping,
     ];
 
     pub fn from_raw(raw: u64) -> Option<ErrorCode> {
@@ -116,6 +119,7 @@ impl ErrorCode {
             ErrorCode::Retry => "more work remains; repeat",
             ErrorCode::InvalidCommand => "invalid invocation command",
             ErrorCode::InvariantBroken => "a kernel invariant is broken",
+            ErrorCode::IllegalMapping => "this capability cannot be mapped there",
         }
     }
 }

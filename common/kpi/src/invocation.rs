@@ -94,10 +94,17 @@ pub enum Command {
     /// invariants (database order and balance, no unrelated overlap of typed
     /// memory); `x1` = number of capabilities. For tests.
     DebugCheck = 6,
+    /// On a VNode: map a capability into it. args: the capability
+    /// (`CapRef::to_raw`), `entry | count << 16 | rights << 32` (rights as
+    /// in `Rights`), offset into the capability, dest (`Dest`) for the
+    /// mapping capability. Deleting that mapping capability unmaps.
+    Map = 7,
+    /// On a mapping capability: args: new rights (no more than it has).
+    ModifyFlags = 8,
 }
 
 impl Command {
-    pub const ALL: [Command; 7] = [
+    pub const ALL: [Command; 9] = [
         Command::Identify,
         Command::Retype,
         Command::Copy,
@@ -105,6 +112,8 @@ impl Command {
         Command::Delete,
         Command::Revoke,
         Command::DebugCheck,
+        Command::Map,
+        Command::ModifyFlags,
     ];
 
     pub fn from_raw(raw: u64) -> Option<Command> {

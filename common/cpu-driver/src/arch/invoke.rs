@@ -6,7 +6,8 @@ use core::ops::ControlFlow;
 
 use caps::mdb::{Id, Mdb};
 use caps::types::{self, CTE_SIZE};
-use caps::{Cap, CapError, ObjType, Rights, retype};
+use caps::{Cap, CapError, Extra, ObjType, Rights, map, retype};
+use cpu_driver::paging::{self, Attributes, Memory, Table};
 use kpi::ErrorCode;
 use kpi::invocation::{CapRef, Command, Dest};
 
@@ -18,7 +19,8 @@ pub const REVOKE_BATCH: usize = 64;
 
 fn cap_error(e: CapError) -> ErrorCode {
     match e {
-        CapError::IllegalRetype | CapError::IllegalMapping => ErrorCode::IllegalRetype,
+        CapError::IllegalRetype => ErrorCode::IllegalRetype,
+        CapError::IllegalMapping => ErrorCode::IllegalMapping,
         CapError::InvalidSize | CapError::EntriesOutOfRange => ErrorCode::InvalidArgument,
         CapError::Misaligned => ErrorCode::Misaligned,
         CapError::Overlap => ErrorCode::RetypeOverlap,
@@ -58,8 +60,63 @@ fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
     mdb.insert(&mut Ctes, cspace::id_of(pa));
 }
 
-/// Empties the slot at `pa`, removing its entry from the database.
+fn is_vnode(ty: ObjType) -> bool {
+    matches!(ty, ObjType::VNodeL0 | ObjType::VNodeL1 | ObjType::VNodeL2 | ObjType::VNodeL3)
+}
+
+fn is_mapping(ty: ObjType) -> bool {
+    caps::types::info(ty).maps.is_some()
+}
+
+/// The translation table a VNode capability's memory holds.
+fn table(pa: u64) -> &'static mut Table {
+    // SAFETY: `pa` is the base of a live VNode object (4 KiB, aligned),
+    // which only the kernel writes; one event runs at a time.
+    unsafe { &mut *(mm::phys(pa) as *mut Table) }
+}
+
+fn vnode_has_entries(cap: &Cap) -> bool {
+    table(cap.base).iter().any(|&d| paging::is_valid(d))
+}
+
+/// Page-table attributes for a user mapping with `rights`.
+fn user_attrs(src_type: ObjType, rights: Rights) -> Attributes {
+    Attributes {
+        memory: if src_type == ObjType::DevFrame { Memory::Device } else { Memory::Normal },
+        write: rights.contains(Rights::WRITE),
+        exec: rights.contains(Rights::EXECUTE),
+        user: true,
+        global: false,
+    }
+}
+
+/// Drops stale translations after entries were cleared or changed. With no
+/// virtual address at hand (a table does not know where it is mapped), the
+/// whole local TLB goes.
+fn flush_tlb() {
+    // SAFETY: barriers and TLB invalidation only; no memory is written.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1", "dsb ish", "isb", options(nostack)) };
+}
+
+/// Clears the entries a mapping capability records.
+fn unmap(m: &Cap) {
+    if let Extra::Mapping { table: t, entry, count, .. } = m.extra {
+        let entries = table(t);
+        for e in &mut entries[usize::from(entry)..usize::from(entry) + usize::from(count)] {
+            *e = 0;
+        }
+        flush_tlb();
+    }
+}
+
+/// Empties the slot at `pa`, removing its entry from the database; a
+/// mapping capability takes its page-table entries with it.
 fn remove(mdb: &mut Mdb, pa: u64) {
+    // SAFETY: a slot the caller found holding a capability.
+    let cap = unsafe { cspace::cte_at(pa) }.cap;
+    if is_mapping(cap.objtype) {
+        unmap(&cap);
+    }
     mdb.remove(&mut Ctes, cspace::id_of(pa));
     // SAFETY: a slot the caller found holding a capability.
     unsafe { *cspace::cte_at(pa) = Cte::EMPTY };
@@ -101,7 +158,58 @@ fn deletable(mdb: &Mdb, pa: u64, cap: &Cap) -> Result<(), ErrorCode> {
     let last = !mdb.has_copies(&Ctes, cspace::id_of(pa));
     match cap.objtype {
         ObjType::L1CNode | ObjType::L2CNode if last && cnode_has_contents(cap) => Err(ErrorCode::LastCopy),
+        // A table still in use would leave its entries' mappings dangling.
+        t if is_vnode(t) && last && vnode_has_entries(cap) => Err(ErrorCode::LastCopy),
         _ => Ok(()),
+    }
+}
+
+/// Before the last copy of something mappable goes, so must every mapping
+/// no other surviving capability justifies (a sub-frame may still justify
+/// its own). At most one batch per call; `Retry` while more remain.
+fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap) -> Result<(), ErrorCode> {
+    let mut doomed = [0 as Id; REVOKE_BATCH];
+    let mut n = 0;
+    let mut more = false;
+    let _ = mdb.descendants(&Ctes, cap, &mut |m| {
+        let mc = cap_of(m);
+        if !is_mapping(mc.objtype) {
+            return ControlFlow::Continue(());
+        }
+        let justified = mdb
+            .ancestors(&Ctes, &mc, &mut |a| {
+                let ac = cap_of(a);
+                if a != me && caps::types::mapping_type(ac.objtype) == Some(mc.objtype) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .is_break();
+        if justified {
+            return ControlFlow::Continue(());
+        }
+        if n == REVOKE_BATCH {
+            more = true;
+            return ControlFlow::Break(());
+        }
+        doomed[n] = m;
+        n += 1;
+        ControlFlow::Continue(())
+    });
+    for &d in &doomed[..n] {
+        remove(mdb, u64::from(d) * CTE_SIZE);
+    }
+    if more { Err(ErrorCode::Retry) } else { Ok(()) }
+}
+
+/// The level of a leaf that covers `entry_size` bytes.
+fn table_level_of(entry_size: u64) -> Option<u32> {
+    match entry_size {
+        0x1000 => Some(3),
+        0x20_0000 => Some(2),
+        0x4000_0000 => Some(1),
+        _ => None,
     }
 }
 
@@ -167,7 +275,77 @@ pub fn invoke(mdb: &mut Mdb, root: &Cap, a: [u64; 7]) -> Result<[u64; 3], ErrorC
         }
         Command::Delete => {
             deletable(mdb, pa, &cap)?;
+            let me = cspace::id_of(pa);
+            if !mdb.has_copies(&Ctes, me) && caps::types::mapping_type(cap.objtype).is_some() {
+                remove_orphaned_mappings(mdb, me, &cap)?;
+            }
             remove(mdb, pa);
+            Ok([0; 3])
+        }
+        Command::Map => {
+            if !is_vnode(cap.objtype) {
+                return Err(ErrorCode::WrongCapType);
+            }
+            let src_ref = CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?;
+            let src_pa = cspace::lookup(root, src_ref)?;
+            // SAFETY: a slot of the caller's CSpace.
+            let src = unsafe { cspace::cte_at(src_pa) }.cap;
+            if src.objtype == ObjType::Null {
+                return Err(ErrorCode::SlotEmpty);
+            }
+            let packed = a[3];
+            if packed >> 40 != 0 {
+                return Err(ErrorCode::InvalidArgument);
+            }
+            let rights = Rights::from_bits((packed >> 32) as u8).ok_or(ErrorCode::InvalidArgument)?;
+            let req = map::Request { entry: packed as u16, count: (packed >> 16) as u16, offset: a[4], rights };
+            let plan = map::check(&cap, &src, &req).map_err(cap_error)?;
+            let first = usize::from(req.entry);
+            let count = usize::from(req.count);
+            if table(cap.base)[first..first + count].iter().any(|&d| paging::is_valid(d)) {
+                return Err(ErrorCode::AlreadyMapped);
+            }
+            let slot = dest_slots(root, Dest::from_raw(a[5]), 1)?;
+            let entries = table(cap.base);
+            for i in 0..count {
+                entries[first + i] = if plan.table {
+                    paging::table_descriptor(plan.pa)
+                } else {
+                    let attrs = user_attrs(src.objtype, plan.mapping.rights);
+                    paging::leaf_descriptor(plan.pa + i as u64 * plan.entry_size, attrs, u32::from(plan.level))
+                };
+            }
+            // SAFETY: a barrier only: the walker sees the new entries.
+            unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+            install(mdb, slot, plan.mapping);
+            Ok([0; 3])
+        }
+        Command::ModifyFlags => {
+            if !matches!(cap.objtype, ObjType::FrameMapping | ObjType::DevFrameMapping) {
+                return Err(ErrorCode::WrongCapType);
+            }
+            let rights = u8::try_from(a[2]).ok().and_then(Rights::from_bits).ok_or(ErrorCode::InvalidArgument)?;
+            let rights = rights | Rights::READ;
+            if !cap.rights.contains(rights) || rights.contains(Rights::WRITE | Rights::EXECUTE) {
+                return Err(ErrorCode::NoRights);
+            }
+            let Extra::Mapping { table: t, entry, count, .. } = cap.extra else {
+                return Err(ErrorCode::WrongCapType);
+            };
+            let src_type = if cap.objtype == ObjType::DevFrameMapping { ObjType::DevFrame } else { ObjType::Frame };
+            let level = match table_level_of(cap.size / u64::from(count)) {
+                Some(l) => l,
+                None => return Err(ErrorCode::InvalidArgument),
+            };
+            let entries = table(t);
+            for i in 0..u64::from(count) {
+                let pa = cap.base + i * (cap.size / u64::from(count));
+                entries[usize::from(entry) + i as usize] =
+                    paging::leaf_descriptor(pa, user_attrs(src_type, rights), level);
+            }
+            flush_tlb();
+            // SAFETY: the invoked slot.
+            unsafe { cspace::cte_at(pa) }.cap.rights = rights;
             Ok([0; 3])
         }
         Command::Revoke => {
@@ -194,8 +372,8 @@ pub fn invoke(mdb: &mut Mdb, root: &Cap, a: [u64; 7]) -> Result<[u64; 3], ErrorC
             }
             let more = full;
             // Check every victim before deleting any, so a refusal changes
-            // nothing: a CNode whose every copy goes in this batch must be
-            // empty.
+            // nothing: a CNode or page table whose every copy goes in this
+            // batch must be empty.
             let batch = &victims[..n];
             for &v in batch {
                 let vcap = cap_of(v);
@@ -204,8 +382,12 @@ pub fn invoke(mdb: &mut Mdb, root: &Cap, a: [u64; 7]) -> Result<[u64; 3], ErrorC
                         if o != v && !batch.contains(&o) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
                     })
                     .is_break();
-                if !survives && matches!(vcap.objtype, ObjType::L1CNode | ObjType::L2CNode) && cnode_has_contents(&vcap)
-                {
+                let in_use = match vcap.objtype {
+                    ObjType::L1CNode | ObjType::L2CNode => cnode_has_contents(&vcap),
+                    t if is_vnode(t) => vnode_has_entries(&vcap),
+                    _ => false,
+                };
+                if !survives && in_use {
                     return Err(ErrorCode::LastCopy);
                 }
             }

@@ -93,7 +93,7 @@ fn run(args: &aos::Args) -> i32 {
         if [0, SAFE].contains(&l1) || [0, SAFE].contains(&target_l1) || dest_cnode == SAFE {
             continue;
         }
-        let mut cmd = if rng.next().is_multiple_of(16) { rng.next() } else { rng.next() % 7 };
+        let mut cmd = if rng.next().is_multiple_of(16) { rng.next() } else { rng.next() % 9 };
         let mut target = target;
         // A quarter of the calls retype from the first RAM capability, so
         // objects keep being made; that capability itself is never copied,

@@ -188,6 +188,30 @@ fn capabilities(t: &Target) -> CheckResult {
     )
 }
 
+fn vspace(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "vspace")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(!text.contains("FAILED"), "a mapping invocation did not behave as documented");
+            ensure!(text.contains("vspace: all checks passed"), "the program did not finish its checks");
+            ensure!(text.matches("vspace: ok ").count() >= 30, "fewer checks ran than the program makes");
+            // The last write goes through a mapping made read-only: the kernel
+            // must report a permission fault on a write at 512 GiB.
+            let report = text
+                .lines()
+                .find(|l| l.contains("domain 'vspace' faulted"))
+                .ok_or("the write to a read-only page did not fault")?;
+            for w in ["data abort", "permission fault at level 3", "on a write", "FAR 0x8000000000,"] {
+                ensure!(report.contains(w), "fault report lacks {w:?}: {report}");
+            }
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
 fn hostile(t: &Target) -> CheckResult {
     let (m, code) = boot_to_end(t, "hostile")?;
     let text = m.transcript();
@@ -265,6 +289,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("init_cspace_and_capability_invocations"), move || Ok(capabilities(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("hostile_domain_random_invocations_keep_invariants"), move || Ok(hostile(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("page_tables_built_from_capabilities"), move || Ok(vspace(&tt)?)));
     }
     all
 }

@@ -1,0 +1,147 @@
+//! Building page tables from capabilities (book ch. 3.13, Table 3.1): map a
+//! table of each level, 4 KiB pages and a 2 MiB block, touch the memory
+//! from EL0, and check every refusal. Ends by writing through a mapping
+//! made read-only, which must fault (the suite checks the kernel's report).
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use aos::cap::{self, CapRef, Dest, ObjType};
+use aos::kpi::ErrorCode;
+use aos::kpi::cspace::*;
+use aos::println;
+
+aos::main!(run);
+
+const R: u8 = 1;
+const RW: u8 = 3;
+const RWX: u8 = 7;
+/// The mappings go under L0 entry 1: virtual addresses from 512 GiB, which
+/// init's own image and stack (under entry 0) never use.
+const BASE_VA: u64 = 1 << 39;
+
+struct Checks(u32);
+
+impl Checks {
+    fn ok(&mut self, name: &str, pass: bool, detail: core::fmt::Arguments<'_>) {
+        if pass {
+            println!("vspace: ok {name}");
+        } else {
+            println!("vspace: FAILED {name}: {detail}");
+            self.0 += 1;
+        }
+    }
+    fn is<T: core::fmt::Debug + PartialEq>(&mut self, name: &str, got: T, want: T) {
+        let pass = got == want;
+        self.ok(name, pass, format_args!("got {got:?}, want {want:?}"));
+    }
+}
+
+const A0: usize = ROOTCN_SLOT_SLOT_ALLOC0;
+fn s(i: u8) -> CapRef {
+    CapRef::slot(A0 as u32, i)
+}
+fn d(i: u32) -> Dest {
+    Dest { cnode: (A0 as u32) << 8, slot: i }
+}
+
+fn touch(va: u64, value: u64) -> u64 {
+    let p = va as *mut u64;
+    // SAFETY: the test mapped this address read-write just before; if the
+    // mapping were wrong the kernel would end the domain with a report.
+    unsafe {
+        p.write_volatile(value);
+        p.read_volatile()
+    }
+}
+
+fn run(args: &aos::Args) -> i32 {
+    let mut c = Checks(0);
+    let Some(bi) = args.bootinfo() else { return 1 };
+    // A RAM capability of at least 8 MiB.
+    let Some(r) = bi.regions().iter().find(|r| r.kind == aos::kpi::bootinfo::RegionKind::Free && r.size >= 8 << 20)
+    else {
+        println!("vspace: FAILED no 8 MiB of RAM");
+        return 1;
+    };
+    let ram = CapRef::slot(ROOTCN_SLOT_SUPERCN as u32, r.slot as u8);
+    let l0 = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
+    // A 2 MiB-aligned offset into the RAM for the block.
+    let block_off = (r.base + (4 << 20)).next_multiple_of(2 << 20) - r.base;
+    c.is(
+        "retype tables",
+        [
+            cap::retype(ram, d(0), ObjType::VNodeL1, 0, 0, 1),
+            cap::retype(ram, d(1), ObjType::VNodeL2, 0x1000, 0, 1),
+            cap::retype(ram, d(2), ObjType::VNodeL3, 0x2000, 0, 1),
+            cap::retype(ram, d(3), ObjType::Frame, 0x4000, 0x2000, 1),
+            cap::retype(ram, d(4), ObjType::Frame, block_off, 2 << 20, 1),
+        ],
+        [Ok(1); 5],
+    );
+
+    c.is("map L1 into L0", cap::map(l0, s(0), 1, 1, RW, 0, d(10)), Ok(()));
+    c.is("map L2 into L1", cap::map(s(0), s(1), 0, 1, RW, 0, d(11)), Ok(()));
+    c.is("map L3 into L2", cap::map(s(1), s(2), 0, 1, RW, 0, d(12)), Ok(()));
+    c.is("map an 8 KiB frame as two pages", cap::map(s(2), s(3), 0, 2, RW, 0, d(13)), Ok(()));
+    c.is("write and read the first page", touch(BASE_VA, 0x1111), 0x1111);
+    c.is("write and read the second page", touch(BASE_VA + 0x1ff8, 0x2222), 0x2222);
+    c.is("map a 2 MiB block", cap::map(s(1), s(4), 1, 1, RW, 0, d(14)), Ok(()));
+    c.is("write and read across the block", touch(BASE_VA + (2 << 20) + 0x1f_fff8, 0x3333), 0x3333);
+    let mapping = cap::identify(s(13));
+    c.ok(
+        "the mapping capability records the frame",
+        mapping.is_ok_and(|m| m.objtype == Some(ObjType::FrameMapping) && m.size == 0x2000),
+        format_args!("{mapping:?}"),
+    );
+
+    // Refusals, each leaving the tables as they were.
+    c.is("double mapping", cap::map(s(2), s(3), 1, 1, RW, 0, d(20)), Err(ErrorCode::AlreadyMapped));
+    c.is("a table into the wrong level", cap::map(s(0), s(2), 5, 1, RW, 0, d(20)), Err(ErrorCode::IllegalMapping));
+    c.is("a frame into L0", cap::map(l0, s(3), 5, 1, RW, 0, d(20)), Err(ErrorCode::IllegalMapping));
+    c.is("a small frame as a 2 MiB block", cap::map(s(1), s(3), 5, 1, RW, 0, d(20)), Err(ErrorCode::InvalidArgument));
+    c.is("entries past the table's end", cap::map(s(2), s(3), 511, 2, RW, 0, d(20)), Err(ErrorCode::InvalidArgument));
+    c.is("write and execute together", cap::map(s(2), s(3), 5, 1, RWX, 0, d(20)), Err(ErrorCode::NoRights));
+    c.is("map into a frame", cap::map(s(3), s(3), 5, 1, RW, 0, d(20)), Err(ErrorCode::WrongCapType));
+    c.is("mint a read-only frame", cap::mint(s(3), d(5), R, None), Ok(()));
+    c.is("mapping without rights", cap::map(s(2), s(5), 5, 1, RW, 0, d(20)), Err(ErrorCode::NoRights));
+    c.is("read-only mapping of it", cap::map(s(2), s(5), 5, 1, R, 0, d(21)), Ok(()));
+    c.is("mapping into an occupied slot", cap::map(s(2), s(3), 7, 1, RW, 0, d(21)), Err(ErrorCode::SlotInUse));
+    c.is("nothing was written by the refusals", cap::map(s(2), s(3), 7, 1, RW, 0, d(22)), Ok(()));
+
+    // Unmap, and deleting a frame removes its mappings.
+    c.is("unmap", cap::unmap(s(22)), Ok(()));
+    c.is("the entry is free again", cap::map(s(2), s(3), 7, 1, RW, 0, d(22)), Ok(()));
+    c.is("unmapping what is not mapped", cap::unmap(s(30)), Err(ErrorCode::SlotEmpty));
+    c.is("a table with entries cannot go", cap::delete(s(2)), Err(ErrorCode::LastCopy));
+    c.is("delete the read-only copy", cap::delete(s(5)), Ok(()));
+    c.is("its mapping stays while the frame lives", cap::identify(s(21)).is_ok(), true);
+    c.is("delete the frame's last copy", cap::delete(s(3)), Ok(()));
+    c.is(
+        "its mappings went with it",
+        [cap::identify(s(13)).err(), cap::identify(s(21)).err(), cap::identify(s(22)).err()],
+        [Some(ErrorCode::SlotEmpty); 3],
+    );
+    c.is(
+        "the entries are free again",
+        cap::retype(ram, d(3), ObjType::Frame, 0x4000, 0x2000, 1)
+            .and_then(|_| cap::map(s(2), s(3), 0, 2, RW, 0, d(13))),
+        Ok(()),
+    );
+    c.is("fresh mapping sees the frame's bytes", touch(BASE_VA, 0x4444), 0x4444);
+
+    // Read-only from now on: the next write must fault.
+    c.is("modify flags to read-only", cap::modify_flags(s(13), R), Ok(()));
+    c.is("modify flags cannot add rights", cap::modify_flags(s(13), RW), Err(ErrorCode::NoRights));
+    // SAFETY: reading a page mapped read-only.
+    let v = unsafe { (BASE_VA as *const u64).read_volatile() };
+    c.is("reading still works", v, 0x4444);
+
+    if c.0 != 0 {
+        println!("vspace: {} checks failed", c.0);
+        return 1;
+    }
+    println!("vspace: all checks passed; now writing to a read-only page");
+    touch(BASE_VA, 0x5555);
+    println!("vspace: FAILED the write to a read-only page went through");
+    1
+}
