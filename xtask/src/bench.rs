@@ -17,23 +17,53 @@ use grading_runner::qemu::QemuConfig;
 use crate::stages::{self, Kind};
 use crate::{image, prereq};
 
-/// Runs the CPU driver's benchmark image once; returns its `bench:` lines.
-fn run_once(config: &QemuConfig) -> Result<BTreeMap<String, (u64, String)>, String> {
+/// A measurement: counter ticks over a number of operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Measured {
+    ticks: u64,
+    count: u64,
+}
+
+/// What each benchmark name measures, in the order they are printed.
+const NAMES: &[(&str, &str)] = &[
+    ("reset-to-init-first-instruction", "reset to init's first instruction"),
+    ("null-syscall", "null syscall round trip"),
+    ("retype-ram-to-4k-frame", "retype RAM into a 4 KiB frame"),
+    ("map-4k-page", "map a 4 KiB page"),
+    ("unmap-4k-page", "unmap a 4 KiB page"),
+    ("delete-frame", "delete a frame"),
+    ("retype-ram-to-2m-frame", "retype RAM into a 2 MiB frame"),
+    ("map-2m-block", "map a 2 MiB block"),
+    ("unmap-2m-block", "unmap a 2 MiB block"),
+    ("revoke-100-descendants", "revoke a 100-descendant tree"),
+];
+
+/// Runs the CPU driver's benchmark image once; returns the counter
+/// frequency and its `bench:` measurements.
+fn run_once(config: &QemuConfig) -> Result<(u64, BTreeMap<String, Measured>), String> {
     let mut m = Machine::boot(config)?;
     m.wait_exit(Duration::from_secs(300))?;
+    let text = m.transcript();
+    if text.contains("bench: FAILED") {
+        return Err(format!("a benchmark failed:\n{text}"));
+    }
+    let mut freq = None;
     let mut out = BTreeMap::new();
-    for line in m.transcript().lines() {
+    for line in text.lines() {
         let Some(rest) = line.strip_prefix("bench: ") else { continue };
-        let parts: Vec<&str> = rest.split_whitespace().collect();
-        if let [name, value, unit] = parts[..] {
-            let v = value.parse().map_err(|_| format!("bad bench line {line:?}"))?;
-            out.insert(name.to_owned(), (v, unit.to_owned()));
+        match rest.split_whitespace().collect::<Vec<_>>()[..] {
+            ["counter-frequency", hz, "Hz"] => freq = hz.parse().ok(),
+            [name, ticks, count] => {
+                let bad = || format!("bad bench line {line:?}");
+                let ticks = ticks.parse().map_err(|_| bad())?;
+                let count = count.parse().map_err(|_| bad())?;
+                out.insert(name.to_owned(), Measured { ticks, count });
+            }
+            _ => return Err(format!("bad bench line {line:?}")),
         }
     }
-    if out.is_empty() {
-        return Err(format!("the benchmark printed no results:\n{}", m.transcript()));
-    }
-    Ok(out)
+    let freq = freq.ok_or_else(|| format!("the benchmark printed no counter frequency:\n{text}"))?;
+    Ok((freq, out))
 }
 
 pub fn run() -> Result<(), String> {
@@ -48,26 +78,23 @@ pub fn run() -> Result<(), String> {
     image::pack_menu(stage, board, "bench")?.apply(&mut config);
     config.icount = true;
 
-    let first = run_once(&config)?;
-    let second = run_once(&config)?;
-    let freq = first.get("counter-frequency").map(|(v, _)| *v).ok_or("no counter-frequency line")?;
-    let to_instructions = |ticks: u64| ticks as f64 * 1e9 / freq as f64;
+    let (freq, first) = run_once(&config)?;
+    let (_, second) = run_once(&config)?;
     let version = grading_runner::qemu::installed_version().map_or("unknown".into(), |(a, b)| format!("{a}.{b}"));
     println!(
         "QEMU {version}, -machine {},dtb-randomness=off -cpu {} -icount shift=0,sleep=off -rtc clock=vm",
         q.machine, q.cpu
     );
     println!("counter {freq} Hz: one tick = {} instructions\n", 1e9 / freq as f64);
-    println!("{:<40} {:>14} {:>16}", "benchmark", "ticks", "instructions");
-    let mut rows = Vec::new();
-    if let Some((t, _)) = first.get("reset-to-init-first-instruction") {
-        rows.push(("reset to init's first instruction", *t, to_instructions(*t)));
-    }
-    if let Some((t, _)) = first.get("null-syscall-x10000") {
-        rows.push(("null syscall round trip (per call)", *t, to_instructions(*t) / 10_000.0));
-    }
-    for (name, ticks, instr) in &rows {
-        println!("{name:<40} {ticks:>14} {instr:>16.1}");
+    println!("{:<40} {:>10} {:>8} {:>16}", "benchmark", "ticks", "ops", "instructions/op");
+    let known: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+    let unknown = first.keys().filter(|k| !known.contains(&k.as_str()));
+    let rows = NAMES.iter().map(|(n, d)| (*n, *d)).chain(unknown.map(|k| (k.as_str(), k.as_str())));
+    for (name, description) in rows {
+        if let Some(m) = first.get(name) {
+            let per_op = m.ticks as f64 * 1e9 / freq as f64 / m.count.max(1) as f64;
+            println!("{description:<40} {:>10} {:>8} {per_op:>16.1}", m.ticks, m.count);
+        }
     }
     if first == second {
         println!("\ntwo runs gave identical figures");
