@@ -112,6 +112,12 @@ pub fn modify_flags(mapping: CapRef, rights: u8) -> Result<(), ErrorCode> {
     invoke(mapping, Command::ModifyFlags, [u64::from(rights), 0, 0, 0, 0]).map(drop)
 }
 
+/// Makes the empty, larger L1 CNode `new_root` this domain's CSpace root,
+/// moving every slot into it; `root` names (a copy of) the current root.
+pub fn resize_root(root: CapRef, new_root: CapRef) -> Result<(), ErrorCode> {
+    invoke(root, Command::Resize, [new_root.to_raw(), 0, 0, 0, 0]).map(drop)
+}
+
 /// Asks the kernel to check its capability invariants (needs the Kernel
 /// capability); returns how many capabilities it holds.
 pub fn debug_check(kernel: CapRef) -> Result<u64, ErrorCode> {

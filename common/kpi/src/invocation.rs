@@ -54,21 +54,33 @@ impl CapRef {
     }
 }
 
-/// Where a new capability goes: slot `slot` of the L2 CNode `cnode` (a
-/// level-1 reference). Packed as `cnode.addr | slot << 32`.
+/// Where a new capability goes: slot `slot` of the CNode capability
+/// `cnode` names — an L2 CNode, or an L1 CNode (a CSpace root), whose slots
+/// take the L2 CNodes a CSpace resolves through. Packed as
+/// `cnode.to_raw() | slot << 40`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dest {
-    pub cnode: u32,
+    pub cnode: CapRef,
     pub slot: u32,
 }
 
 impl Dest {
-    pub const fn to_raw(self) -> u64 {
-        self.cnode as u64 | (self.slot as u64) << 32
+    /// Slot `slot` of the L2 CNode at L1 slot `l1`.
+    pub const fn l2(l1: u32, slot: u32) -> Dest {
+        Dest { cnode: CapRef::l2_cnode(l1), slot }
     }
 
-    pub const fn from_raw(raw: u64) -> Dest {
-        Dest { cnode: raw as u32, slot: (raw >> 32) as u32 }
+    pub const fn to_raw(self) -> u64 {
+        self.cnode.to_raw() | (self.slot as u64) << 40
+    }
+
+    /// Unpacks a register; `None` if the CNode reference or the slot is
+    /// malformed.
+    pub const fn from_raw(raw: u64) -> Option<Dest> {
+        match CapRef::from_raw(raw & ((1 << 40) - 1)) {
+            Some(cnode) => Some(Dest { cnode, slot: (raw >> 40) as u32 }),
+            None => None,
+        }
     }
 }
 
@@ -101,10 +113,13 @@ pub enum Command {
     Map = 7,
     /// On a mapping capability: args: new rights (no more than it has).
     ModifyFlags = 8,
+    /// On (a copy of) the caller's CSpace root: move every slot into the
+    /// empty, larger L1 CNode named by the argument, which becomes the root.
+    Resize = 9,
 }
 
 impl Command {
-    pub const ALL: [Command; 9] = [
+    pub const ALL: [Command; 10] = [
         Command::Identify,
         Command::Retype,
         Command::Copy,
@@ -114,6 +129,7 @@ impl Command {
         Command::DebugCheck,
         Command::Map,
         Command::ModifyFlags,
+        Command::Resize,
     ];
 
     pub fn from_raw(raw: u64) -> Option<Command> {
@@ -135,8 +151,11 @@ mod tests {
         assert_eq!(CapRef::from_raw(5), None, "level 0");
         assert_eq!(CapRef::from_raw(3 << 32), None, "level 3");
         assert_eq!(CapRef::from_raw(1 << 45 | 2 << 32), None, "stray bits");
-        let d = Dest { cnode: 0x300, slot: 255 };
-        assert_eq!(Dest::from_raw(d.to_raw()), d);
+        let d = Dest::l2(3, 255);
+        assert_eq!(Dest::from_raw(d.to_raw()), Some(d));
+        let root = Dest { cnode: CapRef::slot(0, 2), slot: 300 };
+        assert_eq!(Dest::from_raw(root.to_raw()), Some(root));
+        assert_eq!(Dest::from_raw(7 << 32), None, "bad level");
         for c in Command::ALL {
             assert_eq!(Command::from_raw(c as u64), Some(c));
         }

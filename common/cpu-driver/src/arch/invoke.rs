@@ -11,7 +11,7 @@ use cpu_driver::paging::{self, Attributes, Memory, Table};
 use kpi::ErrorCode;
 use kpi::invocation::{CapRef, Command, Dest};
 
-use super::cspace::{self, Cte, Ctes};
+use super::cspace::{self, Cte, Ctes, KernelCte};
 use super::mm;
 
 /// Most entries one `Revoke` deletes; more work returns `Retry`.
@@ -29,13 +29,14 @@ fn cap_error(e: CapError) -> ErrorCode {
     }
 }
 
-/// Slots `first .. first + count` of the L2 CNode that `dest.cnode` names
-/// (a level-1 address), all empty; returns the first slot's address.
-fn dest_slots(root: &Cap, dest: Dest, count: u64) -> Result<u64, ErrorCode> {
-    let cnode_pa = cspace::lookup(root, CapRef { addr: dest.cnode, level: 1 })?;
-    // SAFETY: a slot of the caller's L1 CNode.
+/// Slots `first .. first + count` of the CNode (L1 or L2) that
+/// `dest.cnode` names, all empty; returns the first slot's address.
+fn dest_slots(root: &Cap, dest: Option<Dest>, count: u64) -> Result<u64, ErrorCode> {
+    let dest = dest.ok_or(ErrorCode::BadCapAddr)?;
+    let cnode_pa = cspace::lookup(root, dest.cnode)?;
+    // SAFETY: a slot of the caller's CSpace.
     let cnode = unsafe { cspace::cte_at(cnode_pa) }.cap;
-    if cnode.objtype != ObjType::L2CNode {
+    if !matches!(cnode.objtype, ObjType::L1CNode | ObjType::L2CNode) {
         return Err(ErrorCode::BadCapAddr);
     }
     let slots = cnode.size / CTE_SIZE;
@@ -218,9 +219,11 @@ fn cap_of(id: Id) -> Cap {
     unsafe { cspace::cte_at(u64::from(id) * CTE_SIZE) }.cap
 }
 
-/// Runs one invocation for the domain whose CSpace root is `root`.
-/// `a` = x1..x7. Returns the values for x1..x3.
-pub fn invoke(mdb: &mut Mdb, root: &Cap, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+/// Runs one invocation for the domain whose CSpace root entry is
+/// `root_cte`. `a` = x1..x7. Returns the values for x1..x3.
+pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+    let root_cap = root_cte.0.cap;
+    let root = &root_cap;
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
     let cmd = Command::from_raw(a[1]).ok_or(ErrorCode::InvalidCommand)?;
     let pa = cspace::lookup(root, target)?;
@@ -395,6 +398,40 @@ pub fn invoke(mdb: &mut Mdb, root: &Cap, a: [u64; 7]) -> Result<[u64; 3], ErrorC
                 remove(mdb, u64::from(v) * CTE_SIZE);
             }
             if more { Err(ErrorCode::Retry) } else { Ok([n as u64, 0, 0]) }
+        }
+        Command::Resize => {
+            if cap.objtype != ObjType::L1CNode || !cap.is_copy(root) {
+                return Err(ErrorCode::WrongCapType);
+            }
+            let new_ref = CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?;
+            // SAFETY: a slot of the caller's CSpace.
+            let new = unsafe { cspace::cte_at(cspace::lookup(root, new_ref)?) }.cap;
+            if new.objtype != ObjType::L1CNode
+                || new.size < root.size
+                || new.base == root.base
+                || cnode_has_contents(&new)
+            {
+                return Err(ErrorCode::InvalidArgument);
+            }
+            // Move every entry into the same slot of the new root; each
+            // changes address, so leaves and re-enters the database.
+            for i in 0..root.size / CTE_SIZE {
+                let from = root.base + i * CTE_SIZE;
+                // SAFETY: slot `i` of the old root, and of the new, larger one.
+                let (old, to) = unsafe { (cspace::cte_at(from), new.base + i * CTE_SIZE) };
+                if old.cap.objtype == ObjType::Null {
+                    continue;
+                }
+                let moved = old.cap;
+                mdb.remove(&mut Ctes, cspace::id_of(from));
+                // SAFETY: as above.
+                unsafe { *cspace::cte_at(from) = Cte::EMPTY };
+                install(mdb, to, moved);
+            }
+            mdb.remove(&mut Ctes, root_cte.id());
+            root_cte.0 = Cte { cap: new, links: caps::mdb::Links::EMPTY };
+            mdb.insert(&mut Ctes, root_cte.id());
+            Ok([0; 3])
         }
         Command::DebugCheck => {
             if cap.objtype != ObjType::Kernel {

@@ -46,7 +46,7 @@ fn slot(cn: usize, i: u32) -> CapRef {
 }
 
 fn dest(cn: usize, i: u32) -> Dest {
-    Dest { cnode: (cn as u32) << 8, slot: i }
+    Dest::l2(cn as u32, i)
 }
 
 fn run(args: &aos::Args) -> i32 {

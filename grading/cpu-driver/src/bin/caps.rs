@@ -37,7 +37,7 @@ fn slot(cn: usize, s: u8) -> CapRef {
 }
 
 fn dest(cn: usize, s: u32) -> Dest {
-    Dest { cnode: (cn as u32) << 8, slot: s }
+    Dest::l2(cn as u32, s)
 }
 
 fn run(args: &aos::Args) -> i32 {
@@ -203,6 +203,59 @@ fn run(args: &aos::Args) -> i32 {
     c.ok("the revoked capability remains", cap::identify(ram).is_ok(), format_args!(""));
     let again = cap::retype(ram, dest(a0, 0), ObjType::Frame, 0, 0x2000, 1);
     c.ok("memory can be retyped again after revoke", again == Ok(1), format_args!("{again:?}"));
+
+    // New L2 CNodes linked into the root CNode extend the CSpace.
+    let root_copy = slot(ROOTCN_SLOT_TASKCN, TASKCN_SLOT_ROOTCN as u8);
+    let in_root = |s: u32| Dest { cnode: root_copy, slot: s };
+    let r = cap::retype(ram, in_root(20), ObjType::L2CNode, 0x40_0000, 0, 1);
+    c.ok("retype an L2 CNode into the root CNode", r == Ok(1), format_args!("{r:?}"));
+    let r = cap::retype(ram, Dest::l2(20, 0), ObjType::Frame, 0x50_0000, 0x1000, 1);
+    c.ok("the new CNode takes capabilities at once", r == Ok(1), format_args!("{r:?}"));
+    let f = cap::identify(CapRef::slot(20, 0));
+    c.ok("and they resolve through it", f.is_ok_and(|i| i.objtype == Some(ObjType::Frame)), format_args!("{f:?}"));
+    let r = cap::retype(ram, in_root(21), ObjType::Frame, 0x51_0000, 0x1000, 1);
+    c.ok("a frame in a root slot", r == Ok(1), format_args!("{r:?}"));
+    c.err(
+        "a frame in a root slot is no CNode to resolve through",
+        cap::identify(CapRef::slot(21, 0)),
+        ErrorCode::BadCapAddr,
+    );
+    c.err(
+        "an occupied root slot",
+        cap::retype(ram, in_root(ROOTCN_SLOT_SUPERCN as u32), ObjType::L2CNode, 0x52_0000, 0, 1),
+        ErrorCode::SlotInUse,
+    );
+    c.err(
+        "past the root CNode's end",
+        cap::retype(ram, in_root(256), ObjType::L2CNode, 0x52_0000, 0, 1),
+        ErrorCode::BadCapAddr,
+    );
+
+    // Resizing the root: a larger, empty L1 CNode takes every slot.
+    let r = cap::retype(ram, dest(a0, 30), ObjType::L1CNode, 0x60_0000, 512 * 128, 1);
+    c.ok("retype a 512-slot L1 CNode", r == Ok(1), format_args!("{r:?}"));
+    let r = cap::retype(ram, dest(a0, 31), ObjType::L1CNode, 0x70_0000, 256 * 128, 1);
+    c.ok("and a 256-slot one", r == Ok(1), format_args!("{r:?}"));
+    c.err(
+        "resize through a CNode that is not the root",
+        cap::resize_root(slot(a0, 31), slot(a0, 30)),
+        ErrorCode::WrongCapType,
+    );
+    c.err("resize into the same CNode", cap::resize_root(root_copy, root_copy), ErrorCode::InvalidArgument);
+    c.ok("resize the root to 512 slots", cap::resize_root(root_copy, slot(a0, 30)).is_ok(), format_args!(""));
+    let moved =
+        [cap::identify(ram).is_ok(), cap::identify(CapRef::slot(20, 0)).is_ok(), cap::identify(slot(a0, 30)).is_ok()];
+    c.ok("every capability resolves after the resize", moved == [true; 3], format_args!("{moved:?}"));
+    c.err(
+        "the old root's copy no longer names the root",
+        cap::resize_root(root_copy, slot(a0, 31)),
+        ErrorCode::WrongCapType,
+    );
+    let r = cap::retype(ram, Dest { cnode: slot(a0, 30), slot: 400 }, ObjType::L2CNode, 0x80_0000, 0, 1);
+    c.ok("a CNode at root slot 400", r == Ok(1), format_args!("{r:?}"));
+    let r = cap::retype(ram, Dest::l2(400, 7), ObjType::Frame, 0x90_0000, 0x1000, 1);
+    c.ok("slot 400 resolves", r == Ok(1) && cap::identify(CapRef::slot(400, 7)).is_ok(), format_args!("{r:?}"));
+    c.err("a smaller root", cap::resize_root(slot(a0, 30), slot(a0, 31)), ErrorCode::InvalidArgument);
 
     // The root CNode's own copy can go: the kernel keeps the CSpace root.
     c.ok(

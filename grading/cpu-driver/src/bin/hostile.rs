@@ -60,7 +60,7 @@ fn run(args: &aos::Args) -> i32 {
     println!("hostile: seed {seed:#x}, {count} invocations");
     let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
     let safe_kernel = CapRef::slot(SAFE, 0);
-    if let Err(e) = cap::copy(kernel, cap::Dest { cnode: SAFE << 8, slot: 0 }) {
+    if let Err(e) = cap::copy(kernel, cap::Dest::l2(SAFE, 0)) {
         println!("hostile: cannot keep a Kernel capability: {e:?}");
         return 2;
     }
@@ -111,7 +111,11 @@ fn run(args: &aos::Args) -> i32 {
         if level == 1 && cmd != 0 && !rng.next().is_multiple_of(64) {
             continue;
         }
-        let dest = u64::from(dest_cnode << 8) | rng.value(64) << 32;
+        let dest = match rng.next() % 8 {
+            // Sometimes the root CNode itself (through TASKCN's copy).
+            0 => cap::Dest { cnode: CapRef::slot(0, 2), slot: rng.value(300) as u32 }.to_raw(),
+            _ => CapRef::l2_cnode(dest_cnode).to_raw() | rng.value(64) << 40,
+        };
         let a = [dest, rng.value(22), rng.value(1 << 22) & !0xfff, rng.value(1 << 16) & !0xfff, 1 + rng.value(3)];
         match cap::invoke_raw(target, cmd, a) {
             Ok(_) => succeeded += 1,

@@ -41,7 +41,7 @@ fn s(i: u8) -> CapRef {
     CapRef::slot(A0 as u32, i)
 }
 fn d(i: u32) -> Dest {
-    Dest { cnode: (A0 as u32) << 8, slot: i }
+    Dest::l2(A0 as u32, i)
 }
 
 fn touch(va: u64, value: u64) -> u64 {
