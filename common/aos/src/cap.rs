@@ -18,6 +18,46 @@ pub struct Identity {
     pub size: u64,
 }
 
+impl core::fmt::Display for Identity {
+    /// A debug dump: `Frame 0x40000000..0x40002000 rw--i owner 0`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.objtype {
+            Some(t) => write!(f, "{t:?}")?,
+            None => f.write_str("unknown type")?,
+        }
+        write!(f, " {:#x}..{:#x} ", self.base, self.base.saturating_add(self.size))?;
+        for (bit, c) in [(1, "r"), (2, "w"), (4, "x"), (8, "g"), (16, "i")] {
+            f.write_str(if self.rights & bit != 0 { c } else { "-" })?;
+        }
+        write!(f, " owner {}", self.owner)
+    }
+}
+
+/// An L2 CNode, named by its slot in the root CNode: where a domain's
+/// capabilities live and new ones go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CNodeRef {
+    /// The root-CNode slot holding this CNode.
+    pub l1: u32,
+}
+
+impl CNodeRef {
+    /// The capability in slot `slot`.
+    pub const fn slot(self, slot: u8) -> CapRef {
+        CapRef::slot(self.l1, slot)
+    }
+
+    /// Slot `slot` as a destination for new capabilities.
+    pub const fn dest(self, slot: u32) -> Dest {
+        Dest::l2(self.l1, slot)
+    }
+
+    /// The CNode's own capability (level 1).
+    pub const fn cap(self) -> CapRef {
+        CapRef::l2_cnode(self.l1)
+    }
+}
+
 /// Invokes `cap` with `cmd` and five arguments; returns x1..x3.
 pub fn invoke(cap: CapRef, cmd: Command, args: [u64; 5]) -> Result<[u64; 3], ErrorCode> {
     invoke_raw(cap.to_raw(), cmd as u64, args)
@@ -138,5 +178,29 @@ pub fn revoke(cap: CapRef) -> Result<u64, ErrorCode> {
             Err(ErrorCode::Retry) => total += REVOKE_BATCH,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn identities_print_as_a_dump() {
+        let id =
+            Identity { objtype: Some(ObjType::Frame), rights: 1 | 2 | 16, owner: 0, base: 0x4000_0000, size: 0x2000 };
+        assert_eq!(id.to_string(), "Frame 0x40000000..0x40002000 rw--i owner 0");
+        let odd = Identity { objtype: None, rights: 0, owner: 1, base: 0, size: 0 };
+        assert_eq!(odd.to_string(), "unknown type 0x0..0x0 ----- owner 1");
+    }
+
+    #[test]
+    fn cnode_refs_name_slots_and_destinations() {
+        let cn = CNodeRef { l1: 5 };
+        assert_eq!(cn.slot(7), CapRef::slot(5, 7));
+        assert_eq!(cn.dest(9), Dest::l2(5, 9));
+        assert_eq!(cn.cap().level, 1);
     }
 }

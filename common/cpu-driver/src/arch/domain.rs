@@ -161,6 +161,32 @@ pub fn create(
         let dev_size = (dev.base + dev.size).next_multiple_of(PAGE_SIZE) - dev_base;
         cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DEV, Cap::new(ObjType::DevFrame, dev_base, dev_size));
         cs.put(mdb, ROOTCN_SLOT_PAGECN, PAGECN_SLOT_VROOT, Cap::new(ObjType::VNodeL0, root, PAGE_SIZE));
+        // A dispatcher object, its shared frame and an endpoint to it. The
+        // kernel does not run domains from dispatcher objects until CPU
+        // driver III; the capabilities are where the book puts them.
+        let disp = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+        let frame = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+        // SAFETY: pages just taken from the boot allocator.
+        unsafe {
+            mm::zero_phys(disp, PAGE_SIZE);
+            mm::zero_phys(frame, PAGE_SIZE);
+        }
+        let disp_cap = Cap::new(ObjType::Dispatcher, disp, caps::types::DISPATCHER_SIZE);
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DISPATCHER, disp_cap);
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DISPFRAME, Cap::new(ObjType::Frame, frame, PAGE_SIZE));
+        let ep = caps::retype::check(
+            &disp_cap,
+            &caps::retype::Request { new_type: ObjType::EndPointLmp, offset: 0, objsize: 0, count: 1 },
+        )
+        .map_err(|_| ErrorCode::DomainCreate)?
+        .nth(&disp_cap, 0);
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_SELFEP, ep);
+        // BASE_PAGE_CN: one base page of RAM per slot, for init's first
+        // allocations (slot and slab allocators) before its memory manager.
+        let pages = alloc.alloc(L2_SLOTS, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+        for i in 0..L2_SLOTS {
+            cs.put(mdb, ROOTCN_SLOT_BASE_PAGE_CN, i as usize, Cap::new(ObjType::Ram, pages + i * PAGE_SIZE, PAGE_SIZE));
+        }
 
         let mut bi = BootInfo::new();
         // Nothing may be dropped silently: init would lose memory or modules.

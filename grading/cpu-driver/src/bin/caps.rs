@@ -78,6 +78,27 @@ fn run(args: &aos::Args) -> i32 {
             format_args!("slot {s}: {id:?}"),
         );
     }
+    for (s, ty) in [
+        (TASKCN_SLOT_DISPATCHER, ObjType::Dispatcher),
+        (TASKCN_SLOT_DISPFRAME, ObjType::Frame),
+        (TASKCN_SLOT_SELFEP, ObjType::EndPointLmp),
+    ] {
+        let id = cap::identify(slot(ROOTCN_SLOT_TASKCN, s as u8));
+        c.ok(
+            "TASKCN holds the dispatcher, its frame and the self endpoint",
+            id.is_ok_and(|i| i.objtype == Some(ty)),
+            format_args!("slot {s}: {id:?}"),
+        );
+    }
+    let pages: [bool; 3] = [0u8, 128, 255].map(|i| {
+        cap::identify(slot(ROOTCN_SLOT_BASE_PAGE_CN, i))
+            .is_ok_and(|p| p.objtype == Some(ObjType::Ram) && p.size == 4096)
+    });
+    c.ok("BASE_PAGE_CN holds a base page of RAM in every slot", pages == [true; 3], format_args!("{pages:?}"));
+    if let Ok(id) = cap::identify(slot(ROOTCN_SLOT_TASKCN, TASKCN_SLOT_ARGSPAGE as u8)) {
+        println!("caps: dump of the arguments page capability: {id}");
+    }
+
     // Bootinfo's regions name their capabilities' slots.
     let mut ram = None;
     for r in bi.regions() {
