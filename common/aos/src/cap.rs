@@ -122,8 +122,16 @@ pub fn mint(src: CapRef, dest: Dest, rights: u8, buffer: Option<(u32, u32)>) -> 
     invoke(src, Command::Mint, [dest.to_raw(), u64::from(rights), u64::from(off), u64::from(size), 0]).map(drop)
 }
 
+/// Deletes `cap`. Deleting the last copy of a CNode deletes its contents
+/// too, in steps: the kernel answers `Retry` while work remains, and this
+/// repeats the call.
 pub fn delete(cap: CapRef) -> Result<(), ErrorCode> {
-    invoke(cap, Command::Delete, [0; 5]).map(drop)
+    loop {
+        match invoke(cap, Command::Delete, [0; 5]) {
+            Err(ErrorCode::Retry) => continue,
+            r => return r.map(drop),
+        }
+    }
 }
 
 /// Maps `count` entries of `src` (from `offset`) into the table `vnode`

@@ -151,18 +151,103 @@ fn cnode_has_contents(cap: &Cap) -> bool {
     (0..cap.size / CTE_SIZE).any(|i| unsafe { cspace::cte_at(cap.base + i * CTE_SIZE) }.cap.objtype != ObjType::Null)
 }
 
-/// Deleting the last copy of a non-empty CNode would lose (or need to
-/// delete, in more than one bounded step) its contents (book ch. 3.9):
-/// refused until the contents are gone. Dispatchers are plain memory until
-/// CPU driver III binds them to running domains.
-fn deletable(mdb: &Mdb, pa: u64, cap: &Cap) -> Result<(), ErrorCode> {
-    let last = !mdb.has_copies(&Ctes, cspace::id_of(pa));
-    match cap.objtype {
-        ObjType::L1CNode | ObjType::L2CNode if last && cnode_has_contents(cap) => Err(ErrorCode::LastCopy),
-        // A table still in use would leave its entries' mappings dangling.
-        t if is_vnode(t) && last && vnode_has_entries(cap) => Err(ErrorCode::LastCopy),
-        _ => Ok(()),
+fn is_cnode(ty: ObjType) -> bool {
+    matches!(ty, ObjType::L1CNode | ObjType::L2CNode)
+}
+
+/// How much one invocation may do: deletions and CNodes visited. Work
+/// beyond it returns `Retry`; the caller repeats the invocation.
+struct Budget {
+    deletions: usize,
+    visits: usize,
+}
+
+impl Budget {
+    const fn new() -> Self {
+        Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH }
     }
+
+    fn spent(&self) -> bool {
+        self.deletions == 0 || self.visits == 0
+    }
+}
+
+/// The first occupied slot of a CNode.
+fn first_occupied(cnode: &Cap) -> Option<u64> {
+    (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE).find(|&pa| {
+        // SAFETY: slots of a live CNode.
+        unsafe { cspace::cte_at(pa) }.cap.objtype != ObjType::Null
+    })
+}
+
+/// Empties a CNode whose last copy is being deleted, depth first, without
+/// recursion: each round descends from `top` to the first entry that can
+/// go — a capability, or a nested CNode emptied earlier — and deletes it.
+/// `Ok` once `top` is empty; `Retry` when the budget is spent.
+fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
+    loop {
+        let mut cur = *top;
+        let mut parent: Option<u64> = None;
+        loop {
+            if budget.spent() {
+                return Err(ErrorCode::Retry);
+            }
+            budget.visits -= 1;
+            let Some(spa) = first_occupied(&cur) else {
+                match parent {
+                    None => return Ok(()),
+                    Some(ps) => {
+                        // An emptied nested CNode: its last copy goes now.
+                        remove(mdb, ps);
+                        budget.deletions -= 1;
+                        break;
+                    }
+                }
+            };
+            let c = cap_of(cspace::id_of(spa));
+            let last = !mdb.has_copies(&Ctes, cspace::id_of(spa));
+            if is_cnode(c.objtype) && last && cnode_has_contents(&c) {
+                parent = Some(spa);
+                cur = c;
+                continue;
+            }
+            if is_vnode(c.objtype) && last && vnode_has_entries(&c) {
+                return Err(ErrorCode::LastCopy);
+            }
+            if last && caps::types::mapping_type(c.objtype).is_some() {
+                remove_orphaned_mappings(mdb, cspace::id_of(spa), &c)?;
+            }
+            remove(mdb, spa);
+            budget.deletions -= 1;
+            break;
+        }
+    }
+}
+
+/// Deletes the capability at `pa` with everything its deletion implies: a
+/// CNode's contents if this is its last copy, the mappings a frame's or
+/// table's last copy justified. A page table with live entries cannot lose
+/// its last copy (unmap first): its entries' mapping capabilities would be
+/// left pointing into freed memory.
+fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorCode> {
+    let me = cspace::id_of(pa);
+    let cap = cap_of(me);
+    let last = !mdb.has_copies(&Ctes, me);
+    if is_vnode(cap.objtype) && last && vnode_has_entries(&cap) {
+        return Err(ErrorCode::LastCopy);
+    }
+    if is_cnode(cap.objtype) && last {
+        clear_cnode(mdb, &cap, budget)?;
+    }
+    if last && caps::types::mapping_type(cap.objtype).is_some() {
+        remove_orphaned_mappings(mdb, me, &cap)?;
+    }
+    if budget.deletions == 0 {
+        return Err(ErrorCode::Retry);
+    }
+    remove(mdb, pa);
+    budget.deletions -= 1;
+    Ok(())
 }
 
 /// Before the last copy of something mappable goes, so must every mapping
@@ -277,12 +362,7 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
             Ok([0; 3])
         }
         Command::Delete => {
-            deletable(mdb, pa, &cap)?;
-            let me = cspace::id_of(pa);
-            if !mdb.has_copies(&Ctes, me) && caps::types::mapping_type(cap.objtype).is_some() {
-                remove_orphaned_mappings(mdb, me, &cap)?;
-            }
-            remove(mdb, pa);
+            delete_slot(mdb, pa, &mut Budget::new())?;
             Ok([0; 3])
         }
         Command::Map => {
@@ -374,9 +454,9 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
                 }
             }
             let more = full;
-            // Check every victim before deleting any, so a refusal changes
-            // nothing: a CNode or page table whose every copy goes in this
-            // batch must be empty.
+            // A page table whose every copy goes in this batch must be empty:
+            // checked before anything is deleted, so that refusal changes
+            // nothing. (CNode contents are deleted in bounded steps.)
             let batch = &victims[..n];
             for &v in batch {
                 let vcap = cap_of(v);
@@ -385,17 +465,20 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
                         if o != v && !batch.contains(&o) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
                     })
                     .is_break();
-                let in_use = match vcap.objtype {
-                    ObjType::L1CNode | ObjType::L2CNode => cnode_has_contents(&vcap),
-                    t if is_vnode(t) => vnode_has_entries(&vcap),
-                    _ => false,
-                };
-                if !survives && in_use {
+                if !survives && is_vnode(vcap.objtype) && vnode_has_entries(&vcap) {
                     return Err(ErrorCode::LastCopy);
                 }
             }
-            for &v in &victims[..n] {
-                remove(mdb, u64::from(v) * CTE_SIZE);
+            let mut budget = Budget::new();
+            for &v in batch {
+                let vpa = u64::from(v) * CTE_SIZE;
+                // A victim inside a CNode emptied earlier in this batch is
+                // gone already.
+                // SAFETY: a slot that held a victim.
+                if unsafe { cspace::cte_at(vpa) }.cap.objtype == ObjType::Null {
+                    continue;
+                }
+                delete_slot(mdb, vpa, &mut budget)?;
             }
             if more { Err(ErrorCode::Retry) } else { Ok([n as u64, 0, 0]) }
         }
