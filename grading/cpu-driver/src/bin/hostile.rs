@@ -6,7 +6,7 @@
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use aos::cap::{self, CapRef};
+use aos::cap::{self, CapRef, ObjType};
 use aos::kpi::cspace::{ROOTCN_SLOT_TASKCN, TASKCN_SLOT_KERNELCAP};
 use aos::println;
 
@@ -68,6 +68,7 @@ fn run(args: &aos::Args) -> i32 {
     let mut succeeded = 0u64;
     let mut done = 0u64;
     let mut outcomes = [0u64; 32];
+    let mut per_command = [0u64; aos::kpi::invocation::Command::ALL.len()];
     while done < count {
         let l1 = match rng.next() % 4 {
             0 => rng.value(16) as u32,
@@ -99,16 +100,47 @@ fn run(args: &aos::Args) -> i32 {
         // objects keep being made; that capability itself is never copied,
         // deleted or revoked (a revoke of a copy would take it too), or the
         // run would soon have nothing left to make anything from.
+        let mut structured = None;
         if rng.next().is_multiple_of(4) {
             target = PROTECTED.to_raw();
             cmd = 1;
         } else if target == PROTECTED.to_raw() && cmd != 0 && cmd != 1 {
             continue;
+        } else if rng.next().is_multiple_of(6) {
+            // Map a random capability of the allocation CNodes into another
+            // (random retypes put page tables and frames there), or change a
+            // mapping's rights: random calls alone almost never line up.
+            let pick = |rng: &mut Rng| CapRef::slot([5u32, 6][(rng.next() % 2) as usize], (rng.next() % 64) as u8);
+            target = pick(&mut rng).to_raw();
+            if rng.next().is_multiple_of(2) {
+                // Make something mappable: a page table or a small frame.
+                let kinds = [
+                    (ObjType::VNodeL3, 0u64),
+                    (ObjType::VNodeL2, 0),
+                    (ObjType::Frame, 0x1000),
+                    (ObjType::Frame, 0x2000),
+                ];
+                let (ty, size) = kinds[(rng.next() % kinds.len() as u64) as usize];
+                target = PROTECTED.to_raw();
+                cmd = 1;
+                let dest = CapRef::l2_cnode([5u32, 6][(rng.next() % 2) as usize]).to_raw() | (rng.next() % 64) << 40;
+                structured = Some([dest, ty as u64, (rng.next() % (48 << 20)) & !0x1fff, size, 1]);
+            } else if rng.next().is_multiple_of(3) {
+                cmd = 8;
+                structured = Some([1, 0, 0, 0, 0]);
+            } else {
+                cmd = 7;
+                let packed = (rng.next() % 512) | (1 << 16) | ([1u64, 3][(rng.next() % 2) as usize] << 32);
+                let dest = CapRef::l2_cnode([5u32, 6][(rng.next() % 2) as usize]).to_raw() | (rng.next() % 64) << 40;
+                structured = Some([pick(&mut rng).to_raw(), packed, 0, dest, 0]);
+            }
         }
         // Operating on whole CNodes (level 1: deleting them, or copying them
         // and revoking a copy, which takes the original too) empties the
         // CSpace quickly and leaves only address errors to test: keep it rare.
-        if level == 1 && cmd != 0 && !rng.next().is_multiple_of(64) {
+        // The two allocation CNodes, where random retypes put what the
+        // structured calls below use, are never deleted or copied whole.
+        if level == 1 && cmd != 0 && ([5, 6].contains(&l1) || !rng.next().is_multiple_of(64)) {
             continue;
         }
         let dest = match rng.next() % 8 {
@@ -116,12 +148,26 @@ fn run(args: &aos::Args) -> i32 {
             0 => cap::Dest { cnode: CapRef::slot(0, 2), slot: rng.value(300) as u32 }.to_raw(),
             _ => CapRef::l2_cnode(dest_cnode).to_raw() | rng.value(64) << 40,
         };
-        let a = [dest, rng.value(22), rng.value(1 << 22) & !0xfff, rng.value(1 << 16) & !0xfff, 1 + rng.value(3)];
+        let a = structured.unwrap_or([
+            dest,
+            rng.value(22),
+            rng.value(1 << 22) & !0xfff,
+            rng.value(1 << 16) & !0xfff,
+            1 + rng.value(3),
+        ]);
         match cap::invoke_raw(target, cmd, a) {
-            Ok(_) => succeeded += 1,
+            Ok(_) => {
+                succeeded += 1;
+                if let Some(n) = per_command.get_mut(cmd as usize) {
+                    *n += 1;
+                }
+            }
             Err(e) => outcomes[(e as usize).min(outcomes.len() - 1)] += 1,
         }
         done += 1;
+    }
+    for c in aos::kpi::invocation::Command::ALL {
+        println!("hostile: {} {c:?} accepted", per_command[c as usize]);
     }
     for (code, n) in outcomes.iter().enumerate().filter(|(_, n)| **n > 0) {
         let name = aos::kpi::ErrorCode::from_raw(code as u64).map_or("?", |c| c.description());
