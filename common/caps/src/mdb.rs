@@ -244,28 +244,44 @@ impl Mdb {
         end: u64,
         f: &mut impl FnMut(Id) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
+        self.walk_range(s, start, end, false, f)
+    }
+
+    /// The interval walk behind the range queries: prunes subtrees that end
+    /// before `start` (the augmented maximum) and stops at the first entry
+    /// starting at or after `end`. With `points`, zero-sized entries at
+    /// `start` count as inside (endpoints and other memoryless capabilities
+    /// derived from the object at `start`).
+    fn walk_range(
+        &self,
+        s: &impl Store,
+        start: u64,
+        end: u64,
+        points: bool,
+        f: &mut impl FnMut(Id) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         fn go(
             s: &impl Store,
             t: Id,
-            start: u64,
-            end: u64,
+            range: (u64, u64, bool),
             f: &mut impl FnMut(Id) -> ControlFlow<()>,
         ) -> ControlFlow<()> {
-            if t == NIL || max_end(s, t) <= start {
+            let (start, end, points) = range;
+            if t == NIL || max_end(s, t) < start || (!points && max_end(s, t) == start) {
                 return ControlFlow::Continue(());
             }
             let Links { left, right, .. } = *s.links(t);
-            go(s, left, start, end, f)?;
+            go(s, left, range, f)?;
             let c = s.cap(t);
             if c.base >= end {
                 return ControlFlow::Continue(()); // everything to the right starts later
             }
-            if c.end() > start {
+            if c.end() > start || (points && c.size == 0 && c.base == start) {
                 f(t)?;
             }
-            go(s, right, start, end, f)
+            go(s, right, range, f)
         }
-        go(s, self.root, start, end, f)
+        go(s, self.root, (start, end, points), f)
     }
 
     /// Calls `f` on every entry whose order key equals that of `cap`
@@ -307,7 +323,7 @@ impl Mdb {
     pub fn descendants(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
         // Descendants lie inside `cap` (zero-sized ones at its base).
         let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
-        self.overlapping_or_at(s, cap.base, end, &mut |o| {
+        self.walk_range(s, cap.base, end, true, &mut |o| {
             if cap.is_ancestor_of(s.cap(o)) { f(o) } else { ControlFlow::Continue(()) }
         })
     }
@@ -315,41 +331,9 @@ impl Mdb {
     /// Calls `f` on every ancestor of `cap` in the tree.
     pub fn ancestors(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
         let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
-        self.overlapping_or_at(s, cap.base, end, &mut |o| {
+        self.walk_range(s, cap.base, end, true, &mut |o| {
             if s.cap(o).is_ancestor_of(cap) { f(o) } else { ControlFlow::Continue(()) }
         })
-    }
-
-    /// `overlapping`, but zero-sized entries at `start` count as inside.
-    fn overlapping_or_at(
-        &self,
-        s: &impl Store,
-        start: u64,
-        end: u64,
-        f: &mut impl FnMut(Id) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
-        fn go(
-            s: &impl Store,
-            t: Id,
-            start: u64,
-            end: u64,
-            f: &mut impl FnMut(Id) -> ControlFlow<()>,
-        ) -> ControlFlow<()> {
-            if t == NIL || (max_end(s, t) < start) {
-                return ControlFlow::Continue(());
-            }
-            let Links { left, right, .. } = *s.links(t);
-            go(s, left, start, end, f)?;
-            let c = s.cap(t);
-            if c.base >= end {
-                return ControlFlow::Continue(());
-            }
-            if c.end() > start || (c.size == 0 && c.base == start) {
-                f(t)?;
-            }
-            go(s, right, start, end, f)
-        }
-        go(s, self.root, start, end, f)
     }
 
     pub fn has_descendants(&self, s: &impl Store, cap: &Cap) -> bool {

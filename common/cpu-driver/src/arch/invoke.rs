@@ -172,6 +172,35 @@ impl Budget {
     }
 }
 
+/// Entries collected for deletion, at most one batch; `full` records that
+/// more were offered than fit.
+struct Batch {
+    ids: [Id; REVOKE_BATCH],
+    n: usize,
+    full: bool,
+}
+
+impl Batch {
+    const fn new() -> Self {
+        Batch { ids: [0; REVOKE_BATCH], n: 0, full: false }
+    }
+
+    /// Adds `id`, or stops a database walk once the batch is full.
+    fn push(&mut self, id: Id) -> ControlFlow<()> {
+        if self.n == REVOKE_BATCH {
+            self.full = true;
+            return ControlFlow::Break(());
+        }
+        self.ids[self.n] = id;
+        self.n += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn ids(&self) -> &[Id] {
+        &self.ids[..self.n]
+    }
+}
+
 /// The first occupied slot of a CNode.
 fn first_occupied(cnode: &Cap) -> Option<u64> {
     (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE).find(|&pa| {
@@ -254,9 +283,7 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
 /// no other surviving capability justifies (a sub-frame may still justify
 /// its own). At most one batch per call; `Retry` while more remain.
 fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap) -> Result<(), ErrorCode> {
-    let mut doomed = [0 as Id; REVOKE_BATCH];
-    let mut n = 0;
-    let mut more = false;
+    let mut doomed = Batch::new();
     let _ = mdb.descendants(&Ctes, cap, &mut |m| {
         let mc = cap_of(m);
         if !is_mapping(mc.objtype) {
@@ -275,18 +302,12 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap) -> Result<(), Erro
         if justified {
             return ControlFlow::Continue(());
         }
-        if n == REVOKE_BATCH {
-            more = true;
-            return ControlFlow::Break(());
-        }
-        doomed[n] = m;
-        n += 1;
-        ControlFlow::Continue(())
+        doomed.push(m)
     });
-    for &d in &doomed[..n] {
+    for &d in doomed.ids() {
         remove(mdb, u64::from(d) * CTE_SIZE);
     }
-    if more { Err(ErrorCode::Retry) } else { Ok(()) }
+    if doomed.full { Err(ErrorCode::Retry) } else { Ok(()) }
 }
 
 /// The level of a leaf that covers `entry_size` bytes.
@@ -433,31 +454,16 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
         }
         Command::Revoke => {
             let me = cspace::id_of(pa);
-            let mut victims = [0 as Id; REVOKE_BATCH];
-            let mut n = 0;
-            let mut full = false;
-            {
-                let mut collect = |id: Id| {
-                    if id == me {
-                        return ControlFlow::Continue(());
-                    }
-                    if n == REVOKE_BATCH {
-                        full = true;
-                        return ControlFlow::Break(());
-                    }
-                    victims[n] = id;
-                    n += 1;
-                    ControlFlow::Continue(())
-                };
-                if mdb.with_key(&Ctes, &cap, &mut collect).is_continue() {
-                    let _ = mdb.descendants(&Ctes, &cap, &mut collect);
-                }
+            let mut victims = Batch::new();
+            let mut collect = |id: Id| if id == me { ControlFlow::Continue(()) } else { victims.push(id) };
+            if mdb.with_key(&Ctes, &cap, &mut collect).is_continue() {
+                let _ = mdb.descendants(&Ctes, &cap, &mut collect);
             }
-            let more = full;
+            let more = victims.full;
             // A page table whose every copy goes in this batch must be empty:
             // checked before anything is deleted, so that refusal changes
             // nothing. (CNode contents are deleted in bounded steps.)
-            let batch = &victims[..n];
+            let batch = victims.ids();
             for &v in batch {
                 let vcap = cap_of(v);
                 let survives = mdb
@@ -480,7 +486,7 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
                 }
                 delete_slot(mdb, vpa, &mut budget)?;
             }
-            if more { Err(ErrorCode::Retry) } else { Ok([n as u64, 0, 0]) }
+            if more { Err(ErrorCode::Retry) } else { Ok([batch.len() as u64, 0, 0]) }
         }
         Command::Resize => {
             if cap.objtype != ObjType::L1CNode || !cap.is_copy(root) {
