@@ -4,9 +4,15 @@
 //! virtual nanosecond, so counter ticks convert to instructions as
 //! `ticks * 1e9 / CNTFRQ`. Each image runs twice and the figures must agree.
 //!
-//! This is the first version (CPU driver I): reset to init's first
-//! instruction and the null syscall round trip, on `qemu-virt`. The
-//! benchmark-harness issue grows it (Linux peer, CSV, figures).
+//! Each benchmark prints one line per sample (`bench: NAME TICKS COUNT`);
+//! the first [`WARMUP`] samples of a benchmark are discarded (book ch. 14.8)
+//! and the rest summarised as median, minimum, maximum and 90th percentile
+//! of instructions per operation. The results go to the terminal, to
+//! `report/data/bench-<board>.csv`, and into the performance chapter
+//! between its `bench:begin` and `bench:end` markers.
+//!
+//! Adding a benchmark: print one more `bench:` line from a benchmark
+//! program, and give its name a description in [`NAMES`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,13 +21,40 @@ use grading_runner::machine::Machine;
 use grading_runner::qemu::QemuConfig;
 
 use crate::stages::{self, Kind};
-use crate::{image, prereq};
+use crate::{image, prereq, root};
 
 /// A measurement: counter ticks over a number of operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Measured {
     ticks: u64,
     count: u64,
+}
+
+/// Samples discarded from the start of each benchmark.
+const WARMUP: usize = 2;
+
+/// Instructions per operation, summarised over the kept samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Summary {
+    samples: usize,
+    median: f64,
+    min: f64,
+    max: f64,
+    p90: f64,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn summarise(samples: &[Measured], freq: u64) -> Summary {
+    let kept = if samples.len() > WARMUP { &samples[WARMUP..] } else { samples };
+    let mut v: Vec<f64> = kept.iter().map(|m| m.ticks as f64 * 1e9 / freq as f64 / m.count.max(1) as f64).collect();
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+    Summary { samples: v.len(), median, min: v[0], max: v[v.len() - 1], p90: percentile(&v, 90.0) }
 }
 
 /// What each benchmark name measures, in the order they are printed.
@@ -40,7 +73,7 @@ const NAMES: &[(&str, &str)] = &[
 
 /// Runs the CPU driver's benchmark image once; returns the counter
 /// frequency and its `bench:` measurements.
-fn run_once(config: &QemuConfig) -> Result<(u64, BTreeMap<String, Measured>), String> {
+fn run_once(config: &QemuConfig) -> Result<(u64, BTreeMap<String, Vec<Measured>>), String> {
     let mut m = Machine::boot(config)?;
     m.wait_exit(Duration::from_secs(300))?;
     let text = m.transcript();
@@ -57,7 +90,7 @@ fn run_once(config: &QemuConfig) -> Result<(u64, BTreeMap<String, Measured>), St
                 let bad = || format!("bad bench line {line:?}");
                 let ticks = ticks.parse().map_err(|_| bad())?;
                 let count = count.parse().map_err(|_| bad())?;
-                out.insert(name.to_owned(), Measured { ticks, count });
+                out.entry(name.to_owned()).or_insert_with(Vec::new).push(Measured { ticks, count });
             }
             _ => return Err(format!("bad bench line {line:?}")),
         }
@@ -80,26 +113,96 @@ pub fn run() -> Result<(), String> {
 
     let (freq, first) = run_once(&config)?;
     let (_, second) = run_once(&config)?;
-    let version = grading_runner::qemu::installed_version().map_or("unknown".into(), |(a, b)| format!("{a}.{b}"));
-    println!(
-        "QEMU {version}, -machine {},dtb-randomness=off -cpu {} -icount shift=0,sleep=off -rtc clock=vm",
-        q.machine, q.cpu
+    let version = grading_runner::qemu::installed_version_text().unwrap_or_else(|| "unknown".into());
+    let method = format!(
+        "QEMU {version}, `-machine {},dtb-randomness=off -cpu {} -icount shift=0,sleep=off -rtc clock=vm`, release build; counter {freq} Hz ({} instructions a tick); first {WARMUP} samples of each benchmark discarded",
+        q.machine,
+        q.cpu,
+        1e9 / freq as f64
     );
-    println!("counter {freq} Hz: one tick = {} instructions\n", 1e9 / freq as f64);
-    println!("{:<40} {:>10} {:>8} {:>16}", "benchmark", "ticks", "ops", "instructions/op");
+    println!("{method}\n");
     let known: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
     let unknown = first.keys().filter(|k| !known.contains(&k.as_str()));
-    let rows = NAMES.iter().map(|(n, d)| (*n, *d)).chain(unknown.map(|k| (k.as_str(), k.as_str())));
-    for (name, description) in rows {
-        if let Some(m) = first.get(name) {
-            let per_op = m.ticks as f64 * 1e9 / freq as f64 / m.count.max(1) as f64;
-            println!("{description:<40} {:>10} {:>8} {per_op:>16.1}", m.ticks, m.count);
-        }
+    let rows: Vec<(&str, &str, Summary)> = NAMES
+        .iter()
+        .map(|(n, d)| (*n, *d))
+        .chain(unknown.map(|k| (k.as_str(), k.as_str())))
+        .filter_map(|(n, d)| first.get(n).map(|m| (n, d, summarise(m, freq))))
+        .collect();
+    let mut table = String::from("| benchmark | samples | median | min | max | p90 |\n|---|---|---|---|---|---|\n");
+    let mut csv = String::from("benchmark,samples,median,min,max,p90\n");
+    println!(
+        "{:<40} {:>7} {:>12} {:>12} {:>12} {:>12}",
+        "instructions per operation", "samples", "median", "min", "max", "p90"
+    );
+    for (name, description, s) in &rows {
+        println!(
+            "{description:<40} {:>7} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
+            s.samples, s.median, s.min, s.max, s.p90
+        );
+        table.push_str(&format!(
+            "| {description} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            s.samples, s.median, s.min, s.max, s.p90
+        ));
+        csv.push_str(&format!("{name},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90));
     }
-    if first == second {
-        println!("\ntwo runs gave identical figures");
-        Ok(())
-    } else {
-        Err(format!("two runs under icount differ: {first:?} vs {second:?}"))
+    if first != second {
+        return Err(format!("two runs under icount differ: {first:?} vs {second:?}"));
+    }
+    println!("\ntwo runs gave identical figures");
+    let data = root().join("report/data");
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    let csv_path = data.join(format!("bench-{}.csv", board.name));
+    std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    let section = format!("{method}. Two runs gave identical figures.\n\n{table}");
+    regenerate(&root().join("report/performance.md"), &section)?;
+    println!("wrote {} and the performance chapter's table", csv_path.display());
+    Ok(())
+}
+
+/// Replaces the text between the `bench:begin` and `bench:end` markers.
+fn regenerate(path: &std::path::Path, section: &str) -> Result<(), String> {
+    const BEGIN: &str = "<!-- bench:begin (generated by cargo xtask bench; edits here are overwritten) -->";
+    const END: &str = "<!-- bench:end -->";
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        return Err(format!("{} has no bench:begin/bench:end markers", path.display()));
+    };
+    if e < b {
+        return Err(format!("{}: bench:end comes before bench:begin", path.display()));
+    }
+    let new = format!("{}{BEGIN}\n{section}{}", &text[..b], &text[e..]);
+    std::fs::write(path, new).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_discard_warmup_and_rank() {
+        let m = |ticks| Measured { ticks, count: 1 };
+        // One tick is 16 instructions at 62.5 MHz.
+        let samples: Vec<_> = [1000, 900, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100].map(m).to_vec();
+        let s = summarise(&samples, 62_500_000);
+        assert_eq!(s.samples, 10, "two warm-up samples dropped");
+        assert_eq!((s.min, s.max), (160.0, 1600.0));
+        assert_eq!(s.median, 880.0, "mean of the 5th and 6th of ten");
+        assert_eq!(s.p90, 1440.0, "nearest rank: the 9th of ten");
+        assert_eq!(percentile(&[1.0], 90.0), 1.0);
+    }
+
+    #[test]
+    fn regenerates_only_between_markers() {
+        let dir = std::env::temp_dir().join(format!("bench-regen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("perf.md");
+        let begin = "<!-- bench:begin (generated by cargo xtask bench; edits here are overwritten) -->";
+        std::fs::write(&p, format!("head\n{begin}\nold\n<!-- bench:end -->\ntail\n")).unwrap();
+        regenerate(&p, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("head\n{begin}\nnew\n<!-- bench:end -->\ntail\n"));
+        std::fs::write(&p, "no markers").unwrap();
+        assert!(regenerate(&p, "x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -140,6 +140,14 @@ pub fn installed_version() -> Option<(u32, u32)> {
     parse_version(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// The installed QEMU's full version ("10.0.2"), for reports.
+pub fn installed_version_text() -> Option<String> {
+    let out = Command::new("qemu-system-aarch64").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rest = text.split("version ").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
 /// Parses "QEMU emulator version 10.0.2 (...)".
 pub fn parse_version(text: &str) -> Option<(u32, u32)> {
     let rest = text.split("version ").nth(1)?;
