@@ -8,8 +8,9 @@
 //! the first [`WARMUP`] samples of a benchmark are discarded (book ch. 14.8)
 //! and the rest summarised as median, minimum, maximum and 90th percentile
 //! of instructions per operation. The results go to the terminal, to
-//! `report/data/bench-<board>.csv`, and into the performance chapter
-//! between its `bench:begin` and `bench:end` markers.
+//! `report/data/bench-<board>.csv`, `report/figures/bench-<board>.svg`,
+//! and into the performance chapter between its `bench:begin` and
+//! `bench:end` markers.
 //!
 //! Adding a benchmark: print one more `bench:` line from a benchmark
 //! program, and give its name a description in [`NAMES`].
@@ -154,10 +155,72 @@ pub fn run() -> Result<(), String> {
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     let csv_path = data.join(format!("bench-{}.csv", board.name));
     std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
-    let section = format!("{method}. Two runs gave identical figures.\n\n{table}");
+    let figures = root().join("report/figures");
+    std::fs::create_dir_all(&figures).map_err(|e| e.to_string())?;
+    let svg_path = figures.join(format!("bench-{}.svg", board.name));
+    let bars: Vec<(&str, Summary)> = rows.iter().map(|(_, d, s)| (*d, *s)).collect();
+    figure(&svg_path, &bars, &format!("CPU driver on {} (QEMU {version}, icount)", board.name))?;
+    let section = format!(
+        "{method}. Two runs gave identical figures.\n\n{table}\n![instructions per operation](figures/bench-{}.svg)\n",
+        board.name
+    );
     regenerate(&root().join("report/performance.md"), &section)?;
-    println!("wrote {} and the performance chapter's table", csv_path.display());
+    println!("wrote {}, {} and the performance chapter's table", csv_path.display(), svg_path.display());
     Ok(())
+}
+
+/// Draws one horizontal bar per benchmark (median, log scale, since the
+/// figures span four orders of magnitude) with a line from minimum to
+/// maximum.
+fn figure(path: &std::path::Path, rows: &[(&str, Summary)], title: &str) -> Result<(), String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    let n = rows.len();
+    let root = SVGBackend::new(path, (960, 80 + 34 * n as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let top = rows.iter().map(|(_, s)| s.max).fold(100.0, f64::max) * 3.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(290)
+        .build_cartesian_2d((10f64..top).log_scale(), (0..n).into_segmented())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => rows.get(*i).map_or(String::new(), |r| r.0.to_owned()),
+            _ => String::new(),
+        })
+        .x_desc("instructions per operation (log scale)")
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, (_, s))| {
+            let mut bar = Rectangle::new(
+                [(10.0, SegmentValue::Exact(i)), (s.median, SegmentValue::Exact(i + 1))],
+                BLUE.mix(0.5).filled(),
+            );
+            bar.set_margin(5, 5, 0, 0);
+            bar
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, (_, s))| {
+            PathElement::new(
+                vec![(s.min, SegmentValue::CenterOf(i)), (s.max, SegmentValue::CenterOf(i))],
+                BLACK.stroke_width(2),
+            )
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, (_, s))| {
+            Text::new(format!("{:.0}", s.median), (s.max * 1.15, SegmentValue::CenterOf(i)), ("sans-serif", 13))
+        }))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
 }
 
 /// Replaces the text between the `bench:begin` and `bench:end` markers.
