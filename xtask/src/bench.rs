@@ -22,7 +22,7 @@ use grading_runner::machine::Machine;
 use grading_runner::qemu::QemuConfig;
 
 use crate::stages::{self, Kind};
-use crate::{image, prereq, root};
+use crate::{image, linux, prereq, root};
 
 /// A measurement: counter ticks over a number of operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +151,66 @@ pub fn run() -> Result<(), String> {
         return Err(format!("two runs under icount differ: {first:?} vs {second:?}"));
     }
     println!("\ntwo runs gave identical figures");
+
+    // The Linux peer in the same QEMU configuration.
+    let peer = match linux::prepare() {
+        Ok((kernel, initramfs)) => {
+            let mut c = QemuConfig::new(board, &kernel, None);
+            c.initrd = Some(initramfs);
+            c.append = Some("console=ttyAMA0 quiet panic=-1".into());
+            c.no_reboot = true;
+            c.icount = true;
+            let (lfreq, one) = run_once(&c)?;
+            let (_, two) = run_once(&c)?;
+            Some((lfreq, one, two))
+        }
+        Err(e) => {
+            eprintln!("xtask: no Linux peer: {e}");
+            None
+        }
+    };
+    let mut side = String::new();
+    if let Some((lfreq, one, two)) = &peer {
+        let same = one == two;
+        let note = if same {
+            "two runs identical".to_owned()
+        } else {
+            let worst = one
+                .iter()
+                .flat_map(|(k, v)| {
+                    v.iter().zip(two.get(k).into_iter().flatten()).map(|(a, b)| a.ticks.abs_diff(b.ticks))
+                })
+                .max()
+                .unwrap_or(0);
+            format!("two runs differ by at most {worst} counter ticks per sample")
+        };
+        let dash = || "—".to_owned();
+        side.push_str(&format!(
+            "\nSide by side with Linux (Debian's arm64 kernel, static musl peer as `/init`, same QEMU flags; Linux: {note}). Medians, instructions per operation:\n\n"
+        ));
+        side.push_str("| benchmark | kit | Linux | kit / Linux | seL4 (reference) |\n|---|---|---|---|---|\n");
+        println!("\n{:<36} {:>12} {:>12} {:>12} {:>10}", "side by side (medians)", "kit", "Linux", "kit/Linux", "seL4");
+        let pairs = [
+            ("reset-to-init-first-instruction", "reset to the first user program", None),
+            ("null-syscall", "null syscall", Some(91)),
+            ("map-4k-page", "map a 4 KiB page (Linux: mmap, populated)", Some(562)),
+            ("unmap-4k-page", "unmap a 4 KiB page (Linux: munmap)", None),
+            ("spawn-exit", "spawn to exit (Linux: fork, exec, wait)", None),
+        ];
+        for (name, description, sel4) in pairs {
+            let ours = first.get(name).map(|m| summarise(m, freq).median);
+            let theirs = one.get(name).map(|m| summarise(m, *lfreq).median);
+            let fmt = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.0}"));
+            let ratio = match (ours, theirs) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => dash(),
+            };
+            let sel4 = sel4.map_or_else(dash, |v: u32| v.to_string());
+            println!("{description:<36} {:>12} {:>12} {ratio:>12} {sel4:>10}", fmt(ours), fmt(theirs));
+            side.push_str(&format!("| {description} | {} | {} | {ratio} | {sel4} |\n", fmt(ours), fmt(theirs)));
+        }
+        side.push_str("\nseL4: sel4bench at seL4 1326364, release, fastpath, non-MCS, one core, measured in the same QEMU configuration.\n");
+    }
     let data = root().join("report/data");
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     let csv_path = data.join(format!("bench-{}.csv", board.name));
@@ -161,7 +221,7 @@ pub fn run() -> Result<(), String> {
     let bars: Vec<(&str, Summary)> = rows.iter().map(|(_, d, s)| (*d, *s)).collect();
     figure(&svg_path, &bars, &format!("CPU driver on {} (QEMU {version}, icount)", board.name))?;
     let section = format!(
-        "{method}. Two runs gave identical figures.\n\n{table}\n![instructions per operation](figures/bench-{}.svg)\n",
+        "{method}. Two runs gave identical figures.\n\n{table}\n![instructions per operation](figures/bench-{}.svg)\n{side}",
         board.name
     );
     regenerate(&root().join("report/performance.md"), &section)?;

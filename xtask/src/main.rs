@@ -5,8 +5,10 @@
 //! images to `grading-runner`, which owns booting and checking them.
 
 mod bench;
+mod cpio;
 mod dtb;
 mod image;
+mod linux;
 mod menu;
 mod prereq;
 mod stages;

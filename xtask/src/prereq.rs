@@ -58,6 +58,14 @@ pub fn rust() -> Result<(), String> {
     Ok(())
 }
 
+/// Makes sure one more Rust target is installed (the bench's Linux peer).
+pub fn rust_target(target: &str) -> Result<(), String> {
+    if sysroot()?.join("lib/rustlib").join(target).join("lib").is_dir() {
+        return Ok(());
+    }
+    install_rust(&["target", "add", target])
+}
+
 fn install_rust(args: &[&str]) -> Result<(), String> {
     let mut cmd = Command::new("rustup");
     cmd.current_dir(root()).args(args);

@@ -30,6 +30,8 @@ pub struct QemuConfig {
     pub append: Option<String>,
     /// Let the guest end QEMU with an exit status (semihosting SYS_EXIT).
     pub semihosting: bool,
+    /// Exit instead of resetting when the guest resets (a panicking Linux).
+    pub no_reboot: bool,
     pub smp: u32,
     /// `virt` only: emulate EL2 (and EL3's PSCI over smc), so the kernel is
     /// entered at EL2.
@@ -50,6 +52,7 @@ impl QemuConfig {
             initrd: None,
             append: None,
             semihosting: false,
+            no_reboot: false,
             smp: 1,
             el2: false,
             gdb: false,
@@ -105,6 +108,9 @@ impl QemuConfig {
         }
         if self.semihosting {
             cmd.args(["-semihosting-config", "enable=on,target=native"]);
+        }
+        if self.no_reboot {
+            cmd.arg("-no-reboot");
         }
         for _ in 0..self.board.console.index {
             cmd.args(["-serial", "null"]);
