@@ -62,6 +62,7 @@ fn summarise(samples: &[Measured], freq: u64) -> Summary {
 const NAMES: &[(&str, &str)] = &[
     ("reset-to-init-first-instruction", "reset to init's first instruction"),
     ("null-syscall", "null syscall round trip"),
+    ("yield", "yield (one domain: back to itself)"),
     ("retype-ram-to-4k-frame", "retype RAM into a 4 KiB frame"),
     ("map-4k-page", "map a 4 KiB page"),
     ("unmap-4k-page", "unmap a 4 KiB page"),
@@ -100,7 +101,15 @@ fn run_once(config: &QemuConfig) -> Result<(u64, BTreeMap<String, Vec<Measured>>
     Ok((freq, out))
 }
 
-pub fn run() -> Result<(), String> {
+pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
+    if let Some(s) = stage
+        && s != "cpu-driver"
+    {
+        stages::find(Some(s))?;
+        return Err(format!(
+            "stage '{s}' has no benchmark program yet; stages with benchmarks: cpu-driver (M0's boot cost is in its banner: cargo xtask run m0 --icount)"
+        ));
+    }
     prereq::rust()?;
     let board = &platform::QEMU_VIRT;
     let q = board.qemu.ok_or("qemu-virt has no QEMU description")?;
@@ -110,17 +119,25 @@ pub fn run() -> Result<(), String> {
     let built = image::build(stage, board, true)?;
     let mut config = QemuConfig::new(board, &built.image, None);
     image::pack_menu(stage, board, "bench")?.apply(&mut config);
-    config.icount = true;
+    config.icount = !wall;
 
     let (freq, first) = run_once(&config)?;
     let (_, second) = run_once(&config)?;
     let version = grading_runner::qemu::installed_version_text().unwrap_or_else(|| "unknown".into());
-    let method = format!(
-        "QEMU {version}, `-machine {},dtb-randomness=off -cpu {} -icount shift=0,sleep=off -rtc clock=vm`, release build; counter {freq} Hz ({} instructions a tick); first {WARMUP} samples of each benchmark discarded",
-        q.machine,
-        q.cpu,
-        1e9 / freq as f64
-    );
+    let method = if wall {
+        format!(
+            "QEMU {version}, `-machine {} -cpu {}`, no icount: wall-clock nanoseconds on this host; counter {freq} Hz; first {WARMUP} samples of each benchmark discarded",
+            q.machine, q.cpu
+        )
+    } else {
+        format!(
+            "QEMU {version}, `-machine {},dtb-randomness=off -cpu {} -icount shift=0,sleep=off -rtc clock=vm`, release build; counter {freq} Hz ({} instructions a tick); first {WARMUP} samples of each benchmark discarded",
+            q.machine,
+            q.cpu,
+            1e9 / freq as f64
+        )
+    };
+    let unit = if wall { "nanoseconds per operation" } else { "instructions per operation" };
     println!("{method}\n");
     let known: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
     let unknown = first.keys().filter(|k| !known.contains(&k.as_str()));
@@ -132,10 +149,7 @@ pub fn run() -> Result<(), String> {
         .collect();
     let mut table = String::from("| benchmark | samples | median | min | max | p90 |\n|---|---|---|---|---|---|\n");
     let mut csv = String::from("benchmark,samples,median,min,max,p90\n");
-    println!(
-        "{:<40} {:>7} {:>12} {:>12} {:>12} {:>12}",
-        "instructions per operation", "samples", "median", "min", "max", "p90"
-    );
+    println!("{:<40} {:>7} {:>12} {:>12} {:>12} {:>12}", unit, "samples", "median", "min", "max", "p90");
     for (name, description, s) in &rows {
         println!(
             "{description:<40} {:>7} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
@@ -146,6 +160,10 @@ pub fn run() -> Result<(), String> {
             s.samples, s.median, s.min, s.max, s.p90
         ));
         csv.push_str(&format!("{name},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90));
+    }
+    if wall {
+        println!("\nwall-clock figures depend on the host and its load; nothing written to the report");
+        return Ok(());
     }
     if first != second {
         return Err(format!("two runs under icount differ: {first:?} vs {second:?}"));
@@ -189,10 +207,13 @@ pub fn run() -> Result<(), String> {
             "\nSide by side with Linux (Debian's arm64 kernel, static musl peer as `/init`, same QEMU flags; Linux: {note}). Medians, instructions per operation:\n\n"
         ));
         side.push_str("| benchmark | kit | Linux | kit / Linux | seL4 (reference) |\n|---|---|---|---|---|\n");
-        println!("\n{:<36} {:>12} {:>12} {:>12} {:>10}", "side by side (medians)", "kit", "Linux", "kit/Linux", "seL4");
+        println!("\n{:<48} {:>12} {:>12} {:>10} {:>8}", "side by side (medians)", "kit", "Linux", "kit/Linux", "seL4");
         let pairs = [
             ("reset-to-init-first-instruction", "reset to the first user program", None),
             ("null-syscall", "null syscall", Some(91)),
+            ("yield", "yield", Some(330)),
+            ("ipc-round-trip", "IPC round trip (Linux: pipe ping-pong)", Some(408)),
+            ("page-fault", "demand page fault (seL4: user fault round trip)", Some(1131)),
             ("map-4k-page", "map a 4 KiB page (Linux: mmap, populated)", Some(562)),
             ("unmap-4k-page", "unmap a 4 KiB page (Linux: munmap)", None),
             ("spawn-exit", "spawn to exit (Linux: fork, exec, wait)", None),
@@ -206,10 +227,19 @@ pub fn run() -> Result<(), String> {
                 _ => dash(),
             };
             let sel4 = sel4.map_or_else(dash, |v: u32| v.to_string());
-            println!("{description:<36} {:>12} {:>12} {ratio:>12} {sel4:>10}", fmt(ours), fmt(theirs));
+            println!("{description:<48} {:>12} {:>12} {ratio:>10} {sel4:>8}", fmt(ours), fmt(theirs));
             side.push_str(&format!("| {description} | {} | {} | {ratio} | {sel4} |\n", fmt(ours), fmt(theirs)));
         }
         side.push_str("\nseL4: sel4bench at seL4 1326364, release, fastpath, non-MCS, one core, measured in the same QEMU configuration.\n");
+        let mut lcsv = String::from("benchmark,samples,median,min,max,p90\n");
+        for (name, samples) in one {
+            let s = summarise(samples, *lfreq);
+            lcsv.push_str(&format!("{name},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90));
+        }
+        let data = root().join("report/data");
+        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        let path = data.join(format!("bench-{}-linux.csv", board.name));
+        std::fs::write(&path, lcsv).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let data = root().join("report/data");
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;

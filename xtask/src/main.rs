@@ -66,8 +66,14 @@ enum Cmd {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Benchmarks under deterministic instruction counting (-icount shift=0,sleep=off).
-    Bench,
+    /// Benchmarks under deterministic instruction counting (-icount shift=0,sleep=off), side by side with Linux.
+    Bench {
+        /// Stage whose benchmarks to run (default: the one that has them).
+        stage: Option<String>,
+        /// Wall-clock nanoseconds without icount instead (host-dependent: printed, not written to the report).
+        #[arg(long)]
+        wall: bool,
+    },
     /// Check formatting and run clippy for the host and for every stage and board on aarch64.
     Lint,
     /// Attach gdb-multiarch to a QEMU started with `cargo xtask run --gdb`.
@@ -209,8 +215,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench => {
-            bench::run()?;
+        Cmd::Bench { stage, wall } => {
+            bench::run(stage.as_deref(), wall)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint => {

@@ -82,6 +82,63 @@ fn fork_exec_wait() -> bool {
     pid > 0 && unsafe { libc::waitpid(pid, &mut status, 0) } == pid && status == 0
 }
 
+/// Round trips of one byte between this process and a child over two
+/// pipes (the peer of an IPC round trip).
+fn pipe_ping_pong(rounds: u64) -> bool {
+    let (mut to_child, mut to_parent) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: creating pipes into local arrays.
+    if unsafe { libc::pipe(to_child.as_mut_ptr()) } != 0 || unsafe { libc::pipe(to_parent.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    // SAFETY: fork in a single-threaded process; the child only reads,
+    // writes and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        for _ in 0..rounds {
+            // SAFETY: reading and writing one byte on our pipes.
+            unsafe {
+                libc::read(to_child[0], byte.as_mut_ptr().cast(), 1);
+                libc::write(to_parent[1], byte.as_ptr().cast(), 1);
+            }
+        }
+        // SAFETY: ending the child.
+        unsafe { libc::_exit(0) };
+    }
+    let ok = (0..rounds).all(|_| {
+        // SAFETY: as above, in the parent.
+        unsafe {
+            libc::write(to_child[1], byte.as_ptr().cast(), 1) == 1
+                && libc::read(to_parent[0], byte.as_mut_ptr().cast(), 1) == 1
+        }
+    });
+    let mut status = 0;
+    // SAFETY: waiting for the child, closing our pipes.
+    unsafe {
+        libc::waitpid(pid, &mut status, 0);
+        for fd in to_child.into_iter().chain(to_parent) {
+            libc::close(fd);
+        }
+    }
+    ok && status == 0
+}
+
+/// Touches fresh anonymous pages: one demand fault each.
+fn demand_faults(pages: usize) -> Option<*mut libc::c_void> {
+    // SAFETY: an anonymous private mapping, not populated.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            pages * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p)
+}
+
 fn main() {
     let (start, freq) = counter();
     println!("bench: counter-frequency {freq} Hz");
@@ -91,6 +148,23 @@ fn main() {
     for _ in 0..REPS {
         all = all
             && measure("null-syscall", ROUNDS, || (0..ROUNDS).all(|_| std::os::unix::process::parent_id() == 0))
+            // SAFETY: sched_yield has no memory effects.
+            && measure("yield", ROUNDS, || (0..ROUNDS).all(|_| unsafe { libc::sched_yield() } == 0))
+            && measure("ipc-round-trip", 100, || pipe_ping_pong(100))
+            && match demand_faults(N) {
+                Some(p) => {
+                    let ok = measure("page-fault", N as u64, || {
+                        for i in 0..N {
+                            // SAFETY: one byte in each page of the mapping just made.
+                            unsafe { (p as *mut u8).add(i * 4096).write_volatile(1) };
+                        }
+                        true
+                    });
+                    // SAFETY: unmapping what demand_faults mapped.
+                    ok && unsafe { libc::munmap(p, N * 4096) } == 0
+                }
+                None => false,
+            }
             && measure("map-4k-page", N as u64, || map_pages(&mut pages))
             && measure("unmap-4k-page", N as u64, || unmap_pages(&pages))
             && measure("spawn-exit", 1, fork_exec_wait);

@@ -89,6 +89,7 @@ fn run(args: &aos::Args) -> i32 {
     for _ in 0..REPS {
         all = all
             && measure("null-syscall", ROUNDS, || (0..ROUNDS).all(|_| aos::syscall::null().is_ok()))
+            && measure("yield", ROUNDS, || (0..ROUNDS).all(|_| aos::syscall::yield_now().is_ok()))
             && measure("retype-ram-to-4k-frame", u64::from(N), || {
                 (0..N).all(|i| {
                     cap::retype(ram, dest(a0, i), ObjType::Frame, frames_at + u64::from(i) * 0x1000, 0x1000, 1).is_ok()
