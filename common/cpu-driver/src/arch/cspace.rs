@@ -71,10 +71,12 @@ pub unsafe fn cte_at<'a>(pa: u64) -> &'a mut Cte {
 /// `[pa, pa + size)` must be memory just made into a CNode, owned by the
 /// kernel.
 pub unsafe fn init_cnode(pa: u64, size: u64) {
-    for slot in 0..size / CTE_SIZE {
-        // SAFETY: within the new CNode, per the caller's contract.
-        unsafe { *cte_at(pa + slot * CTE_SIZE) = Cte::EMPTY };
-    }
+    // All-zero is a valid empty entry: type Null (0), no rights, `Extra::None`
+    // (tag 0, `repr(C, u8)`), zero addresses; links are set on insertion.
+    // SAFETY: the caller owns `[pa, pa + size)`.
+    unsafe { mm::zero_phys(pa, size) };
+    // SAFETY: as above; the first slot now reads as an entry.
+    debug_assert!(unsafe { cte_at(pa) }.cap.objtype == ObjType::Null);
 }
 
 /// The kernel's [`Store`]: entries by id through the direct map.
