@@ -92,12 +92,27 @@ pub fn check(src: &Cap, req: &Request) -> Result<Plan, CapError> {
     Ok(Plan { new_type: req.new_type, base, objsize, count: req.count })
 }
 
+/// A copy of `src` (same object, same rights, no remote state).
+///
+/// Mapping capabilities cannot be copied: each stands for page-table
+/// entries that exist once, and deleting any copy clears them. A second
+/// copy would outlive its entries and keep naming a table that may since
+/// have been freed and retyped, so writing through it (ModifyFlags,
+/// Delete) would corrupt whatever now owns that memory.
+pub fn copy(src: &Cap) -> Result<Cap, CapError> {
+    if types::info(src.objtype).maps.is_some() {
+        return Err(CapError::WrongType);
+    }
+    let mut new = *src;
+    new.remote = Remote::default();
+    Ok(new)
+}
+
 /// Mint: a copy with fewer (never more) rights, or for an endpoint, one
 /// with its receive buffer set.
 pub fn mint(src: &Cap, rights: Rights, endpoint_buffer: Option<(u32, u32)>) -> Result<Cap, CapError> {
-    let mut new = *src;
+    let mut new = copy(src)?;
     new.rights = src.rights & rights;
-    new.remote = Remote::default();
     match (src.objtype, endpoint_buffer) {
         (_, None) => {}
         (ObjType::EndPointLmp, Some((offset, size))) => {
@@ -186,5 +201,20 @@ mod tests {
         assert!(ro.is_copy(&RAM) && ro.rights == Rights::READ);
         let again = mint(&ro, Rights::ALL, None).unwrap();
         assert_eq!(again.rights, Rights::READ, "mint never adds rights");
+    }
+
+    #[test]
+    fn mapping_capabilities_cannot_be_copied_or_minted() {
+        let mapping = Cap {
+            extra: Extra::Mapping { table: 0x8000, entry: 3, count: 1, offset: 0 },
+            ..Cap::new(FrameMapping, 0x4000_0000, 0x1000)
+        };
+        assert_eq!(copy(&mapping), Err(CapError::WrongType));
+        assert_eq!(mint(&mapping, Rights::READ, None), Err(CapError::WrongType));
+        for ty in [DevFrameMapping, VNodeL0Mapping, VNodeL1Mapping, VNodeL2Mapping, VNodeL3Mapping] {
+            assert_eq!(copy(&Cap::new(ty, 0x4000_0000, 0x1000)), Err(CapError::WrongType), "{ty:?}");
+        }
+        let frame = Cap::new(Frame, 0x4000_0000, 0x1000);
+        assert_eq!(copy(&frame), Ok(frame), "other types copy unchanged");
     }
 }

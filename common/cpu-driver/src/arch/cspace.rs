@@ -45,6 +45,16 @@ impl KernelCte {
     }
 }
 
+/// Whether the CTE `id` is one the kernel keeps outside any CNode (it lies
+/// in the kernel image, where no CNode can be). Users cannot name these,
+/// and revoke must not take them: a domain's CSpace root lives as long as
+/// the domain.
+pub fn is_kernel_held(id: Id) -> bool {
+    let pa = u64::from(id) * CTE_SIZE;
+    let [text, _, data] = mm::image_sections();
+    (text.start..data.end).contains(&pa)
+}
+
 /// The database id of the CTE at physical address `pa`.
 pub fn id_of(pa: u64) -> Id {
     (pa / CTE_SIZE) as Id

@@ -361,9 +361,8 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
             Ok([plan.count, 0, 0])
         }
         Command::Copy => {
+            let copy = retype::copy(&cap).map_err(cap_error)?;
             let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;
-            let mut copy = cap;
-            copy.remote = Default::default();
             install(mdb, slot, copy);
             Ok([0; 3])
         }
@@ -455,7 +454,11 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
         Command::Revoke => {
             let me = cspace::id_of(pa);
             let mut victims = Batch::new();
-            let mut collect = |id: Id| if id == me { ControlFlow::Continue(()) } else { victims.push(id) };
+            // The kernel's own copies (CSpace roots) are not the user's to
+            // revoke; they keep their CNodes, and so their memory, typed.
+            let mut collect = |id: Id| {
+                if id == me || cspace::is_kernel_held(id) { ControlFlow::Continue(()) } else { victims.push(id) }
+            };
             if mdb.with_key(&Ctes, &cap, &mut collect).is_continue() {
                 let _ = mdb.descendants(&Ctes, &cap, &mut collect);
             }

@@ -351,6 +351,22 @@ fn run(args: &aos::Args) -> i32 {
     );
     let after = cap::identify(slot(a0, 0));
     c.ok("the CSpace still works after that", after.is_ok(), format_args!("{after:?}"));
+    // Nor can revoke take it: not through a copy of the root, nor through
+    // the RAM the root was retyped from.
+    let n = cap::revoke(new_root);
+    c.ok("revoke the root CNode's copy", n.is_ok(), format_args!("{n:?}"));
+    let after = cap::identify(slot(a0, 30));
+    c.ok("the CSpace still resolves", after.is_ok(), format_args!("{after:?}"));
+    let n = cap::revoke(ram);
+    c.ok("revoke the RAM the root came from", n.is_ok(), format_args!("{n:?}"));
+    let after = [cap::identify(kernel).is_ok(), cap::identify(ram).is_ok()];
+    c.ok("the CSpace still resolves", after == [true; 2], format_args!("{after:?}"));
+    c.err("its descendants went", cap::identify(CapRef::slot(400, 7)), ErrorCode::BadCapAddr);
+    c.err(
+        "the root's memory stays typed",
+        cap::retype(ram, dest(a0, 90), ObjType::Frame, 0x60_0000, 0x1000, 1),
+        ErrorCode::RetypeOverlap,
+    );
 
     if c.failed == 0 {
         println!("caps: all checks passed");

@@ -94,6 +94,12 @@ fn run(args: &aos::Args) -> i32 {
         format_args!("{mapping:?}"),
     );
 
+    // A mapping capability stands for entries that exist once: no copies.
+    c.is("copy a mapping capability", cap::copy(s(13), d(20)), Err(ErrorCode::WrongCapType));
+    c.is("mint a mapping capability", cap::mint(s(13), d(20), R, None), Err(ErrorCode::WrongCapType));
+    c.is("revoking a mapping finds nothing to delete", cap::revoke(s(13)), Ok(0));
+    c.is("and leaves the pages mapped", touch(BASE_VA + 8, 0x1212), 0x1212);
+
     // Refusals, each leaving the tables as they were.
     c.is("double mapping", cap::map(s(2), s(3), 1, 1, RW, 0, d(20)), Err(ErrorCode::AlreadyMapped));
     c.is("a table into the wrong level", cap::map(s(0), s(2), 5, 1, RW, 0, d(20)), Err(ErrorCode::IllegalMapping));
