@@ -282,24 +282,33 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
 /// Before the last copy of something mappable goes, so must every mapping
 /// no other surviving capability justifies (a sub-frame may still justify
 /// its own). At most one batch per call; `Retry` while more remain.
+///
+/// The work is one walk over `cap`'s ancestors and one over its
+/// descendants, whatever the number of mappings: an ancestor of the same
+/// kind (a larger frame) justifies everything, and otherwise the in-order
+/// walk meets every piece of `cap` before the mappings inside it, so the
+/// furthest end of the pieces seen so far says whether one contains the
+/// mapping at hand.
 fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap) -> Result<(), ErrorCode> {
+    let kind = caps::types::mapping_type(cap.objtype);
+    let same_kind = |id: Id| caps::types::mapping_type(cap_of(id).objtype) == kind;
+    let covered = mdb
+        .ancestors(&Ctes, cap, &mut |a| {
+            if a != me && same_kind(a) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .is_break();
+    if covered {
+        return Ok(());
+    }
     let mut doomed = Batch::new();
+    let mut pieces_end = 0;
     let _ = mdb.descendants(&Ctes, cap, &mut |m| {
         let mc = cap_of(m);
-        if !is_mapping(mc.objtype) {
+        if same_kind(m) {
+            pieces_end = pieces_end.max(mc.end());
             return ControlFlow::Continue(());
         }
-        let justified = mdb
-            .ancestors(&Ctes, &mc, &mut |a| {
-                let ac = cap_of(a);
-                if a != me && caps::types::mapping_type(ac.objtype) == Some(mc.objtype) {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
-            .is_break();
-        if justified {
+        if !is_mapping(mc.objtype) || mc.end() <= pieces_end {
             return ControlFlow::Continue(());
         }
         doomed.push(m)

@@ -135,6 +135,40 @@ fn run(args: &aos::Args) -> i32 {
     );
     c.is("fresh mapping sees the frame's bytes", touch(BASE_VA, 0x4444), 0x4444);
 
+    // Which mappings survive a frame's deletion: those a surviving frame
+    // contains. G is 8 KiB at entries 40-41, its second page F at 42.
+    let va = |entry: u64| BASE_VA + entry * 0x1000;
+    c.is(
+        "a frame, a piece of it, both mapped",
+        [
+            cap::retype(ram, d(40), ObjType::Frame, 0x8000, 0x2000, 1),
+            cap::retype(s(40), d(41), ObjType::Frame, 0x1000, 0x1000, 1),
+            cap::map(s(2), s(40), 40, 2, RW, 0, d(42)).map(|()| 1),
+            cap::map(s(2), s(41), 42, 1, RW, 0, d(43)).map(|()| 1),
+        ],
+        [Ok(1); 4],
+    );
+    c.is("delete the piece", cap::delete(s(41)), Ok(()));
+    c.is("its mapping stays: the larger frame contains it", cap::identify(s(43)).is_ok(), true);
+    c.is("and still reaches the same memory", [touch(va(42), 0x4242), touch(va(41), 0x4141)], [0x4242, 0x4141]);
+    // SAFETY: entry 42 is mapped read-write (checked just above).
+    let through_42 = unsafe { (va(42) as *const u64).read_volatile() };
+    c.is("both views are one page", through_42, 0x4141);
+    c.is(
+        "another piece, mapped",
+        cap::retype(s(40), d(44), ObjType::Frame, 0, 0x1000, 1)
+            .and_then(|_| cap::map(s(2), s(44), 44, 1, RW, 0, d(45))),
+        Ok(()),
+    );
+    c.is("delete the larger frame", cap::delete(s(40)), Ok(()));
+    c.is(
+        "its own mapping and the orphaned one went; the live piece's stayed",
+        [cap::identify(s(42)).err(), cap::identify(s(43)).err(), cap::identify(s(45)).err()],
+        [Some(ErrorCode::SlotEmpty), Some(ErrorCode::SlotEmpty), None],
+    );
+    c.is("the live piece is still mapped", touch(va(44), 0x4444), 0x4444);
+    c.is("the freed entries take new mappings", cap::map(s(2), s(44), 40, 1, RW, 0, d(46)), Ok(()));
+
     // Read-only from now on: the next write must fault.
     c.is("modify flags to read-only", cap::modify_flags(s(13), R), Ok(()));
     c.is("modify flags cannot add rights", cap::modify_flags(s(13), RW), Err(ErrorCode::NoRights));
