@@ -70,7 +70,11 @@ pub fn check(src: &Cap, req: &Request) -> Result<Plan, CapError> {
     let objsize = match info.size {
         Size::Fixed(s) if req.objsize == 0 || req.objsize == s => s,
         Size::Fixed(_) => return Err(CapError::InvalidSize),
-        Size::Variable { min, granule } if req.objsize >= min && req.objsize.is_multiple_of(granule) => req.objsize,
+        Size::Variable { min, max, granule }
+            if (min..=max).contains(&req.objsize) && req.objsize.is_multiple_of(granule) =>
+        {
+            req.objsize
+        }
         Size::Variable { .. } => return Err(CapError::InvalidSize),
         // Objects without memory (endpoints) stand for the whole source.
         Size::None if req.objsize == 0 && req.offset == 0 => 0,
@@ -153,6 +157,13 @@ mod tests {
             );
         }
         assert!(check(&RAM, &req(L1CNode, 0, types::L1_MIN_SLOTS * types::CTE_SIZE, 1)).is_ok());
+        let largest = types::L1_MAX_SLOTS * types::CTE_SIZE;
+        assert!(check(&RAM, &req(L1CNode, 0, largest, 1)).is_ok());
+        assert_eq!(
+            check(&RAM, &req(L1CNode, 0, largest + BASE_PAGE, 1)),
+            Err(CapError::InvalidSize),
+            "a root CNode past the bound"
+        );
         assert!(check(&RAM, &req(Ram, 0, 0x80_0000, 2)).is_ok(), "split in halves");
     }
 

@@ -12,6 +12,9 @@ pub const CTE_SIZE: u64 = 128;
 pub const L2_SLOTS: u64 = kpi::cspace::L2_CNODE_SLOTS as u64;
 /// Least slots of an L1 CNode.
 pub const L1_MIN_SLOTS: u64 = 256;
+/// Most slots of an L1 CNode: 4096 L2 CNodes, a million slots, so zeroing
+/// a root at retype and rehoming its entries at resize stay bounded.
+pub const L1_MAX_SLOTS: u64 = kpi::cspace::L1_CNODE_MAX_SLOTS as u64;
 pub const VNODE_SIZE: u64 = 4096;
 pub const DISPATCHER_SIZE: u64 = 4096;
 pub const KCB_SIZE: u64 = 4096;
@@ -21,8 +24,8 @@ pub const KCB_SIZE: u64 = 4096;
 pub enum Size {
     /// Always this many bytes.
     Fixed(u64),
-    /// Chosen at retype: at least `min`, a multiple of `granule`.
-    Variable { min: u64, granule: u64 },
+    /// Chosen at retype: from `min` to `max`, a multiple of `granule`.
+    Variable { min: u64, max: u64, granule: u64 },
     /// The object occupies no memory of its own.
     None,
 }
@@ -44,7 +47,7 @@ const fn t(objtype: ObjType, size: Size, retype_from: &'static [ObjType], maps: 
 
 use ObjType::*;
 
-const PAGES: Size = Size::Variable { min: BASE_PAGE, granule: BASE_PAGE };
+const PAGES: Size = Size::Variable { min: BASE_PAGE, max: u64::MAX, granule: BASE_PAGE };
 
 /// Every type, indexed by its number.
 pub const TABLE: [TypeInfo; ObjType::COUNT as usize] = [
@@ -52,7 +55,12 @@ pub const TABLE: [TypeInfo; ObjType::COUNT as usize] = [
     t(Ram, PAGES, &[Ram], None),
     t(Frame, PAGES, &[Ram, Frame], None),
     t(DevFrame, PAGES, &[DevFrame], None),
-    t(L1CNode, Size::Variable { min: L1_MIN_SLOTS * CTE_SIZE, granule: BASE_PAGE }, &[Ram], None),
+    t(
+        L1CNode,
+        Size::Variable { min: L1_MIN_SLOTS * CTE_SIZE, max: L1_MAX_SLOTS * CTE_SIZE, granule: BASE_PAGE },
+        &[Ram],
+        None,
+    ),
     t(L2CNode, Size::Fixed(L2_SLOTS * CTE_SIZE), &[Ram], None),
     t(VNodeL0, Size::Fixed(VNODE_SIZE), &[Ram], None),
     t(VNodeL1, Size::Fixed(VNODE_SIZE), &[Ram], None),

@@ -4,6 +4,9 @@
 
 /// Slots in an L2 CNode.
 pub const L2_CNODE_SLOTS: usize = 256;
+/// Most slots a root (L1) CNode may have: a retype or resize past it is
+/// refused, which keeps the kernel's work on one root CNode bounded.
+pub const L1_CNODE_MAX_SLOTS: usize = 4096;
 
 /// Root CNode slots.
 pub const ROOTCN_SLOT_TASKCN: usize = 0;

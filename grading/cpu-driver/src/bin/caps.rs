@@ -276,6 +276,14 @@ fn run(args: &aos::Args) -> i32 {
     let r = cap::retype(ram, Dest::l2(400, 7), ObjType::Frame, 0x90_0000, 0x1000, 1);
     c.ok("slot 400 resolves", r == Ok(1) && cap::identify(CapRef::slot(400, 7)).is_ok(), format_args!("{r:?}"));
     c.err("a smaller root", cap::resize_root(slot(a0, 30), slot(a0, 31)), ErrorCode::InvalidArgument);
+    let largest = L1_CNODE_MAX_SLOTS as u64 * 128;
+    c.err(
+        "an L1 CNode past the largest size",
+        cap::retype(ram, dest(a0, 32), ObjType::L1CNode, 0x20_0000, largest + 4096, 1),
+        ErrorCode::InvalidArgument,
+    );
+    let r = cap::retype(ram, dest(a0, 32), ObjType::L1CNode, 0x20_0000, largest, 1);
+    c.ok("one of the largest size", r == Ok(1) && cap::delete(slot(a0, 32)).is_ok(), format_args!("{r:?}"));
 
     // Deleting the last copy of a CNode deletes what it holds, nested CNodes
     // included, in bounded steps (the wrappers repeat on Retry).
