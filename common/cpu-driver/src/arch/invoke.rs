@@ -235,7 +235,9 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
             };
             let c = cap_of(cspace::id_of(spa));
             let last = !mdb.has_copies(&Ctes, cspace::id_of(spa));
-            if is_cnode(c.objtype) && last && cnode_has_contents(&c) {
+            // `top` inside itself is the very entry being deleted (it is the
+            // last copy): it goes like any other, or the descent would loop.
+            if is_cnode(c.objtype) && last && !c.is_copy(top) && cnode_has_contents(&c) {
                 parent = Some(spa);
                 cur = c;
                 continue;
@@ -267,6 +269,10 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
     }
     if is_cnode(cap.objtype) && last {
         clear_cnode(mdb, &cap, budget)?;
+        // SAFETY: the slot being deleted.
+        if unsafe { cspace::cte_at(pa) }.cap.objtype == ObjType::Null {
+            return Ok(()); // it lay inside the CNode and went with its contents
+        }
     }
     if last && caps::types::mapping_type(cap.objtype).is_some() {
         remove_orphaned_mappings(mdb, me, &cap)?;

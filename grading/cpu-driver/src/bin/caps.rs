@@ -351,6 +351,35 @@ fn run(args: &aos::Args) -> i32 {
     );
     c.err("its root slot is empty", cap::identify(CapRef::l2_cnode(62)), ErrorCode::SlotEmpty);
 
+    // A CNode holding its own last copy is unreachable, but revoking the
+    // memory it came from reclaims it in a bounded number of calls.
+    let setup = [
+        cap::retype(ram, dest(a0, 33), ObjType::Ram, 0x30_0000, 0x1_0000, 1),
+        cap::retype(slot(a0, 33), at(80), ObjType::L2CNode, 0, 0, 1),
+        cap::copy(CapRef::l2_cnode(80), Dest::l2(80, 0)).map(|()| 1),
+        cap::retype(slot(a0, 33), Dest::l2(80, 1), ObjType::Frame, 0x8000, 0x1000, 1),
+        cap::delete(CapRef::l2_cnode(80)).map(|()| 1),
+    ];
+    c.ok("a CNode whose only copy is inside it", setup == [Ok(1); 5], format_args!("{setup:?}"));
+    let before = cap::debug_check(kernel);
+    let mut calls = 0;
+    let n = loop {
+        calls += 1;
+        match cap::invoke(slot(a0, 33), cap::Command::Revoke, [0; 5]) {
+            Err(ErrorCode::Retry) if calls < 10 => continue,
+            r => break r,
+        }
+    };
+    let after = cap::debug_check(kernel);
+    c.ok("revoking its memory finishes", n.is_ok(), format_args!("{n:?} after {calls} calls"));
+    c.ok(
+        "the CNode and its frame are gone",
+        matches!((before, after), (Ok(b), Ok(a)) if b - a == 2),
+        format_args!("{before:?} -> {after:?}"),
+    );
+    let again = cap::retype(slot(a0, 33), at(80), ObjType::Frame, 0, 0x1_0000, 1);
+    c.ok("and its memory is free again", again == Ok(1), format_args!("{again:?}"));
+
     // The root CNode's own copy can go: the kernel keeps the CSpace root.
     c.ok(
         "delete the root CNode copy in TASKCN",
