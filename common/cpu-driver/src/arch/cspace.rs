@@ -30,9 +30,10 @@ impl Cte {
 
 /// A CTE the kernel keeps outside any CNode (a domain's CSpace root, as
 /// Barrelfish keeps it in the dispatcher control block), aligned so its
-/// physical address is a valid database id.
+/// physical address is a valid database id. Not `Copy`: the database
+/// links it by address, so a copy would be a stale node.
 #[repr(C, align(128))]
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct KernelCte(pub Cte);
 
 impl KernelCte {

@@ -33,7 +33,9 @@ pub enum State {
 }
 
 /// A domain: its saved registers, address space and CSpace.
-#[derive(Clone, Copy)]
+///
+/// Neither `Copy` nor `Clone`: `cspace` is a node of the derivation
+/// database, linked by its address, so a copy would be a stale node.
 pub struct Domain {
     name: [u8; NAME_MAX],
     name_len: usize,
