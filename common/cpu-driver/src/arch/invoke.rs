@@ -177,17 +177,25 @@ impl Budget {
 struct Batch {
     ids: [Id; REVOKE_BATCH],
     n: usize,
+    limit: usize,
     full: bool,
 }
 
 impl Batch {
     const fn new() -> Self {
-        Batch { ids: [0; REVOKE_BATCH], n: 0, full: false }
+        Self::up_to(REVOKE_BATCH)
+    }
+
+    /// A batch that takes at most `limit` entries (and never more than one
+    /// batch).
+    const fn up_to(limit: usize) -> Self {
+        let limit = if limit < REVOKE_BATCH { limit } else { REVOKE_BATCH };
+        Batch { ids: [0; REVOKE_BATCH], n: 0, limit, full: false }
     }
 
     /// Adds `id`, or stops a database walk once the batch is full.
     fn push(&mut self, id: Id) -> ControlFlow<()> {
-        if self.n == REVOKE_BATCH {
+        if self.n == self.limit {
             self.full = true;
             return ControlFlow::Break(());
         }
@@ -246,7 +254,10 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
                 return Err(ErrorCode::LastCopy);
             }
             if last && caps::types::mapping_type(c.objtype).is_some() {
-                remove_orphaned_mappings(mdb, cspace::id_of(spa), &c)?;
+                remove_orphaned_mappings(mdb, cspace::id_of(spa), &c, budget)?;
+                if budget.deletions == 0 {
+                    return Err(ErrorCode::Retry);
+                }
             }
             remove(mdb, spa);
             budget.deletions -= 1;
@@ -275,7 +286,7 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
         }
     }
     if last && caps::types::mapping_type(cap.objtype).is_some() {
-        remove_orphaned_mappings(mdb, me, &cap)?;
+        remove_orphaned_mappings(mdb, me, &cap, budget)?;
     }
     if budget.deletions == 0 {
         return Err(ErrorCode::Retry);
@@ -287,7 +298,8 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
 
 /// Before the last copy of something mappable goes, so must every mapping
 /// no other surviving capability justifies (a sub-frame may still justify
-/// its own). At most one batch per call; `Retry` while more remain.
+/// its own). The removals are charged to `budget`; `Retry` while more
+/// remain.
 ///
 /// The work is one walk over `cap`'s ancestors and one over its
 /// descendants, whatever the number of mappings: an ancestor of the same
@@ -295,7 +307,7 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
 /// walk meets every piece of `cap` before the mappings inside it, so the
 /// furthest end of the pieces seen so far says whether one contains the
 /// mapping at hand.
-fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap) -> Result<(), ErrorCode> {
+fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
     let kind = caps::types::mapping_type(cap.objtype);
     let same_kind = |id: Id| caps::types::mapping_type(cap_of(id).objtype) == kind;
     let covered = mdb
@@ -306,7 +318,7 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap) -> Result<(), Erro
     if covered {
         return Ok(());
     }
-    let mut doomed = Batch::new();
+    let mut doomed = Batch::up_to(budget.deletions);
     let mut pieces_end = 0;
     let _ = mdb.descendants(&Ctes, cap, &mut |m| {
         let mc = cap_of(m);
@@ -322,6 +334,7 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap) -> Result<(), Erro
     for &d in doomed.ids() {
         remove(mdb, u64::from(d) * CTE_SIZE);
     }
+    budget.deletions -= doomed.ids().len();
     if doomed.full { Err(ErrorCode::Retry) } else { Ok(()) }
 }
 
