@@ -12,7 +12,8 @@ use cpu_driver::bootalloc::BootAlloc;
 
 use kpi::dispatcher::RegisterSave;
 
-use super::domain::Domains;
+use super::cspace::KernelCte;
+use super::domain::{DOMAINS_MAX, Domains};
 use super::mm;
 
 /// What one core's CPU driver knows. `repr(C)`: the exception entry reads
@@ -25,6 +26,10 @@ pub struct PerCore {
     pub id: u32,
     pub alloc: RefCell<BootAlloc>,
     pub domains: RefCell<Domains>,
+    /// The CSpace root of each domain, by domain slot: kept here rather
+    /// than in `Domain` so no `&mut Domains` covers entries the database
+    /// rewrites (they must also lie in the kernel image, which this does).
+    pub roots: [KernelCte; DOMAINS_MAX],
     /// The derivation database of this core's capabilities.
     pub mdb: RefCell<Mdb>,
     /// Timer interrupts taken.
@@ -40,6 +45,7 @@ impl PerCore {
             id,
             alloc: RefCell::new(alloc),
             domains: RefCell::new(Domains::new()),
+            roots: [const { KernelCte::empty() }; DOMAINS_MAX],
             mdb: RefCell::new(Mdb::new()),
             ticks: Cell::new(0),
             quantum,

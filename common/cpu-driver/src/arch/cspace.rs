@@ -6,6 +6,8 @@
 //! size, so the database needs no table of its own: its memory is the
 //! CNodes users retyped (or the kernel made for init at boot).
 
+use core::cell::UnsafeCell;
+
 use caps::mdb::{Id, Links, Store};
 use caps::types::CTE_SIZE;
 use caps::{Cap, ObjType};
@@ -30,19 +32,22 @@ impl Cte {
 
 /// A CTE the kernel keeps outside any CNode (a domain's CSpace root, as
 /// Barrelfish keeps it in the dispatcher control block), aligned so its
-/// physical address is a valid database id. Not `Copy`: the database
-/// links it by address, so a copy would be a stale node.
+/// physical address is a valid database id. Like a CTE in a CNode it is
+/// read and written only through [`cte_at`] with its id, never through a
+/// Rust reference to its contents: the database rewrites its links at any
+/// insert or remove. Not `Copy`, as a copy would be a stale node.
 #[repr(C, align(128))]
-#[derive(Debug)]
-pub struct KernelCte(pub Cte);
+pub struct KernelCte(UnsafeCell<Cte>);
 
 impl KernelCte {
-    pub const EMPTY: KernelCte = KernelCte(Cte::EMPTY);
+    pub const fn empty() -> KernelCte {
+        KernelCte(UnsafeCell::new(Cte::EMPTY))
+    }
 
     /// Its database id: its physical address (the kernel image lies in the
     /// direct map) over the entry size.
     pub fn id(&self) -> Id {
-        id_of(self as *const KernelCte as u64 - cpu_driver::KERNEL_BASE)
+        id_of(self.0.get() as u64 - cpu_driver::KERNEL_BASE)
     }
 }
 
@@ -69,8 +74,9 @@ fn cte_ptr(id: Id) -> *mut Cte {
 ///
 /// # Safety
 /// `pa` must be a slot of a CNode object (created by the kernel at boot or
-/// by a retype), which lives as long as any capability refers to it; the
-/// kernel runs one event at a time, so no other reference is live.
+/// by a retype), which lives as long as any capability refers to it, or a
+/// [`KernelCte`]; the kernel runs one event at a time, so no other
+/// reference is live.
 pub unsafe fn cte_at<'a>(pa: u64) -> &'a mut Cte {
     // SAFETY: the caller's contract.
     unsafe { &mut *(mm::phys(pa) as *mut Cte) }

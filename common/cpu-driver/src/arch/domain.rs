@@ -13,7 +13,7 @@ use cpu_driver::bootimage::{Image, Module};
 use cpu_driver::elf;
 use cpu_driver::paging::{self, Attributes, PAGE_SIZE, TableAlloc};
 
-use caps::mdb::Mdb;
+use caps::mdb::{Id, Mdb};
 use caps::types::{CTE_SIZE, L2_SLOTS};
 use caps::{Cap, ObjType, Rights};
 use kpi::cspace::*;
@@ -32,10 +32,10 @@ pub enum State {
     Exited,
 }
 
-/// A domain: its saved registers, address space and CSpace.
-///
-/// Neither `Copy` nor `Clone`: `cspace` is a node of the derivation
-/// database, linked by its address, so a copy would be a stale node.
+/// A domain: its saved registers and address space. Its CSpace root (an
+/// L1 CNode capability) is `PerCore::roots` at the same slot, kept by the
+/// kernel as Barrelfish's dispatcher control block keeps it, so the CNode
+/// lives while the domain does, whatever the domain deletes.
 pub struct Domain {
     name: [u8; NAME_MAX],
     name_len: usize,
@@ -43,10 +43,6 @@ pub struct Domain {
     pub save: RegisterSave,
     /// TTBR0 value: ASID << 48 | root table.
     pub ttbr0: u64,
-    /// The CSpace root (an L1 CNode capability), kept by the kernel like
-    /// Barrelfish's dispatcher control block does, so the CNode lives while
-    /// the domain does whatever the domain deletes. Null: no CSpace.
-    pub cspace: KernelCte,
 }
 
 impl Domain {
@@ -56,7 +52,6 @@ impl Domain {
         state: State::Free,
         save: RegisterSave { x: [0; 31], sp: 0, pc: 0, spsr: 0 },
         ttbr0: 0,
-        cspace: KernelCte::EMPTY,
     };
 
     pub fn name(&self) -> &str {
@@ -104,6 +99,7 @@ fn user_pages(alloc: &mut BootAlloc, root: u64, va: u64, len: u64, attrs: Attrib
 /// page. Returns its slot.
 pub fn create(
     domains: &mut Domains,
+    roots: &[KernelCte; DOMAINS_MAX],
     alloc: &mut BootAlloc,
     mdb: &mut Mdb,
     module: &Module<'_>,
@@ -143,7 +139,7 @@ pub fn create(
     if let Some(boot) = boot {
         // Allocate first: bootinfo must describe memory as init will find it.
         let bi_pa = user_pages(alloc, root, BOOTINFO_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
-        let cs = InitCSpace::build(alloc, mdb, &mut domains.slots[slot].cspace)?;
+        let cs = InitCSpace::build(alloc, mdb, roots[slot].id())?;
         cs.put(
             mdb,
             ROOTCN_SLOT_TASKCN,
@@ -251,14 +247,15 @@ struct InitCSpace {
 impl InitCSpace {
     const L2_SIZE: u64 = L2_SLOTS * CTE_SIZE;
 
-    fn build(alloc: &mut BootAlloc, mdb: &mut Mdb, root_cte: &mut KernelCte) -> Result<InitCSpace, Error> {
+    fn build(alloc: &mut BootAlloc, mdb: &mut Mdb, root_id: Id) -> Result<InitCSpace, Error> {
         let l1_size = caps::types::L1_MIN_SLOTS * CTE_SIZE;
         let l1 = alloc.alloc(l1_size / PAGE_SIZE, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
         // SAFETY: pages just taken from the boot allocator for this CNode.
         unsafe { cspace::init_cnode(l1, l1_size) };
         let root = Cap::new(ObjType::L1CNode, l1, l1_size);
-        *root_cte = KernelCte(Cte { cap: root, links: caps::mdb::Links::EMPTY });
-        mdb.insert(&mut Ctes, root_cte.id());
+        // SAFETY: the domain's kernel-held root entry, still empty.
+        unsafe { *cspace::cte_at(u64::from(root_id) * CTE_SIZE) = Cte { cap: root, links: caps::mdb::Links::EMPTY } };
+        mdb.insert(&mut Ctes, root_id);
         let mut cs = InitCSpace { l2: [0; ROOTCN_SLOTS_USER] };
         for slot in 0..ROOTCN_SLOTS_USER {
             let pa = alloc.alloc(Self::L2_SIZE / PAGE_SIZE, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;

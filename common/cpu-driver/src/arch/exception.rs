@@ -91,7 +91,8 @@ fn sync(doms: &mut Domains) {
         Some(Syscall::Invoke) => {
             let d = &mut doms.slots[cur];
             let args: [u64; 7] = core::array::from_fn(|i| d.save.x[i + 1]);
-            match invoke::invoke(&mut this_core().mdb.borrow_mut(), &mut d.cspace, args) {
+            let root = this_core().roots[cur].id();
+            match invoke::invoke(&mut this_core().mdb.borrow_mut(), root, args) {
                 Ok(v) => {
                     d.save.x[0] = 0;
                     d.save.x[1..4].copy_from_slice(&v);

@@ -11,7 +11,7 @@ use cpu_driver::paging::{self, Attributes, Memory, Table};
 use kpi::ErrorCode;
 use kpi::invocation::{CapRef, Command, Dest};
 
-use super::cspace::{self, Cte, Ctes, KernelCte};
+use super::cspace::{self, Cte, Ctes};
 use super::mm;
 
 /// Most entries one `Revoke` deletes; more work returns `Retry`.
@@ -355,8 +355,8 @@ fn cap_of(id: Id) -> Cap {
 
 /// Runs one invocation for the domain whose CSpace root entry is
 /// `root_cte`. `a` = x1..x7. Returns the values for x1..x3.
-pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
-    let root_cap = root_cte.0.cap;
+pub fn invoke(mdb: &mut Mdb, root_id: Id, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+    let root_cap = cap_of(root_id);
     let root = &root_cap;
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
     let cmd = Command::from_raw(a[1]).ok_or(ErrorCode::InvalidCommand)?;
@@ -548,9 +548,12 @@ pub fn invoke(mdb: &mut Mdb, root_cte: &mut KernelCte, a: [u64; 7]) -> Result<[u
                 unsafe { *cspace::cte_at(from) = Cte::EMPTY };
                 install(mdb, to, moved);
             }
-            mdb.remove(&mut Ctes, root_cte.id());
-            root_cte.0 = Cte { cap: new, links: caps::mdb::Links::EMPTY };
-            mdb.insert(&mut Ctes, root_cte.id());
+            mdb.remove(&mut Ctes, root_id);
+            // SAFETY: the domain's kernel-held root entry, just removed.
+            unsafe {
+                *cspace::cte_at(u64::from(root_id) * CTE_SIZE) = Cte { cap: new, links: caps::mdb::Links::EMPTY }
+            };
+            mdb.insert(&mut Ctes, root_id);
             Ok([0; 3])
         }
         Command::DebugCheck => {

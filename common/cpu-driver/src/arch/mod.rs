@@ -105,6 +105,7 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
     let boot = BootModules { base_pa: initrd.start, image };
     let created = domain::create(
         &mut this.domains.borrow_mut(),
+        &this.roots,
         &mut this.alloc.borrow_mut(),
         &mut this.mdb.borrow_mut(),
         &init,
