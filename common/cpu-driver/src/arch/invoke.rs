@@ -301,26 +301,21 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
 /// its own). The removals are charged to `budget`; `Retry` while more
 /// remain.
 ///
-/// The work is one walk over `cap`'s ancestors and one over its
-/// descendants, whatever the number of mappings: an ancestor of the same
-/// kind (a larger frame) justifies everything, and otherwise the in-order
-/// walk meets every piece of `cap` before the mappings inside it, so the
-/// furthest end of the pieces seen so far says whether one contains the
-/// mapping at hand.
+/// The work is one walk over `cap`'s descendants and at most one over its
+/// ancestors, whatever the number of mappings. The in-order walk meets
+/// every piece of `cap` before the mappings inside it, so the furthest end
+/// of the pieces seen so far says whether one contains the mapping at
+/// hand; a mapping no piece contains is still justified if `cap` has an
+/// ancestor of the same kind (a larger frame), which then justifies all.
 fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
     let kind = caps::types::mapping_type(cap.objtype);
     let same_kind = |id: Id| caps::types::mapping_type(cap_of(id).objtype) == kind;
-    let covered = mdb
-        .ancestors(&Ctes, cap, &mut |a| {
-            if a != me && same_kind(a) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        })
-        .is_break();
-    if covered {
-        return Ok(());
-    }
+    let db: &Mdb = mdb;
+    // Asked only once a mapping needs it: most frames have none.
+    let mut covered = None;
     let mut doomed = Batch::up_to(budget.deletions);
     let mut pieces_end = 0;
-    let _ = mdb.descendants(&Ctes, cap, &mut |m| {
+    let _ = db.descendants(&Ctes, cap, &mut |m| {
         let mc = cap_of(m);
         if same_kind(m) {
             pieces_end = pieces_end.max(mc.end());
@@ -329,8 +324,17 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budge
         if !is_mapping(mc.objtype) || mc.end() <= pieces_end {
             return ControlFlow::Continue(());
         }
-        doomed.push(m)
+        let by_ancestor = *covered.get_or_insert_with(|| {
+            db.ancestors(&Ctes, cap, &mut |a| {
+                if a != me && same_kind(a) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })
+            .is_break()
+        });
+        if by_ancestor { ControlFlow::Break(()) } else { doomed.push(m) }
     });
+    if covered == Some(true) {
+        return Ok(());
+    }
     for &d in doomed.ids() {
         remove(mdb, u64::from(d) * CTE_SIZE);
     }
