@@ -14,6 +14,7 @@ use kpi::dispatcher::RegisterSave;
 
 use super::cspace::KernelCte;
 use super::domain::{DOMAINS_MAX, Domains};
+use super::invoke::Resume;
 use super::mm;
 
 /// What one core's CPU driver knows. `repr(C)`: the exception entry reads
@@ -30,6 +31,8 @@ pub struct PerCore {
     /// than in `Domain` so no `&mut Domains` covers entries the database
     /// rewrites (they must also lie in the kernel image, which this does).
     pub roots: [KernelCte; DOMAINS_MAX],
+    /// A bounded delete's progress, for the call that repeats it.
+    pub resume: Cell<Option<Resume>>,
     /// The derivation database of this core's capabilities.
     pub mdb: RefCell<Mdb>,
     /// Timer interrupts taken.
@@ -46,6 +49,7 @@ impl PerCore {
             alloc: RefCell::new(alloc),
             domains: RefCell::new(Domains::new()),
             roots: [const { KernelCte::empty() }; DOMAINS_MAX],
+            resume: Cell::new(None),
             mdb: RefCell::new(Mdb::new()),
             ticks: Cell::new(0),
             quantum,

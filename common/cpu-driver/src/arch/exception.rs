@@ -92,7 +92,7 @@ fn sync(doms: &mut Domains) {
             let d = &mut doms.slots[cur];
             let args: [u64; 7] = core::array::from_fn(|i| d.save.x[i + 1]);
             let root = this_core().roots[cur].id();
-            match invoke::invoke(&mut this_core().mdb.borrow_mut(), root, args) {
+            match invoke::invoke(&mut this_core().mdb.borrow_mut(), root, &this_core().resume, args) {
                 Ok(v) => {
                     d.save.x[0] = 0;
                     d.save.x[1..4].copy_from_slice(&v);

@@ -2,6 +2,7 @@
 //! mint, delete and revoke, every argument checked against the caller's
 //! CSpace and the rules of `caps`. A refused invocation changes nothing.
 
+use core::cell::Cell;
 use core::ops::ControlFlow;
 
 use caps::mdb::{Id, Mdb};
@@ -160,11 +161,16 @@ fn is_cnode(ty: ObjType) -> bool {
 struct Budget {
     deletions: usize,
     visits: usize,
+    /// Where the previous call of this invocation stopped clearing a CNode
+    /// (top CNode, slot of the nested CNode it was in), to resume there.
+    resume: Option<(Cap, u64)>,
+    /// Where this call stopped, for the next.
+    stopped: Option<(Cap, u64)>,
 }
 
 impl Budget {
     const fn new() -> Self {
-        Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH }
+        Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH, resume: None, stopped: None }
     }
 
     fn spent(&self) -> bool {
@@ -221,12 +227,29 @@ fn first_occupied(cnode: &Cap) -> Option<u64> {
 /// recursion: each round descends from `top` to the first entry that can
 /// go — a capability, or a nested CNode emptied earlier — and deletes it.
 /// `Ok` once `top` is empty; `Retry` when the budget is spent.
+///
+/// A call that runs out of budget inside a nested CNode records where, and
+/// the repeated call starts its first round there instead of at `top`, so
+/// nesting deeper than one call's visits still makes progress. (Between
+/// the two calls nothing else ran: the cursor is dropped by any other
+/// invocation. Within a call the slot is checked to still hold a nested
+/// CNode's last copy.)
 fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
     loop {
         let mut cur = *top;
         let mut parent: Option<u64> = None;
+        if let Some((t, slot)) = budget.resume.take()
+            && t == *top
+        {
+            let c = cap_of(cspace::id_of(slot));
+            if is_cnode(c.objtype) && !mdb.has_copies(&Ctes, cspace::id_of(slot)) {
+                cur = c;
+                parent = Some(slot);
+            }
+        }
         loop {
             if budget.spent() {
+                budget.stopped = parent.map(|ps| (*top, ps));
                 return Err(ErrorCode::Retry);
             }
             budget.visits -= 1;
@@ -357,9 +380,33 @@ fn cap_of(id: Id) -> Cap {
     unsafe { cspace::cte_at(u64::from(id) * CTE_SIZE) }.cap
 }
 
-/// Runs one invocation for the domain whose CSpace root entry is
-/// `root_cte`. `a` = x1..x7. Returns the values for x1..x3.
-pub fn invoke(mdb: &mut Mdb, root_id: Id, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+/// Where an unfinished delete or revoke stopped clearing a CNode, kept
+/// between the calls of one repeated invocation (see [`clear_cnode`]).
+#[derive(Clone, Copy)]
+pub struct Resume {
+    /// The invocation: caller's root, target, command.
+    call: [u64; 3],
+    top: Cap,
+    slot: u64,
+}
+
+/// Runs one invocation for the domain whose CSpace root entry is `root_id`.
+/// `a` = x1..x7. Returns the values for x1..x3. `resume` carries a bounded
+/// delete's progress to the next call, if that call repeats this one.
+pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &Cell<Option<Resume>>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+    let call = [u64::from(root_id), a[0], a[1]];
+    let mut budget = Budget::new();
+    budget.resume = resume.take().filter(|r| r.call == call).map(|r| (r.top, r.slot));
+    let result = run(mdb, root_id, a, &mut budget);
+    if result == Err(ErrorCode::Retry)
+        && let Some((top, slot)) = budget.stopped
+    {
+        resume.set(Some(Resume { call, top, slot }));
+    }
+    result
+}
+
+fn run(mdb: &mut Mdb, root_id: Id, a: [u64; 7], budget: &mut Budget) -> Result<[u64; 3], ErrorCode> {
     let root_cap = cap_of(root_id);
     let root = &root_cap;
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
@@ -414,7 +461,7 @@ pub fn invoke(mdb: &mut Mdb, root_id: Id, a: [u64; 7]) -> Result<[u64; 3], Error
             Ok([0; 3])
         }
         Command::Delete => {
-            delete_slot(mdb, pa, &mut Budget::new())?;
+            delete_slot(mdb, pa, budget)?;
             Ok([0; 3])
         }
         Command::Map => {
@@ -510,7 +557,6 @@ pub fn invoke(mdb: &mut Mdb, root_id: Id, a: [u64; 7]) -> Result<[u64; 3], Error
                     return Err(ErrorCode::LastCopy);
                 }
             }
-            let mut budget = Budget::new();
             for &v in batch {
                 let vpa = u64::from(v) * CTE_SIZE;
                 // A victim inside a CNode emptied earlier in this batch is
@@ -519,7 +565,7 @@ pub fn invoke(mdb: &mut Mdb, root_id: Id, a: [u64; 7]) -> Result<[u64; 3], Error
                 if unsafe { cspace::cte_at(vpa) }.cap.objtype == ObjType::Null {
                     continue;
                 }
-                delete_slot(mdb, vpa, &mut budget)?;
+                delete_slot(mdb, vpa, budget)?;
             }
             if more { Err(ErrorCode::Retry) } else { Ok([batch.len() as u64, 0, 0]) }
         }

@@ -351,6 +351,44 @@ fn run(args: &aos::Args) -> i32 {
     );
     c.err("its root slot is empty", cap::identify(CapRef::l2_cnode(62)), ErrorCode::SlotEmpty);
 
+    // A chain of 70 CNodes, each holding the next one's only copy, is deeper
+    // than one call may visit: repeated calls still finish the delete.
+    const DEPTH: u64 = 70;
+    let chain = slot(a0, 34);
+    let mut setup = cap::retype(ram, dest(a0, 34), ObjType::Ram, 0x100_0000, 0x40_0000, 1)
+        .and_then(|_| cap::retype(chain, at(90), ObjType::L2CNode, 0, 0, 1));
+    let mut above = 90; // the root slot through which the deepest CNode so far is reached
+    for i in 1..DEPTH {
+        let next = if above == 91 { 92 } else { 91 };
+        setup = setup
+            .and_then(|_| cap::retype(chain, Dest::l2(above, 0), ObjType::L2CNode, i * 0x8000, 0, 1))
+            .and_then(|_| cap::copy(CapRef::slot(above, 0), at(next)).map(|()| 1))
+            .and_then(|n| if above == 90 { Ok(n) } else { cap::delete(CapRef::l2_cnode(above)).map(|()| n) });
+        above = next;
+    }
+    setup = setup
+        .and_then(|_| cap::retype(chain, Dest::l2(above, 1), ObjType::Frame, DEPTH * 0x8000, 0x1000, 1))
+        .and_then(|n| cap::delete(CapRef::l2_cnode(above)).map(|()| n));
+    c.ok("a chain of 70 CNodes ending in a frame", setup == Ok(1), format_args!("{setup:?}"));
+    let before = cap::debug_check(kernel);
+    let mut calls = 0;
+    let done = loop {
+        calls += 1;
+        match cap::invoke(CapRef::l2_cnode(90), cap::Command::Delete, [0; 5]) {
+            Err(ErrorCode::Retry) if calls < 1000 => continue,
+            r => break r,
+        }
+    };
+    let after = cap::debug_check(kernel);
+    c.ok("deleting its top finishes", done.is_ok(), format_args!("{done:?} after {calls} calls"));
+    c.ok(
+        "all 70 CNodes and the frame went",
+        matches!((before, after), (Ok(b), Ok(a)) if b - a == DEPTH + 1),
+        format_args!("{before:?} -> {after:?}"),
+    );
+    let again = cap::retype(chain, at(90), ObjType::Frame, 0, 0x40_0000, 1);
+    c.ok("and the chain's memory is free again", again == Ok(1), format_args!("{again:?}"));
+
     // A CNode holding its own last copy is unreachable, but revoking the
     // memory it came from reclaims it in a bounded number of calls.
     let setup = [
