@@ -162,10 +162,11 @@ struct Budget {
     deletions: usize,
     visits: usize,
     /// Where the previous call of this invocation stopped clearing a CNode
-    /// (top CNode, slot of the nested CNode it was in), to resume there.
-    resume: Option<(Cap, u64)>,
+    /// (base of the top CNode, slot of the nested CNode it was in), to
+    /// resume there. A CNode's base names it: CNodes never overlap.
+    resume: Option<(u64, u64)>,
     /// Where this call stopped, for the next.
-    stopped: Option<(Cap, u64)>,
+    stopped: Option<(u64, u64)>,
 }
 
 impl Budget {
@@ -239,7 +240,7 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
         let mut cur = *top;
         let mut parent: Option<u64> = None;
         if let Some((t, slot)) = budget.resume.take()
-            && t == *top
+            && t == top.base
         {
             let c = cap_of(cspace::id_of(slot));
             if is_cnode(c.objtype) && !mdb.has_copies(&Ctes, cspace::id_of(slot)) {
@@ -249,7 +250,7 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
         }
         loop {
             if budget.spent() {
-                budget.stopped = parent.map(|ps| (*top, ps));
+                budget.stopped = parent.map(|ps| (top.base, ps));
                 return Err(ErrorCode::Retry);
             }
             budget.visits -= 1;
@@ -386,7 +387,7 @@ fn cap_of(id: Id) -> Cap {
 pub struct Resume {
     /// The invocation: caller's root, target, command.
     call: [u64; 3],
-    top: Cap,
+    top: u64,
     slot: u64,
 }
 
@@ -397,7 +398,7 @@ pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &Cell<Option<Resume>>, a: [u64
     let call = [u64::from(root_id), a[0], a[1]];
     let mut budget = Budget::new();
     budget.resume = resume.take().filter(|r| r.call == call).map(|r| (r.top, r.slot));
-    let result = run(mdb, root_id, a, &mut budget);
+    let result = run(mdb, root_id, &a, &mut budget);
     if result == Err(ErrorCode::Retry)
         && let Some((top, slot)) = budget.stopped
     {
@@ -406,7 +407,7 @@ pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &Cell<Option<Resume>>, a: [u64
     result
 }
 
-fn run(mdb: &mut Mdb, root_id: Id, a: [u64; 7], budget: &mut Budget) -> Result<[u64; 3], ErrorCode> {
+fn run(mdb: &mut Mdb, root_id: Id, a: &[u64; 7], budget: &mut Budget) -> Result<[u64; 3], ErrorCode> {
     let root_cap = cap_of(root_id);
     let root = &root_cap;
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
