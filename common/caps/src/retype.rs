@@ -104,7 +104,7 @@ pub fn check(src: &Cap, req: &Request) -> Result<Plan, CapError> {
 /// have been freed and retyped, so writing through it (ModifyFlags,
 /// Delete) would corrupt whatever now owns that memory.
 pub fn copy(src: &Cap) -> Result<Cap, CapError> {
-    if types::info(src.objtype).maps.is_some() {
+    if types::is_mapping(src.objtype) {
         return Err(CapError::WrongType);
     }
     let mut new = *src;

@@ -91,6 +91,11 @@ pub fn types_memory(ty: ObjType) -> bool {
     !matches!(info(ty).size, Size::None)
 }
 
+/// Whether `ty` records a mapping (FrameMapping, VNodeL3Mapping, ...).
+pub fn is_mapping(ty: ObjType) -> bool {
+    info(ty).maps.is_some()
+}
+
 /// The mapping type that records a mapping of `ty`, if `ty` can be mapped.
 pub fn mapping_type(ty: ObjType) -> Option<ObjType> {
     TABLE.iter().find(|i| i.maps == Some(ty)).map(|i| i.objtype)

@@ -66,10 +66,6 @@ fn is_vnode(ty: ObjType) -> bool {
     matches!(ty, ObjType::VNodeL0 | ObjType::VNodeL1 | ObjType::VNodeL2 | ObjType::VNodeL3)
 }
 
-fn is_mapping(ty: ObjType) -> bool {
-    caps::types::info(ty).maps.is_some()
-}
-
 /// The translation table a VNode capability's memory holds.
 fn table(pa: u64) -> &'static mut Table {
     // SAFETY: `pa` is the base of a live VNode object (4 KiB, aligned),
@@ -116,7 +112,7 @@ fn unmap(m: &Cap) {
 fn remove(mdb: &mut Mdb, pa: u64) {
     // SAFETY: a slot the caller found holding a capability.
     let cap = unsafe { cspace::cte_at(pa) }.cap;
-    if is_mapping(cap.objtype) {
+    if types::is_mapping(cap.objtype) {
         unmap(&cap);
     }
     mdb.remove(&mut Ctes, cspace::id_of(pa));
@@ -332,8 +328,6 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
 /// hand; a mapping no piece contains is still justified if `cap` has an
 /// ancestor of the same kind (a larger frame), which then justifies all.
 fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
-    let kind = caps::types::mapping_type(cap.objtype);
-    let same_kind = |id: Id| caps::types::mapping_type(cap_of(id).objtype) == kind;
     let db: &Mdb = mdb;
     // Asked only once a mapping needs it: most frames have none.
     let mut covered = None;
@@ -341,16 +335,22 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budge
     let mut pieces_end = 0;
     let _ = db.descendants(&Ctes, cap, &mut |m| {
         let mc = cap_of(m);
-        if same_kind(m) {
+        // A piece of `cap` (a sub-frame): each mapping type records
+        // mappings of exactly one type, so same type is same kind.
+        if mc.objtype == cap.objtype {
             pieces_end = pieces_end.max(mc.end());
             return ControlFlow::Continue(());
         }
-        if !is_mapping(mc.objtype) || mc.end() <= pieces_end {
+        if !types::is_mapping(mc.objtype) || mc.end() <= pieces_end {
             return ControlFlow::Continue(());
         }
         let by_ancestor = *covered.get_or_insert_with(|| {
             db.ancestors(&Ctes, cap, &mut |a| {
-                if a != me && same_kind(a) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                if a != me && cap_of(a).objtype == cap.objtype {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             })
             .is_break()
         });
