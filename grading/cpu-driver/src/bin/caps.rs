@@ -9,28 +9,9 @@ use aos::kpi::ErrorCode;
 use aos::kpi::bootinfo::RegionKind;
 use aos::kpi::cspace::*;
 use aos::println;
+use cpu_driver_programs::Checks;
 
 aos::main!(run);
-
-struct Checks {
-    failed: u32,
-}
-
-impl Checks {
-    fn ok(&mut self, name: &str, pass: bool, detail: core::fmt::Arguments<'_>) {
-        if pass {
-            println!("caps: ok {name}");
-        } else {
-            println!("caps: FAILED {name}: {detail}");
-            self.failed += 1;
-        }
-    }
-
-    fn err<T: core::fmt::Debug>(&mut self, name: &str, got: Result<T, ErrorCode>, want: ErrorCode) {
-        let pass = matches!(&got, Err(e) if *e == want);
-        self.ok(name, pass, format_args!("got {got:?}, want {want:?}"));
-    }
-}
 
 fn slot(cn: usize, s: u8) -> CapRef {
     CapRef::slot(cn as u32, s)
@@ -41,7 +22,7 @@ fn dest(cn: usize, s: u32) -> Dest {
 }
 
 fn run(args: &aos::Args) -> i32 {
-    let mut c = Checks { failed: 0 };
+    let mut c = Checks::new("caps");
     let Some(bi) = args.bootinfo() else {
         println!("caps: FAILED no bootinfo");
         return 1;

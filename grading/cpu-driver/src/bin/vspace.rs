@@ -9,6 +9,7 @@ use aos::cap::{self, CapRef, Dest, ObjType};
 use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
 use aos::println;
+use cpu_driver_programs::Checks;
 
 aos::main!(run);
 
@@ -18,23 +19,6 @@ const RWX: u8 = 7;
 /// The mappings go under L0 entry 1: virtual addresses from 512 GiB, which
 /// init's own image and stack (under entry 0) never use.
 const BASE_VA: u64 = 1 << 39;
-
-struct Checks(u32);
-
-impl Checks {
-    fn ok(&mut self, name: &str, pass: bool, detail: core::fmt::Arguments<'_>) {
-        if pass {
-            println!("vspace: ok {name}");
-        } else {
-            println!("vspace: FAILED {name}: {detail}");
-            self.0 += 1;
-        }
-    }
-    fn is<T: core::fmt::Debug + PartialEq>(&mut self, name: &str, got: T, want: T) {
-        let pass = got == want;
-        self.ok(name, pass, format_args!("got {got:?}, want {want:?}"));
-    }
-}
 
 const A0: usize = ROOTCN_SLOT_SLOT_ALLOC0;
 fn s(i: u8) -> CapRef {
@@ -55,7 +39,7 @@ fn touch(va: u64, value: u64) -> u64 {
 }
 
 fn run(args: &aos::Args) -> i32 {
-    let mut c = Checks(0);
+    let mut c = Checks::new("vspace");
     let Some(bi) = args.bootinfo() else { return 1 };
     // A RAM capability of at least 8 MiB.
     let Some(r) = bi.regions().iter().find(|r| r.kind == aos::kpi::bootinfo::RegionKind::Free && r.size >= 8 << 20)
@@ -191,8 +175,8 @@ fn run(args: &aos::Args) -> i32 {
     let v = unsafe { (BASE_VA as *const u64).read_volatile() };
     c.is("reading still works", v, 0x4444);
 
-    if c.0 != 0 {
-        println!("vspace: {} checks failed", c.0);
+    if c.failed != 0 {
+        println!("vspace: {} checks failed", c.failed);
         return 1;
     }
     println!("vspace: all checks passed; now writing to a read-only page");

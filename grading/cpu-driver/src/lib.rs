@@ -1,0 +1,44 @@
+//! What the suite's guest programs share: named checks printed as
+//! `PROGRAM: ok NAME` or `PROGRAM: FAILED NAME: DETAIL`, the lines the
+//! grading runner reads. Owns only that output format.
+
+#![no_std]
+
+use core::fmt::{Arguments, Debug};
+
+use aos::kpi::ErrorCode;
+use aos::println;
+
+/// A program's checks and how many failed.
+pub struct Checks {
+    program: &'static str,
+    pub failed: u32,
+}
+
+impl Checks {
+    pub const fn new(program: &'static str) -> Self {
+        Checks { program, failed: 0 }
+    }
+
+    /// Reports one check; `detail` is printed only if it failed.
+    pub fn ok(&mut self, name: &str, pass: bool, detail: Arguments<'_>) {
+        if pass {
+            println!("{}: ok {name}", self.program);
+        } else {
+            println!("{}: FAILED {name}: {detail}", self.program);
+            self.failed += 1;
+        }
+    }
+
+    /// Checks that `got` equals `want`.
+    pub fn is<T: Debug + PartialEq>(&mut self, name: &str, got: T, want: T) {
+        let pass = got == want;
+        self.ok(name, pass, format_args!("got {got:?}, want {want:?}"));
+    }
+
+    /// Checks that `got` is the error `want`.
+    pub fn err<T: Debug>(&mut self, name: &str, got: Result<T, ErrorCode>, want: ErrorCode) {
+        let pass = matches!(&got, Err(e) if *e == want);
+        self.ok(name, pass, format_args!("got {got:?}, want {want:?}"));
+    }
+}
