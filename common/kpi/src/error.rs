@@ -6,94 +6,64 @@
 
 use core::fmt;
 
-/// Error codes. `0` is success and never appears in an [`Error`].
-#[repr(u64)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Not a syscall number the kernel knows.
-    InvalidSyscall = 1,
-    /// An argument is out of range.
-    InvalidArgument = 2,
-    /// A user address is unmapped, not user-accessible, or not readable.
-    BadUserAddress = 3,
-    /// A length is larger than the call allows.
-    TooLong = 4,
-    /// An ELF image is malformed or does not fit.
-    BadElf = 5,
-    /// A boot module was not found.
-    ModuleNotFound = 6,
-    /// Boot-time memory ran out.
-    OutOfMemory = 7,
-    /// A virtual address range is already mapped.
-    AlreadyMapped = 8,
-    /// A virtual or physical address is not aligned as required.
-    Misaligned = 9,
-    /// The boot image is malformed.
-    BadBootImage = 10,
-    /// A domain could not be created.
-    DomainCreate = 11,
-    /// Mapping memory failed.
-    Map = 12,
-    /// A capability address names no slot (bad level, index out of range,
-    /// or a level-1 slot that holds no L2 CNode).
-    BadCapAddr = 13,
-    /// The slot is empty.
-    SlotEmpty = 14,
-    /// The destination slot is occupied.
-    SlotInUse = 15,
-    /// The capability's type does not support this invocation.
-    WrongCapType = 16,
-    /// A retype that the type rules forbid.
-    IllegalRetype = 17,
-    /// Memory in the requested range already has a type (no-overlap rule).
-    RetypeOverlap = 18,
-    /// The capability lacks a right the operation needs.
-    NoRights = 19,
-    /// Deleting the last copy of a CNode or dispatcher needs its contents
-    /// cleared first (book ch. 3.9: not supported by a single invocation).
-    LastCopy = 20,
-    /// More work remains: repeat the invocation.
-    Retry = 21,
-    /// Not an invocation command.
-    InvalidCommand = 22,
-    /// A kernel self-check found a broken invariant (a kernel bug).
-    InvariantBroken = 23,
-    /// This capability cannot be mapped into that table (book Table 3.1).
-    IllegalMapping = 24,
+numbered_enum! {
+    /// Error codes. `0` is success and never appears in an [`Error`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ErrorCode: u64 {
+        /// Not a syscall number the kernel knows.
+        InvalidSyscall = 1,
+        /// An argument is out of range.
+        InvalidArgument = 2,
+        /// A user address is unmapped, not user-accessible, or not readable.
+        BadUserAddress = 3,
+        /// A length is larger than the call allows.
+        TooLong = 4,
+        /// An ELF image is malformed or does not fit.
+        BadElf = 5,
+        /// A boot module was not found.
+        ModuleNotFound = 6,
+        /// Boot-time memory ran out.
+        OutOfMemory = 7,
+        /// A virtual address range is already mapped.
+        AlreadyMapped = 8,
+        /// A virtual or physical address is not aligned as required.
+        Misaligned = 9,
+        /// The boot image is malformed.
+        BadBootImage = 10,
+        /// A domain could not be created.
+        DomainCreate = 11,
+        /// Mapping memory failed.
+        Map = 12,
+        /// A capability address names no slot (bad level, index out of range,
+        /// or a level-1 slot that holds no L2 CNode).
+        BadCapAddr = 13,
+        /// The slot is empty.
+        SlotEmpty = 14,
+        /// The destination slot is occupied.
+        SlotInUse = 15,
+        /// The capability's type does not support this invocation.
+        WrongCapType = 16,
+        /// A retype that the type rules forbid.
+        IllegalRetype = 17,
+        /// Memory in the requested range already has a type (no-overlap rule).
+        RetypeOverlap = 18,
+        /// The capability lacks a right the operation needs.
+        NoRights = 19,
+        /// Deleting the last copy of a CNode or dispatcher needs its contents
+        /// cleared first (book ch. 3.9: not supported by a single invocation).
+        LastCopy = 20,
+        /// More work remains: repeat the invocation.
+        Retry = 21,
+        /// Not an invocation command.
+        InvalidCommand = 22,
+        /// A kernel self-check found a broken invariant (a kernel bug).
+        InvariantBroken = 23,
+        /// This capability cannot be mapped into that table (book Table 3.1).
+        IllegalMapping = 24,
+    }
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
-        ErrorCode::InvalidSyscall,
-        ErrorCode::InvalidArgument,
-        ErrorCode::BadUserAddress,
-        ErrorCode::TooLong,
-        ErrorCode::BadElf,
-        ErrorCode::ModuleNotFound,
-        ErrorCode::OutOfMemory,
-        ErrorCode::AlreadyMapped,
-        ErrorCode::Misaligned,
-        ErrorCode::BadBootImage,
-        ErrorCode::DomainCreate,
-        ErrorCode::Map,
-        ErrorCode::BadCapAddr,
-        ErrorCode::SlotEmpty,
-        ErrorCode::SlotInUse,
-        ErrorCode::WrongCapType,
-        ErrorCode::IllegalRetype,
-        ErrorCode::RetypeOverlap,
-        ErrorCode::NoRights,
-        ErrorCode::LastCopy,
-        ErrorCode::Retry,
-        ErrorCode::InvalidCommand,
-        ErrorCode::InvariantBroken,
-        ErrorCode::IllegalMapping,
-    ];
-
-    pub fn from_raw(raw: u64) -> Option<ErrorCode> {
-        Self::ALL.into_iter().find(|c| *c as u64 == raw)
-    }
-
     pub fn description(self) -> &'static str {
         match self {
             ErrorCode::InvalidSyscall => "invalid syscall number",

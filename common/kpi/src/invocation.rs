@@ -84,56 +84,38 @@ impl Dest {
     }
 }
 
-/// Invocation commands (`x2`).
-#[repr(u64)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// x1 = type | rights << 8, x2 = base... returned as: value = base; the
-    /// full identity is written by `IdentifyInto` (CPU driver II).
-    Identify = 0,
-    /// args: dest (`Dest`), new type, offset, object size, count.
-    Retype = 1,
-    /// args: dest (`Dest`).
-    Copy = 2,
-    /// args: dest (`Dest`), rights, endpoint buffer offset, endpoint buffer size.
-    Mint = 3,
-    /// Deletes this copy.
-    Delete = 4,
-    /// Deletes every copy and descendant; may need repeating (returns
-    /// `Retry` while work remains).
-    Revoke = 5,
-    /// On the Kernel capability only: checks the kernel's capability
-    /// invariants (database order and balance, no unrelated overlap of typed
-    /// memory); `x1` = number of capabilities. For tests.
-    DebugCheck = 6,
-    /// On a VNode: map a capability into it. args: the capability
-    /// (`CapRef::to_raw`), `entry | count << 16 | rights << 32` (rights as
-    /// in `Rights`), offset into the capability, dest (`Dest`) for the
-    /// mapping capability. Deleting that mapping capability unmaps.
-    Map = 7,
-    /// On a mapping capability: args: new rights (no more than it has).
-    ModifyFlags = 8,
-    /// On (a copy of) the caller's CSpace root: move every slot into the
-    /// empty, larger L1 CNode named by the argument, which becomes the root.
-    Resize = 9,
-}
-
-impl Command {
-    pub const ALL: [Command; 10] = [
-        Command::Identify,
-        Command::Retype,
-        Command::Copy,
-        Command::Mint,
-        Command::Delete,
-        Command::Revoke,
-        Command::DebugCheck,
-        Command::Map,
-        Command::ModifyFlags,
-        Command::Resize,
-    ];
-
-    pub fn from_raw(raw: u64) -> Option<Command> {
-        Self::ALL.into_iter().find(|c| *c as u64 == raw)
+numbered_enum! {
+    /// Invocation commands (`x2`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Command: u64 {
+        /// x1 = type | rights << 8, x2 = base... returned as: value = base; the
+        /// full identity is written by `IdentifyInto` (CPU driver II).
+        Identify = 0,
+        /// args: dest (`Dest`), new type, offset, object size, count.
+        Retype = 1,
+        /// args: dest (`Dest`).
+        Copy = 2,
+        /// args: dest (`Dest`), rights, endpoint buffer offset, endpoint buffer size.
+        Mint = 3,
+        /// Deletes this copy.
+        Delete = 4,
+        /// Deletes every copy and descendant; may need repeating (returns
+        /// `Retry` while work remains).
+        Revoke = 5,
+        /// On the Kernel capability only: checks the kernel's capability
+        /// invariants (database order and balance, no unrelated overlap of typed
+        /// memory); `x1` = number of capabilities. For tests.
+        DebugCheck = 6,
+        /// On a VNode: map a capability into it. args: the capability
+        /// (`CapRef::to_raw`), `entry | count << 16 | rights << 32` (rights as
+        /// in `Rights`), offset into the capability, dest (`Dest`) for the
+        /// mapping capability. Deleting that mapping capability unmaps.
+        Map = 7,
+        /// On a mapping capability: args: new rights (no more than it has).
+        ModifyFlags = 8,
+        /// On (a copy of) the caller's CSpace root: move every slot into the
+        /// empty, larger L1 CNode named by the argument, which becomes the root.
+        Resize = 9,
     }
 }
 

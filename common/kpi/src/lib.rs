@@ -10,6 +10,37 @@
 
 #![no_std]
 
+/// Declares a fieldless enum with explicit numbers together with `ALL`
+/// (every variant, in declaration order) and `from_raw`, so the list of
+/// variants is written once and cannot fall out of step.
+macro_rules! numbered_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident: $repr:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $value:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr($repr)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant = $value,)*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: [$name; [$($value),*].len()] = [$($name::$variant),*];
+
+            /// The variant numbered `raw`, if there is one.
+            pub const fn from_raw(raw: $repr) -> Option<$name> {
+                match raw {
+                    $($value => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 pub mod args;
 pub mod bootinfo;
 pub mod cspace;

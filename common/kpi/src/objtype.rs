@@ -1,65 +1,38 @@
 //! Kernel object types (book ch. 3.5, 4.9). Capabilities arrive with CPU
 //! driver II; the numbering is fixed here so every layer agrees on it.
 
-/// An object type a capability can refer to.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ObjType {
-    Null = 0,
-    Ram = 1,
-    Frame = 2,
-    DevFrame = 3,
-    L1CNode = 4,
-    L2CNode = 5,
-    VNodeL0 = 6,
-    VNodeL1 = 7,
-    VNodeL2 = 8,
-    VNodeL3 = 9,
-    Dispatcher = 10,
-    EndPointLmp = 11,
-    Kernel = 12,
-    IrqTable = 13,
-    IrqDest = 14,
-    KernelControlBlock = 15,
-    FrameMapping = 16,
-    DevFrameMapping = 17,
-    VNodeL0Mapping = 18,
-    VNodeL1Mapping = 19,
-    VNodeL2Mapping = 20,
-    VNodeL3Mapping = 21,
+numbered_enum! {
+    /// An object type a capability can refer to.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum ObjType: u8 {
+        Null = 0,
+        Ram = 1,
+        Frame = 2,
+        DevFrame = 3,
+        L1CNode = 4,
+        L2CNode = 5,
+        VNodeL0 = 6,
+        VNodeL1 = 7,
+        VNodeL2 = 8,
+        VNodeL3 = 9,
+        Dispatcher = 10,
+        EndPointLmp = 11,
+        Kernel = 12,
+        IrqTable = 13,
+        IrqDest = 14,
+        KernelControlBlock = 15,
+        FrameMapping = 16,
+        DevFrameMapping = 17,
+        VNodeL0Mapping = 18,
+        VNodeL1Mapping = 19,
+        VNodeL2Mapping = 20,
+        VNodeL3Mapping = 21,
+    }
 }
 
 impl ObjType {
-    pub const COUNT: u8 = 22;
-
-    pub fn from_raw(raw: u8) -> Option<ObjType> {
-        use ObjType::*;
-        const ALL: [ObjType; ObjType::COUNT as usize] = [
-            Null,
-            Ram,
-            Frame,
-            DevFrame,
-            L1CNode,
-            L2CNode,
-            VNodeL0,
-            VNodeL1,
-            VNodeL2,
-            VNodeL3,
-            Dispatcher,
-            EndPointLmp,
-            Kernel,
-            IrqTable,
-            IrqDest,
-            KernelControlBlock,
-            FrameMapping,
-            DevFrameMapping,
-            VNodeL0Mapping,
-            VNodeL1Mapping,
-            VNodeL2Mapping,
-            VNodeL3Mapping,
-        ];
-        ALL.get(raw as usize).copied()
-    }
+    /// How many object types there are (numbered densely from 0).
+    pub const COUNT: u8 = Self::ALL.len() as u8;
 }
 
 #[cfg(test)]

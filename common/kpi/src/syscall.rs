@@ -3,27 +3,20 @@
 //! (0 = success) and a value in `x1`. Registers other than `x0` and `x1` are
 //! preserved. Any other `svc` immediate is a fault, not a call.
 
-/// Syscall numbers (`x0`).
-#[repr(u64)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Syscall {
-    /// Does nothing and returns: the null syscall of benchmarks.
-    Null = 0,
-    /// `x1` = address, `x2` = length: writes bytes to the console.
-    Print = 1,
-    /// Gives up the rest of the time slice.
-    Yield = 2,
-    /// `x1` = status: ends the calling domain.
-    Exit = 3,
-    /// Invokes a capability (`kpi::invocation`).
-    Invoke = 4,
-}
-
-impl Syscall {
-    pub const ALL: [Syscall; 5] = [Syscall::Null, Syscall::Print, Syscall::Yield, Syscall::Exit, Syscall::Invoke];
-
-    pub fn from_raw(n: u64) -> Option<Syscall> {
-        Self::ALL.into_iter().find(|s| *s as u64 == n)
+numbered_enum! {
+    /// Syscall numbers (`x0`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Syscall: u64 {
+        /// Does nothing and returns: the null syscall of benchmarks.
+        Null = 0,
+        /// `x1` = address, `x2` = length: writes bytes to the console.
+        Print = 1,
+        /// Gives up the rest of the time slice.
+        Yield = 2,
+        /// `x1` = status: ends the calling domain.
+        Exit = 3,
+        /// Invokes a capability (`kpi::invocation`).
+        Invoke = 4,
     }
 }
 
