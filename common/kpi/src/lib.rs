@@ -10,9 +10,9 @@
 
 #![no_std]
 
-/// Declares a fieldless enum with explicit numbers together with `ALL`
-/// (every variant, in declaration order) and `from_raw`, so the list of
-/// variants is written once and cannot fall out of step.
+/// Declares a fieldless enum numbered densely in declaration order,
+/// together with `ALL` (every variant, in that order) and `from_raw`, so the
+/// list of variants is written once and cannot fall out of step.
 macro_rules! numbered_enum {
     (
         $(#[$meta:meta])*
@@ -30,14 +30,21 @@ macro_rules! numbered_enum {
             /// Every variant, in declaration order.
             pub const ALL: [$name; [$($value),*].len()] = [$($name::$variant),*];
 
-            /// The variant numbered `raw`, if there is one.
+            /// The variant numbered `raw`, if there is one: an index into
+            /// `ALL`, as the numbering is dense (checked below).
             pub const fn from_raw(raw: $repr) -> Option<$name> {
-                match raw {
-                    $($value => Some($name::$variant),)*
-                    _ => None,
-                }
+                let i = raw.wrapping_sub(Self::ALL[0] as $repr) as usize;
+                if i < Self::ALL.len() { Some(Self::ALL[i]) } else { None }
             }
         }
+
+        const _: () = {
+            let mut i = 0;
+            while i < $name::ALL.len() {
+                assert!($name::ALL[i] as usize == $name::ALL[0] as usize + i, "numbering must be dense and in order");
+                i += 1;
+            }
+        };
     };
 }
 
