@@ -14,6 +14,8 @@
 pub mod args;
 pub mod cap;
 pub mod io;
+pub mod slab;
+pub mod slot;
 pub mod syscall;
 
 pub use args::Args;
