@@ -32,7 +32,9 @@ impl Stage {
     pub fn host_packages(&self) -> Vec<&'static str> {
         match self.kind {
             Kind::Bare { package, .. } => vec![package, "devices", "platform"],
-            Kind::Kernel { programs, .. } => vec!["cpu-driver", "kpi", "aos", "devices", "platform", programs],
+            Kind::Kernel { programs, .. } => {
+                vec!["cpu-driver", "kpi", "aos", "api", "grading", "devices", "platform", programs]
+            }
         }
     }
 }
@@ -50,6 +52,12 @@ pub static ALL: &[Stage] = &[
         kind: Kind::Kernel { programs: "cpu-driver-programs", menus: "grading/cpu-driver/menus", default_menu: "args" },
         milestone: false,
         suite: grading_runner::suites::cpu_driver::checks,
+    },
+    Stage {
+        name: "m1",
+        kind: Kind::Kernel { programs: "m1-memory", menus: "m1-memory", default_menu: "menu" },
+        milestone: true,
+        suite: grading_runner::suites::m1::checks,
     },
 ];
 

@@ -41,6 +41,9 @@ pub struct QemuConfig {
     /// Deterministic instruction counting: `-icount shift=0,sleep=off`,
     /// no random seeds in the device tree, no host clock.
     pub icount: bool,
+    /// RAM in MiB instead of the board's default. Only boards whose device
+    /// tree QEMU writes see the difference (ours describe the board's RAM).
+    pub memory_mib: Option<u64>,
 }
 
 impl QemuConfig {
@@ -57,6 +60,7 @@ impl QemuConfig {
             el2: false,
             gdb: false,
             icount: false,
+            memory_mib: None,
         }
     }
 
@@ -92,7 +96,7 @@ impl QemuConfig {
         }
         let mut cmd = Command::new("qemu-system-aarch64");
         cmd.args(["-machine", &machine, "-cpu", q.cpu])
-            .args(["-m", &format!("{}M", q.memory_mib)])
+            .args(["-m", &format!("{}M", self.memory_mib.unwrap_or(q.memory_mib))])
             .args(["-smp", &self.smp.to_string()])
             .args(["-nodefaults", "-no-user-config", "-display", "none", "-nic", "none"])
             .arg("-kernel")

@@ -4,6 +4,7 @@ use crate::qemu::QemuConfig;
 
 pub mod cpu_driver;
 pub mod m0;
+pub mod m1;
 
 /// One QEMU configuration a suite runs against.
 #[derive(Clone, Debug)]
