@@ -228,7 +228,14 @@ impl Regions {
     fn rebalance(&mut self, t: Idx) -> Idx {
         let n = self.node(t);
         let want = self.level(n.left).min(self.level(n.right)) + 1;
-        if want < n.level {
+        // If `t` keeps its level, the removal below changed nothing the
+        // skews and splits would fix: children only lost levels, and each
+        // child subtree is already valid. This keeps a removal's cost down
+        // to a level check per node on the path.
+        if want >= n.level {
+            return t;
+        }
+        {
             self.node_mut(t).level = want;
             if let Some(r) = self.node(t).right
                 && self.node(r).level > want

@@ -71,6 +71,12 @@ const NAMES: &[(&str, &str)] = &[
     ("map-2m-block", "map a 2 MiB block"),
     ("unmap-2m-block", "unmap a 2 MiB block"),
     ("revoke-100-descendants", "revoke a 100-descendant tree"),
+    ("retype-ram-to-4k-ram", "raw retype: 4 KiB of RAM from the root capability"),
+    ("mm-alloc-4k-10k-outstanding", "mm alloc 4 KiB, 10^4 regions outstanding"),
+    ("mm-free-4k-10k-outstanding", "mm free 4 KiB, 10^4 regions outstanding"),
+    ("mm-alloc-64k-aligned-64k", "mm alloc 64 KiB at 64 KiB alignment"),
+    ("mm-free-64k", "mm free 64 KiB"),
+    ("map-fixed-4k", "map_fixed_attr of a 4 KiB frame (tables exist)"),
 ];
 
 /// Runs the CPU driver's benchmark image once; returns the counter
@@ -102,13 +108,15 @@ fn run_once(config: &QemuConfig) -> Result<(u64, BTreeMap<String, Vec<Measured>>
 }
 
 pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
-    if let Some(s) = stage
-        && s != "cpu-driver"
-    {
-        stages::find(Some(s))?;
-        return Err(format!(
-            "stage '{s}' has no benchmark program yet; stages with benchmarks: cpu-driver (M0's boot cost is in its banner: cargo xtask run m0 --icount)"
-        ));
+    match stage {
+        None | Some("cpu-driver") => {}
+        Some("m1") => return run_stage("m1", wall),
+        Some(s) => {
+            stages::find(Some(s))?;
+            return Err(format!(
+                "stage '{s}' has no benchmark program yet; stages with benchmarks: cpu-driver, m1 (M0's boot cost is in its banner: cargo xtask run m0 --icount)"
+            ));
+        }
     }
     prereq::rust()?;
     let board = &platform::QEMU_VIRT;
@@ -257,6 +265,72 @@ pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
     regenerate(&root().join("report/performance.md"), &section)?;
     println!("wrote {}, {} and the performance chapter's table", csv_path.display(), svg_path.display());
     Ok(())
+}
+
+/// A milestone's benchmark image (its `bench` menu) on qemu-virt: the same
+/// method, its table written into the milestone's report chapter and
+/// `report/data/bench-<board>-<stage>.csv`.
+fn run_stage(name: &str, wall: bool) -> Result<(), String> {
+    prereq::rust()?;
+    let board = &platform::QEMU_VIRT;
+    let q = board.qemu.ok_or("qemu-virt has no QEMU description")?;
+    prereq::qemu(q.min_version)?;
+    let stage = stages::find(Some(name))?;
+    let built = image::build(stage, board, true)?;
+    let mut config = QemuConfig::new(board, &built.image, None);
+    image::pack_menu(stage, board, "bench")?.apply(&mut config);
+    config.icount = !wall;
+    let (freq, first) = run_once(&config)?;
+    let version = grading_runner::qemu::installed_version_text().unwrap_or_else(|| "unknown".into());
+    let mut table = String::from("| benchmark | samples | median | min | max | p90 |\n|---|---|---|---|---|---|\n");
+    let mut csv = String::from("benchmark,samples,median,min,max,p90\n");
+    let unit = if wall { "nanoseconds per operation" } else { "instructions per operation" };
+    println!("{:<56} {:>7} {:>10} {:>10} {:>10} {:>10}", unit, "samples", "median", "min", "max", "p90");
+    for (key, description) in NAMES {
+        let Some(m) = first.get(*key) else { continue };
+        let s = summarise(m, freq);
+        println!(
+            "{description:<56} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            s.samples, s.median, s.min, s.max, s.p90
+        );
+        table.push_str(&format!(
+            "| {description} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            s.samples, s.median, s.min, s.max, s.p90
+        ));
+        csv.push_str(&format!("{key},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90));
+    }
+    if let Some(unknown) = first.keys().find(|k| !NAMES.iter().any(|(n, _)| n == k)) {
+        return Err(format!("benchmark '{unknown}' has no description in xtask's NAMES"));
+    }
+    if wall {
+        println!("\nwall-clock figures depend on the host and its load; nothing written to the report");
+        return Ok(());
+    }
+    let (_, second) = run_once(&config)?;
+    if first != second {
+        return Err(format!("two runs under icount differ: {first:?} vs {second:?}"));
+    }
+    println!("\ntwo runs gave identical figures");
+    let method = format!(
+        "QEMU {version}, `-machine {},dtb-randomness=off -cpu {} -icount shift=0,sleep=off -rtc clock=vm`, {} MiB, release build; counter {freq} Hz; first {WARMUP} samples of each benchmark discarded; two runs gave identical figures",
+        q.machine, q.cpu, q.memory_mib
+    );
+    let data = root().join("report/data");
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    let csv_path = data.join(format!("bench-{}-{name}.csv", board.name));
+    std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    let chapter = root().join("report").join(format!("{}.md", stage_chapter(name)));
+    regenerate(&chapter, &format!("{method}.\n\n{table}"))?;
+    println!("wrote {} and the table in {}", csv_path.display(), chapter.display());
+    Ok(())
+}
+
+/// The report chapter of a stage.
+fn stage_chapter(stage: &str) -> &'static str {
+    match stage {
+        "m1" => "m1-memory",
+        _ => "performance",
+    }
 }
 
 /// Draws one horizontal bar per benchmark (median, log scale, since the

@@ -68,7 +68,7 @@ enum Cmd {
     },
     /// Benchmarks under deterministic instruction counting (-icount shift=0,sleep=off), side by side with Linux.
     Bench {
-        /// Stage whose benchmarks to run (default: the one that has them).
+        /// Stage whose benchmarks to run: cpu-driver (the default) or m1.
         stage: Option<String>,
         /// Wall-clock nanoseconds without icount instead (host-dependent: printed, not written to the report).
         #[arg(long)]

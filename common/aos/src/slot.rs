@@ -1,6 +1,8 @@
 //! The slot allocator (book ch. 3.10): which capability slots of this
 //! domain's L2 CNodes are free. A bitmap per CNode, the CNodes in a fixed
-//! table, so allocating and freeing never need memory themselves.
+//! table indexed by root slot, and a bitmap of the CNodes with free slots:
+//! allocating and freeing take a few bit scans, whatever the number of
+//! CNodes, and never need memory themselves.
 //!
 //! It owns the slots of the CNodes it was given and the root-CNode slots
 //! from `ROOTCN_SLOTS_USER` up, where it puts the CNodes it makes. It never
@@ -65,8 +67,10 @@ pub struct SlotAllocator {
     cnodes: [CNodeSlots; CNODES_MAX],
     count: usize,
     free: usize,
-    /// A CNode likely to have free slots: where the last search ended.
-    cursor: usize,
+    /// Bit `i` set: `cnodes[i]` has a free slot.
+    has_free: [u64; CNODES_MAX / 64],
+    /// `cnodes` index + 1 of the CNode at each root slot (0: none).
+    by_l1: [u16; ROOT_SLOTS],
     /// The next root slot for a new CNode.
     next_root_slot: u32,
     refills: u64,
@@ -80,7 +84,8 @@ impl SlotAllocator {
             cnodes: [EMPTY; CNODES_MAX],
             count: 0,
             free: 0,
-            cursor: 0,
+            has_free: [0; CNODES_MAX / 64],
+            by_l1: [0; ROOT_SLOTS],
             next_root_slot: ROOTCN_SLOTS_USER as u32,
             refills: 0,
         }
@@ -88,7 +93,8 @@ impl SlotAllocator {
 
     /// Manages the slots from `first` up of an existing L2 CNode.
     pub fn add_cnode(&mut self, cnode: CNodeRef, first: usize) -> Result<(), SlotError> {
-        if self.count == CNODES_MAX || self.cnodes[..self.count].iter().any(|c| c.l1 == cnode.l1) {
+        let l1 = cnode.l1 as usize;
+        if self.count == CNODES_MAX || l1 >= ROOT_SLOTS || self.by_l1[l1] != 0 {
             return Err(SlotError::RootFull);
         }
         let first = first.min(L2_CNODE_SLOTS);
@@ -99,7 +105,10 @@ impl SlotAllocator {
         c.free = (L2_CNODE_SLOTS - first) as u16;
         self.free += c.free as usize;
         self.cnodes[self.count] = c;
-        self.cursor = self.count;
+        if c.free > 0 {
+            self.has_free[self.count / 64] |= 1 << (self.count % 64);
+        }
+        self.by_l1[l1] = self.count as u16 + 1;
         self.count += 1;
         Ok(())
     }
@@ -121,28 +130,26 @@ impl SlotAllocator {
         if self.free == 0 {
             return Err(SlotError::Exhausted);
         }
-        let start = self.cursor;
-        for k in 0..self.count {
-            let i = (start + k) % self.count;
-            let c = &mut self.cnodes[i];
-            if c.free == 0 {
-                continue;
-            }
-            let (w, word) = c.free_bits.iter().enumerate().find(|(_, w)| **w != 0).expect("free count matches bits");
-            let bit = word.trailing_zeros() as usize;
-            c.free_bits[w] &= !(1 << bit);
-            c.free -= 1;
-            self.free -= 1;
-            self.cursor = i;
-            return Ok(CapRef::slot(c.l1, (w * 64 + bit) as u8));
+        let (w, word) = self.has_free.iter().enumerate().find(|(_, w)| **w != 0).expect("free count matches bits");
+        let i = w * 64 + word.trailing_zeros() as usize;
+        let c = &mut self.cnodes[i];
+        let (sw, sword) = c.free_bits.iter().enumerate().find(|(_, w)| **w != 0).expect("free count matches bits");
+        let bit = sword.trailing_zeros() as usize;
+        c.free_bits[sw] &= !(1 << bit);
+        c.free -= 1;
+        if c.free == 0 {
+            self.has_free[i / 64] &= !(1 << (i % 64));
         }
-        unreachable!("free count says a slot is free")
+        self.free -= 1;
+        Ok(CapRef::slot(c.l1, (sw * 64 + bit) as u8))
     }
 
     /// Returns an empty slot.
     pub fn free(&mut self, slot: CapRef) -> Result<(), SlotError> {
         let (l1, s) = (slot.l1_index(), slot.l2_index() as usize);
-        let Some(i) = (slot.level == 2).then(|| self.cnodes[..self.count].iter().position(|c| c.l1 == l1)).flatten()
+        let Some(i) = (slot.level == 2 && (l1 as usize) < ROOT_SLOTS)
+            .then(|| (self.by_l1[l1 as usize] as usize).checked_sub(1))
+            .flatten()
         else {
             return Err(SlotError::NotAllocated);
         };
@@ -152,6 +159,7 @@ impl SlotAllocator {
         }
         c.free_bits[s / 64] |= 1 << (s % 64);
         c.free += 1;
+        self.has_free[i / 64] |= 1 << (i % 64);
         self.free += 1;
         Ok(())
     }
@@ -184,6 +192,7 @@ mod tests {
     extern crate std;
     use super::*;
     use std::collections::HashSet;
+    use std::vec::Vec;
 
     #[test]
     fn hands_out_each_slot_once_and_reuses_freed_ones() {
@@ -203,6 +212,22 @@ mod tests {
         a.free(some).unwrap();
         assert_eq!(a.free(some), Err(SlotError::NotAllocated), "double free");
         assert_eq!(a.alloc(), Ok(some));
+    }
+
+    #[test]
+    fn a_slot_freed_in_a_full_cnode_is_found_among_many() {
+        let mut a = SlotAllocator::new();
+        for l1 in 10..60 {
+            a.add_cnode(CNodeRef { l1 }, 0).unwrap();
+        }
+        let all: Vec<CapRef> = (0..50 * 256).map(|_| a.alloc().unwrap()).collect();
+        assert_eq!(a.alloc(), Err(SlotError::Exhausted));
+        let back = CapRef::slot(37, 200);
+        assert!(all.contains(&back));
+        a.free(back).unwrap();
+        assert_eq!(a.alloc(), Ok(back), "the only free slot, in the 28th CNode");
+        assert_eq!(a.add_cnode(CNodeRef { l1: ROOT_SLOTS as u32 }, 0), Err(SlotError::RootFull), "no such root slot");
+        assert_eq!(a.free(CapRef::slot(ROOT_SLOTS as u32, 0)), Err(SlotError::NotAllocated));
     }
 
     #[test]
