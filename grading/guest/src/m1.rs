@@ -301,6 +301,43 @@ pub fn test_early<S: M1>(c: &mut Checks, sys: &mut S) {
         c.ok("freeing a free slot is refused", sys.slot_free(s).is_err(), format_args!("accepted"));
     }
 
+    // Memory for every kind of object init makes (ch. 3.17's first point):
+    // RAM from the manager, retyped, identified, deleted, returned.
+    let before = avail(sys);
+    let kinds = [
+        (ObjType::Frame, 4 * KIB),
+        (ObjType::Frame, 2 * MIB),
+        (ObjType::L1CNode, 256 * 128),
+        (ObjType::L2CNode, 256 * 128),
+        (ObjType::VNodeL0, PAGE),
+        (ObjType::VNodeL1, PAGE),
+        (ObjType::VNodeL2, PAGE),
+        (ObjType::VNodeL3, PAGE),
+        (ObjType::Dispatcher, PAGE),
+    ];
+    for (ty, size) in kinds {
+        let name = Name::new(format_args!("RAM for a {ty:?} of {}", Human(size)));
+        let ram = sys.alloc_aligned(size, size.min(2 * MIB)).ok();
+        let slot = sys.slot_alloc().ok();
+        let made = match (ram, slot) {
+            (Some(r), Some(s)) => cap::retype(r, Dest::l2(s.l1_index(), s.l2_index()), ty, 0, size, 1).is_ok(),
+            _ => false,
+        };
+        let id = slot.and_then(ident);
+        let right = id.is_some_and(|i| i.objtype == Some(ty) && i.size == size);
+        c.ok(&name, made && right, format_args!("{id:?}"));
+        if let Some(s) = slot.filter(|_| made) {
+            let _ = cap::delete(s);
+        }
+        if let Some(s) = slot {
+            let _ = sys.slot_free(s);
+        }
+        if let Some(r) = ram {
+            let _ = sys.free(r);
+        }
+    }
+    c.is("and all that memory is back", avail(sys), before);
+
     // Slab refill: many free regions need many manager nodes.
     let before = avail(sys);
     let cap0 = sys.stats().mm_slab_capacity;
