@@ -6,7 +6,7 @@
 //! not rebuild the others.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use goblin::elf::Elf;
 use goblin::elf::program_header::PT_LOAD;
@@ -104,16 +104,18 @@ pub fn menus(stage: &Stage) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Builds the user programs once per run; returns their directory.
+/// Builds a stage's user programs once per run; returns their directory.
 fn programs_dir(programs: &str) -> Result<PathBuf, String> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            run_status(cargo().args(program_args("build", programs)))
-                .map_err(|e| format!("building {programs}: {e}"))?;
-            Ok(root().join("target/user").join(TARGET).join("release"))
-        })
-        .clone()
+    static BUILT: Mutex<Vec<(String, Result<PathBuf, String>)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, r)) = built.iter().find(|(p, _)| p == programs) {
+        return r.clone();
+    }
+    let r = run_status(cargo().args(program_args("build", programs)))
+        .map_err(|e| format!("building {programs}: {e}"))
+        .map(|()| root().join("target/user").join(TARGET).join("release"));
+    built.push((programs.to_owned(), r.clone()));
+    r
 }
 
 /// A packed boot image and the kernel arguments its menu gives.
