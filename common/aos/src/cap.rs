@@ -111,6 +111,15 @@ pub fn retype(
     invoke(src, Command::Retype, [dest.to_raw(), new_type as u64, offset, objsize, count]).map(|r| r[0])
 }
 
+/// Whether anything but `src` itself and `except` reaches
+/// `[offset, offset + size)` of the RAM capability `src`'s memory (a
+/// descendant that types memory there, or another copy of `src`): whether
+/// the range is free once `except` is deleted. Changes nothing.
+pub fn retype_check(src: CapRef, except: Option<CapRef>, offset: u64, size: u64) -> Result<bool, ErrorCode> {
+    let except = except.map_or(0, CapRef::to_raw);
+    invoke(src, Command::RetypeCheck, [except, offset, size, 0, 0]).map(|r| r[0] != 0)
+}
+
 pub fn copy(src: CapRef, dest: Dest) -> Result<(), ErrorCode> {
     invoke(src, Command::Copy, [dest.to_raw(), 0, 0, 0, 0]).map(drop)
 }

@@ -358,6 +358,34 @@ impl Mdb {
         .is_break()
     }
 
+    /// Whether anything but the entries `src_id` (holding `src`) and
+    /// `except` reaches `[start, end)` of `src`'s memory: a descendant that
+    /// types memory there, or another copy of `src`. A memory manager asks
+    /// this, on its own copy of the RAM it hands out, before deleting a
+    /// capability it is given back: if nothing else reaches the memory, it
+    /// is free once that capability is gone. Copies count because the
+    /// manager may have handed out a whole region as a copy.
+    pub fn covered_except(
+        &self,
+        s: &impl Store,
+        src: &Cap,
+        src_id: Id,
+        start: u64,
+        end: u64,
+        except: Option<Id>,
+    ) -> bool {
+        self.overlapping(s, start, end, &mut |o| {
+            let c = s.cap(o);
+            let other = o != src_id && Some(o) != except;
+            if other && ((types::types_memory(c.objtype) && src.is_ancestor_of(c)) || c.is_copy(src)) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .is_break()
+    }
+
     /// Checks the tree's invariants: order, AA levels, augmentation, count.
     /// For tests and for the kernel's debug invocation.
     pub fn check(&self, s: &impl Store) -> Result<(), &'static str> {

@@ -116,6 +116,14 @@ numbered_enum! {
         /// On (a copy of) the caller's CSpace root: move every slot into the
         /// empty, larger L1 CNode named by the argument, which becomes the root.
         Resize = 9,
+        /// On a RAM capability: does anything but this capability and
+        /// `except` reach `[offset, offset + size)` of its memory: a
+        /// descendant that types memory there, or another copy of this
+        /// capability? args: except (`CapRef::to_raw`; 0: none), offset,
+        /// size. `x1` = 1 if so, else 0. Changes nothing. A memory manager
+        /// asks before deleting a capability handed back to it: if nothing
+        /// else reaches the memory, it is free once that one is gone.
+        RetypeCheck = 10,
     }
 }
 

@@ -172,11 +172,21 @@ fn apply(w: &mut World, op: &Op) {
             let Ok(plan) = retype::check(&src, &req) else { return };
             let (start, end) = plan.range();
             let conflict = w.mdb.retype_conflict(&w.a, &src, start, end);
-            let brute = w.live().iter().any(|&o| {
+            let covers = |o: Id| {
                 let c = w.a.cap(o);
                 types::types_memory(c.objtype) && src.is_ancestor_of(c) && c.base < end && start < c.end()
-            });
+            };
+            let live = w.live();
+            let brute = live.iter().any(|&o| covers(o));
             assert_eq!(conflict, brute, "retype conflict for {req:?} from {src:?}");
+            // Leaving out the source's own entry and one more: the first
+            // that covers, if any. Copies of the source count.
+            let reaches =
+                |o: Id| covers(o) || w.a.cap(o).is_copy(&src) && w.a.cap(o).base < end && start < w.a.cap(o).end();
+            let skip = live.iter().copied().find(|&o| o != id && reaches(o));
+            let others = live.iter().any(|&o| o != id && Some(o) != skip && reaches(o));
+            let got = w.mdb.covered_except(&w.a, &src, id, start, end, skip);
+            assert_eq!(got, others, "covered without {id} and {skip:?} for {req:?} from {src:?}");
             if !conflict {
                 for i in 0..plan.count {
                     w.add(plan.nth(&src, i));
@@ -288,6 +298,11 @@ fn deleting_the_only_ram_leaves_its_frames() {
     w.add(plan.nth(&src, 1));
     assert!(w.mdb.retype_conflict(&w.a, &src, 0x4000_0000, 0x4000_1000), "memory already typed");
     assert!(!w.mdb.retype_conflict(&w.a, &src, 0x4000_2000, 0x4000_3000));
+    assert!(!w.mdb.covered_except(&w.a, &src, ram, 0x4000_0000, 0x4000_1000, Some(f0)), "only f0 is there");
+    assert!(w.mdb.covered_except(&w.a, &src, ram, 0x4000_0000, 0x4000_2000, Some(f0)), "the second frame");
+    let copy = w.add(src);
+    assert!(w.mdb.covered_except(&w.a, &src, ram, 0x4000_0000, 0x4000_1000, Some(f0)), "a copy of the RAM");
+    w.remove(copy);
     w.remove(ram);
     w.verify();
     assert!(!w.mdb.has_ancestors(&w.a, &w.a.caps[f0 as usize]));

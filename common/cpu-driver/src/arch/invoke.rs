@@ -440,6 +440,29 @@ fn run(mdb: &mut Mdb, root_id: Id, a: &[u64; 7], budget: &mut Budget) -> Result<
             }
             Ok([plan.count, 0, 0])
         }
+        Command::RetypeCheck => {
+            if cap.objtype != ObjType::Ram {
+                return Err(ErrorCode::WrongCapType);
+            }
+            // A retype of that range validates it (a frame: RAM into RAM of
+            // the whole size would be refused as a copy).
+            let req = retype::Request { new_type: ObjType::Frame, offset: a[3], objsize: a[4], count: 1 };
+            let plan = retype::check(&cap, &req).map_err(cap_error)?;
+            let (start, end) = plan.range();
+            let except = match a[2] {
+                0 => None,
+                raw => {
+                    let r = CapRef::from_raw(raw).ok_or(ErrorCode::BadCapAddr)?;
+                    let pa = cspace::lookup(root, r)?;
+                    // SAFETY: `lookup` returned a slot of the caller's CSpace.
+                    if unsafe { cspace::cte_at(pa) }.cap.objtype == ObjType::Null {
+                        return Err(ErrorCode::SlotEmpty);
+                    }
+                    Some(cspace::id_of(pa))
+                }
+            };
+            Ok([u64::from(mdb.covered_except(&Ctes, &cap, cspace::id_of(pa), start, end, except)), 0, 0])
+        }
         Command::Copy => {
             let copy = retype::copy(&cap).map_err(cap_error)?;
             let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;

@@ -169,6 +169,39 @@ fn run(args: &aos::Args) -> i32 {
     let still = cap::identify(slot(a0, 10));
     c.ok("refused retypes left no capability", still == Err(ErrorCode::SlotEmpty), format_args!("{still:?}"));
 
+    // RetypeCheck: the no-overlap rule as a query, leaving one capability out.
+    let f0_ref = Some(slot(a0, 0));
+    c.is("retype check: typed memory is covered", cap::retype_check(ram, None, 0, 0x1000), Ok(true));
+    c.is("retype check: not once its only frame is left out", cap::retype_check(ram, f0_ref, 0, 0x2000), Ok(false));
+    c.is("retype check: the next frame still covers", cap::retype_check(ram, f0_ref, 0, 0x4000), Ok(true));
+    c.is("retype check: free memory is not covered", cap::retype_check(ram, None, 0x8000, 0x1000), Ok(false));
+    c.is(
+        "retype check: a copy covers what its original does",
+        cap::copy(slot(a0, 0), dest(a0, 11)).and_then(|()| cap::retype_check(ram, f0_ref, 0, 0x2000)),
+        Ok(true),
+    );
+    c.is("retype check: delete the copy", cap::delete(slot(a0, 11)), Ok(()));
+    c.is(
+        "retype check: another copy of the RAM reaches all of it",
+        cap::copy(ram, dest(a0, 11)).and_then(|()| cap::retype_check(ram, None, 0x8000, 0x1000)),
+        Ok(true),
+    );
+    c.is("retype check: but not the RAM itself", cap::retype_check(ram, Some(slot(a0, 11)), 0x8000, 0x1000), Ok(false));
+    c.is("retype check: delete the RAM's copy", cap::delete(slot(a0, 11)), Ok(()));
+    c.err("retype check on a frame", cap::retype_check(slot(a0, 0), None, 0, 0x1000), ErrorCode::WrongCapType);
+    c.err("retype check beyond the source", cap::retype_check(ram, None, 1 << 40, 0x1000), ErrorCode::InvalidArgument);
+    c.err(
+        "retype check leaving out an empty slot",
+        cap::retype_check(ram, Some(slot(a0, 12)), 0, 0x1000),
+        ErrorCode::SlotEmpty,
+    );
+    c.err(
+        "retype check leaving out a bad address",
+        cap::invoke_raw(ram.to_raw(), 10, [3 << 32, 0, 0x1000, 0, 0]),
+        ErrorCode::BadCapAddr,
+    );
+    c.ok("retype checks changed nothing", cap::identify(slot(a0, 0)) == f0, format_args!("frame 0 changed"));
+
     // Kernel objects from RAM.
     for (i, ty) in [ObjType::L2CNode, ObjType::VNodeL0, ObjType::VNodeL3, ObjType::Dispatcher].into_iter().enumerate() {
         let r = cap::retype(ram, dest(a0, 20 + i as u32), ty, 0x10_000 * (i as u64 + 1), 0, 1);
