@@ -16,7 +16,9 @@ use aos::slot::SlotError;
 pub use memory::Memory;
 use mm::MmError;
 
-/// Why a memory operation failed. Nothing changed when one is returned.
+/// Why a memory operation failed. The operation itself changed nothing
+/// when one is returned (the memory system may still have refilled its
+/// own slabs and slots on the way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     Mm(MmError),
@@ -40,6 +42,8 @@ pub enum Error {
         vaddr: u64,
     },
     NotAFrame,
+    /// A slot handed back to the slot allocator still holds a capability.
+    SlotNotEmpty,
     FrameTooSmall {
         bytes: u64,
         frame: u64,
@@ -61,6 +65,7 @@ impl core::fmt::Display for Error {
             }
             Error::Reserved { vaddr } => write!(f, "{vaddr:#x}: the range overlaps the slab refill region"),
             Error::NotAFrame => f.write_str("only Frame and DevFrame capabilities can be mapped"),
+            Error::SlotNotEmpty => f.write_str("the slot still holds a capability; delete it first"),
             Error::FrameTooSmall { bytes, frame } => write!(f, "mapping {bytes:#x} bytes of a {frame:#x}-byte frame"),
             Error::AlreadyInitialised => f.write_str("the memory system is set up once per domain"),
             Error::Internal(what) => write!(f, "internal error: {what}"),

@@ -36,8 +36,9 @@ pub const REFILL_VADDR: core::ops::Range<u64> = (2 << 39)..(3 << 39);
 const NODE_CHUNK: u64 = 16 << 10;
 const TABLE_CHUNK: u64 = 64 << 10;
 /// Manager nodes to keep: one refill's allocations (a frame and up to
-/// three tables), another slot refill, and the operation itself.
-const NODES_LOW: usize = 8 * NODES_PER_OP;
+/// three tables), another slot refill, and the operation itself, with room
+/// to spare.
+const NODES_LOW: usize = 16 * NODES_PER_OP;
 
 /// The capability operations the manager runs: retype into slots from the
 /// slot allocator, which this owns.
@@ -60,6 +61,25 @@ impl RamCaps for KernelRam {
         let slot = self.slots.alloc().map_err(|_| ErrorCode::OutOfMemory)?;
         match cap::retype(src, dest(slot), ObjType::Ram, offset, size, 1) {
             Ok(_) => Ok(slot),
+            // Someone put a capability there behind the allocator's back:
+            // keep the slot out rather than hand it out again.
+            Err(ErrorCode::SlotInUse) => Err(ErrorCode::SlotInUse),
+            Err(e) => {
+                self.slots.free(slot).expect("just allocated");
+                Err(e)
+            }
+        }
+    }
+
+    fn covered_by_others(&mut self, src: CapRef, except: CapRef, offset: u64, size: u64) -> Result<bool, ErrorCode> {
+        cap::retype_check(src, Some(except), offset, size)
+    }
+
+    fn copy_cap(&mut self, cap: CapRef) -> Result<CapRef, ErrorCode> {
+        let slot = self.slots.alloc().map_err(|_| ErrorCode::OutOfMemory)?;
+        match cap::copy(cap, dest(slot)) {
+            Ok(()) => Ok(slot),
+            Err(ErrorCode::SlotInUse) => Err(ErrorCode::SlotInUse),
             Err(e) => {
                 self.slots.free(slot).expect("just allocated");
                 Err(e)
@@ -84,6 +104,8 @@ pub struct Memory {
     paging: PagingState,
     next_refill_va: u64,
     slab_refills: u64,
+    /// Page tables made for the refill region.
+    refill_tables_made: u64,
 }
 
 /// The slabs' first memory, before anything can be mapped.
@@ -119,7 +141,13 @@ impl Memory {
         mm.grow_nodes(nodes).map_err(|_| Error::Internal("growing the boot node slab"))?;
         let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
         let paging = PagingState::new(vroot, tables).map_err(|_| Error::Internal("boot table slab"))?;
-        let memory = memory.write(Memory { mm, paging, next_refill_va: REFILL_VADDR.start, slab_refills: 0 });
+        let memory = memory.write(Memory {
+            mm,
+            paging,
+            next_refill_va: REFILL_VADDR.start,
+            slab_refills: 0,
+            refill_tables_made: 0,
+        });
         for r in bi.regions().iter().filter(|r| r.kind == RegionKind::Free && r.slot != u32::MAX) {
             let Ok(slot) = u8::try_from(r.slot) else { continue };
             memory.mm.add(CapRef::slot(ROOTCN_SLOT_SUPERCN as u32, slot)).map_err(Error::Mm)?;
@@ -128,26 +156,46 @@ impl Memory {
         Ok(memory)
     }
 
-    /// Tops up slots, manager nodes and shadow tables (see the module
-    /// comment for the order).
+    /// Tops up slots, manager nodes and shadow tables, in the order of the
+    /// module comment.
     fn refill(&mut self) -> Result<(), Error> {
-        self.refill_tables(0)?;
         while self.mm.caps().slots.needs_refill() {
             Resources::refill_slots(&mut self.mm)?;
         }
         while self.mm.nodes_free() < NODES_LOW {
-            let mem = self.map_chunk(NODE_CHUNK)?;
-            self.mm.grow_nodes(slab::carve(mem)).map_err(|_| Error::Internal("node slab has no room for chunks"))?;
+            self.grow_nodes()?;
         }
-        Ok(())
+        self.refill_tables(0)
+    }
+
+    /// Refills, but lets an operation that needs at most `nodes` manager
+    /// nodes and `slots` slots go ahead when a refill fails and what it
+    /// needs is there: a full memory must not stop frees that would make
+    /// room.
+    fn prepare(&mut self, nodes: usize, slots: usize) -> Result<(), Error> {
+        match self.refill() {
+            Err(e) if self.mm.nodes_free() < nodes || self.mm.caps_ref().slots.free_count() < slots => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn grow_nodes(&mut self) -> Result<(), Error> {
+        if !self.mm.node_slab_has_room() {
+            return Err(Error::Internal("node slab holds its most chunks"));
+        }
+        let mem = self.map_chunk(NODE_CHUNK)?;
+        self.mm.grow_nodes(slab::carve(mem)).map_err(|_| Error::Internal("node slab refused a chunk"))
     }
 
     /// Grows the shadow-table slab until `needed` tables plus one refill's
     /// worth are free.
     fn refill_tables(&mut self, needed: usize) -> Result<(), Error> {
         while self.paging.tables_free() < needed + REFILL_TABLES {
+            if !self.paging.slab_has_room() {
+                return Err(Error::Internal("table slab holds its most chunks"));
+            }
             let mem = self.map_chunk(TABLE_CHUNK)?;
-            self.paging.grow(slab::carve(mem)).map_err(|_| Error::Internal("table slab has no room for chunks"))?;
+            self.paging.grow(slab::carve(mem)).map_err(|_| Error::Internal("table slab refused a chunk"))?;
         }
         Ok(())
     }
@@ -158,10 +206,14 @@ impl Memory {
         if va + bytes > REFILL_VADDR.end {
             return Err(Error::Internal("refill region used up"));
         }
-        let frame = self.frame_alloc(bytes)?;
+        let (frame, ram, pa) = self.new_frame(bytes)?;
+        let tables = self.paging.tables_used();
+        if let Err(e) = self.paging.map(&mut self.mm, va, frame, pa, bytes, MapFlags::READ_WRITE) {
+            self.drop_frame(frame, ram);
+            return Err(e);
+        }
+        self.refill_tables_made += (self.paging.tables_used() - tables) as u64;
         self.mm.caps().overhead += bytes;
-        let pa = cap::identify(frame).map_err(|code| Error::Kernel { code, doing: "identifying a frame" })?.base;
-        self.paging.map(&mut self.mm, va, frame, pa, bytes, MapFlags::READ_WRITE)?;
         self.next_refill_va = va + bytes;
         self.slab_refills += 1;
         // SAFETY: `[va, va + bytes)` was just mapped read-write to a frame
@@ -173,15 +225,39 @@ impl Memory {
     /// A Frame capability of `bytes` (`frame_alloc`), retyped from RAM the
     /// manager hands out; the RAM capability stays as its parent.
     pub fn frame_alloc(&mut self, bytes: u64) -> Result<CapRef, Error> {
+        self.prepare(NODES_PER_OP, 2)?;
+        self.new_frame(bytes).map(|(frame, _, _)| frame)
+    }
+
+    /// A frame, its RAM capability, and its physical address.
+    fn new_frame(&mut self, bytes: u64) -> Result<(CapRef, CapRef, u64), Error> {
         let ram = self.mm.alloc(bytes).map_err(Error::Mm)?;
-        let size = cap::identify(ram).map_err(|code| Error::Kernel { code, doing: "identifying RAM" })?.size;
-        let slot = self.mm.caps().slots.alloc().map_err(Error::Slot)?;
-        if let Err(code) = cap::retype(ram, dest(slot), ObjType::Frame, 0, size, 1) {
-            let _ = self.mm.caps().slots.free(slot);
-            let _ = self.mm.free(ram);
-            return Err(Error::Kernel { code, doing: "retyping RAM into a frame" });
+        let made = (|| {
+            let id = cap::identify(ram).map_err(|code| Error::Kernel { code, doing: "identifying RAM" })?;
+            let slot = self.mm.caps().slots.alloc().map_err(Error::Slot)?;
+            match cap::retype(ram, dest(slot), ObjType::Frame, 0, id.size, 1) {
+                Ok(_) => Ok((slot, id.base)),
+                Err(code) => {
+                    let _ = self.mm.caps().slots.free(slot);
+                    Err(Error::Kernel { code, doing: "retyping RAM into a frame" })
+                }
+            }
+        })();
+        match made {
+            Ok((frame, pa)) => Ok((frame, ram, pa)),
+            Err(e) => {
+                let _ = self.mm.free(ram);
+                Err(e)
+            }
         }
-        Ok(slot)
+    }
+
+    /// Undoes [`Memory::new_frame`].
+    fn drop_frame(&mut self, frame: CapRef, ram: CapRef) {
+        if cap::delete(frame).is_ok() {
+            let _ = self.mm.caps().slots.free(frame);
+            let _ = self.mm.free(ram);
+        }
     }
 
     pub fn stats(&self) -> AllocStats {
@@ -190,8 +266,9 @@ impl Memory {
             slab_refills: self.slab_refills,
             slots_free: self.mm.caps_ref().slots.free_count() as u64,
             slot_refills: self.mm.caps_ref().slots.refills(),
-            // The L0 table is the kernel's; count the ones made here.
-            page_tables: self.paging.tables_used() as u64 - 1,
+            // The L0 table is the kernel's; the refill region's tables are
+            // the memory system's own.
+            page_tables: self.paging.tables_used() as u64 - 1 - self.refill_tables_made,
         }
     }
 }
@@ -219,16 +296,31 @@ impl Resources for MemoryManager<KernelRam> {
         let _ = self.caps().slots.free(slot);
     }
 
-    fn vnode(&mut self, ty: ObjType) -> Result<CapRef, Error> {
+    fn vnode(&mut self, ty: ObjType) -> Result<(CapRef, CapRef), Error> {
         let ram = self.alloc(paging::PAGE).map_err(Error::Mm)?;
-        let slot = Resources::slot(self)?;
-        cap::retype(ram, dest(slot), ty, 0, 0, 1).map_err(|code| {
+        let slot = match Resources::slot(self) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.free(ram);
+                return Err(e);
+            }
+        };
+        if let Err(code) = cap::retype(ram, dest(slot), ty, 0, 0, 1) {
             let _ = self.caps().slots.free(slot);
             let _ = self.free(ram);
-            Error::Kernel { code, doing: "retyping RAM into a page table" }
-        })?;
+            return Err(Error::Kernel { code, doing: "retyping RAM into a page table" });
+        }
         self.caps().overhead += paging::PAGE;
-        Ok(slot)
+        Ok((slot, ram))
+    }
+
+    fn drop_vnode(&mut self, vnode: CapRef, ram: CapRef) {
+        if cap::delete(vnode).is_ok() {
+            let _ = self.caps().slots.free(vnode);
+            if self.free(ram).is_ok() {
+                self.caps().overhead -= paging::PAGE;
+            }
+        }
     }
 }
 
@@ -236,18 +328,20 @@ impl api::MemoryManager for Memory {
     type Error = Error;
 
     fn add(&mut self, ram: CapRef) -> Result<(), Error> {
-        self.refill()?;
+        self.prepare(NODES_PER_OP, 0)?;
         self.mm.add(ram).map_err(Error::Mm)
     }
 
     fn alloc_aligned(&mut self, size: u64, align: u64) -> Result<CapRef, Error> {
-        self.refill()?;
+        self.prepare(NODES_PER_OP, 1)?;
         self.mm.alloc_aligned(size, align).map_err(Error::Mm)
     }
 
     fn free(&mut self, ram: CapRef) -> Result<(), Error> {
-        self.refill()?;
-        self.mm.free(ram).map_err(Error::Mm)
+        // Free first: it needs no slot, and a refill may need the memory.
+        let r = self.mm.free(ram).map_err(Error::Mm);
+        let _ = self.refill();
+        r
     }
 
     fn free_bytes(&self) -> u64 {
@@ -282,11 +376,12 @@ impl api::Paging for Memory {
         self.refill()?;
         let needed = self.paging.tables_needed(vaddr, id.base, bytes, flags)?;
         self.refill_tables(needed)?;
-        // Enough manager nodes and slots for every table and mapping.
+        // Manager nodes for every table's RAM and every slot refill on the
+        // way (a run takes a slot, a table three).
         let runs = bytes.div_ceil(paging::BLOCK) as usize + 2;
-        while self.mm.nodes_free() < NODES_LOW + (needed + runs / 64 + 2) * NODES_PER_OP {
-            let mem = self.map_chunk(NODE_CHUNK)?;
-            self.mm.grow_nodes(slab::carve(mem)).map_err(|_| Error::Internal("node slab has no room for chunks"))?;
+        let slot_refills = (3 * needed + runs) / slot::LOW_WATER + 1;
+        while self.mm.nodes_free() < NODES_LOW + (needed + slot_refills) * NODES_PER_OP {
+            self.grow_nodes()?;
         }
         self.paging.map(&mut self.mm, vaddr, frame, id.base, bytes, flags)
     }
@@ -296,12 +391,19 @@ impl api::SlotAllocator for Memory {
     type Error = Error;
 
     fn slot_alloc(&mut self) -> Result<CapRef, Error> {
-        self.refill()?;
+        self.prepare(0, 1)?;
         self.mm.caps().slots.alloc().map_err(Error::Slot)
     }
 
+    /// Takes back an empty slot; one still holding a capability is
+    /// refused, since handing it out again would make every retype into it
+    /// fail.
     fn slot_free(&mut self, slot: CapRef) -> Result<(), Error> {
-        self.mm.caps().slots.free(slot).map_err(Error::Slot)
+        match cap::identify(slot) {
+            Err(ErrorCode::SlotEmpty) => self.mm.caps().slots.free(slot).map_err(Error::Slot),
+            Ok(_) => Err(Error::SlotNotEmpty),
+            Err(code) => Err(Error::Kernel { code, doing: "checking the slot is empty" }),
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! only through [`RamCaps`], so the glue supplies real invocations and the
 //! tests a model kernel. It never allocates memory or slots itself (the glue
 //! refills its slab, see [`NODES_PER_OP`]) and deletes no capability but the
-//! ones `free` is handed and its own probes.
+//! ones `free` is handed, and those only once the kernel has shown that
+//! their memory really comes back.
 //!
 //! Free regions are indexed twice. An address-ordered AA tree finds the
 //! neighbours a freed range coalesces with, and shows whether a range is
@@ -28,21 +29,16 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Most root regions one manager holds.
 pub const MAX_ROOTS: usize = 64;
 
-/// The most slab nodes one `add`, `alloc` or `free` consumes, net.
+/// The most slab nodes one `add`, `alloc` or `free` consumes, net; each
+/// refuses with `NoNodes`, before anything changes, unless this many are
+/// free.
 ///
-/// 2: `alloc` cuts one range out of one free region, leaving at most a
+/// 1: `alloc` cuts one range out of one free region, leaving at most a
 /// head and a tail (one region becomes two); `free` either widens a
 /// neighbour, merges two neighbours (gives one back), or creates one region;
-/// `add` creates one region. Each of `free` and `alloc` may also reclaim
-/// one pending range (see [`MemoryManager::free`]), which is one more
-/// region at most: every piece of it but the first joins a region already
-/// there. Tree and list updates relink existing nodes and need none.
-pub const NODES_PER_OP: usize = 2;
-
-/// Free nodes an `add`, `alloc` or `free` needs to start; it refuses with
-/// `NoNodes` otherwise. The reclaim that may follow runs only if a node is
-/// still free after the operation proper.
-pub const NODES_REQUIRED: usize = 1;
+/// `add` creates one region. Tree and list updates relink existing nodes and
+/// need none.
+pub const NODES_PER_OP: usize = 1;
 
 /// Size classes: class `k` holds regions of `2^k` up to `2^(k+1)` bytes;
 /// the top class also takes everything larger.
@@ -72,8 +68,23 @@ pub trait RamCaps {
     /// new RAM capability in a fresh slot. Refused with
     /// [`ErrorCode::RetypeOverlap`] if a live descendant of `src` overlaps.
     fn retype_ram(&mut self, src: Self::Cap, offset: u64, size: u64) -> Result<Self::Cap, ErrorCode>;
+    /// A copy of `cap` in a fresh slot. The manager hands out a whole root
+    /// this way: the kernel refuses to retype RAM into RAM of the same size
+    /// ([`ErrorCode::IllegalRetype`]), since that would be a copy.
+    fn copy_cap(&mut self, cap: Self::Cap) -> Result<Self::Cap, ErrorCode>;
     /// Deletes a capability (and frees its slot).
     fn delete(&mut self, cap: Self::Cap) -> Result<(), ErrorCode>;
+    /// Whether any capability derived from `src` other than `except` itself
+    /// overlaps `[offset, offset + size)` of `src`'s memory: what would make
+    /// a retype of that range refuse with RetypeOverlap once `except` is
+    /// deleted. Changes nothing. (Kernel: `Command::RetypeCheck`.)
+    fn covered_by_others(
+        &mut self,
+        src: Self::Cap,
+        except: Self::Cap,
+        offset: u64,
+        size: u64,
+    ) -> Result<bool, ErrorCode>;
 }
 
 /// Why the manager refused. On every error its bookkeeping is as it was.
@@ -85,7 +96,10 @@ pub enum MmError {
     InvalidAlignment,
     OutOfMemory,
     NotAllocated,
-    /// The capability was deleted, but another still covers its memory.
+    /// Another capability (a copy the client kept, or the allocation this
+    /// piece was retyped from) still covers the memory; the capability was
+    /// left as it was. Free or delete that other capability first, then free
+    /// this one again.
     StillInUse,
     NotRam,
     Misaligned,
@@ -108,9 +122,9 @@ impl fmt::Display for MmError {
             MmError::InvalidAlignment => f.write_str("the alignment is not a power of two"),
             MmError::OutOfMemory => f.write_str("no free region holds a range of that size and alignment"),
             MmError::NotAllocated => f.write_str("the capability's memory is not memory this manager handed out"),
-            MmError::StillInUse => {
-                f.write_str("the capability was deleted, but another still covers its memory, which stays allocated")
-            }
+            MmError::StillInUse => f.write_str(
+                "another capability still covers the memory; free or delete it first, then free this one again",
+            ),
             MmError::NotRam => f.write_str("the capability is not a RAM capability"),
             MmError::Misaligned => f.write_str("the region's base or size is not a multiple of 4 KiB"),
             MmError::Overlap => f.write_str("the region overlaps one the manager already holds"),
@@ -584,26 +598,12 @@ pub struct MemoryManager<C: RamCaps> {
     nroots: usize,
     total: u64,
     free: Regions,
-    /// Ranges whose capability was freed while another still covered them
-    /// (`StillInUse`): allocated until a probe shows nothing covers them.
-    pending: [Option<(u64, u64)>; PENDING_MAX],
 }
-
-/// Most `StillInUse` ranges remembered for reclaiming. Past that, such
-/// memory comes back only through a free of a capability covering it.
-pub const PENDING_MAX: usize = 32;
 
 impl<C: RamCaps> MemoryManager<C> {
     /// A manager with no memory and no nodes: grow its slab, then add RAM.
     pub const fn new(caps: C) -> Self {
-        MemoryManager {
-            caps,
-            roots: [const { None }; MAX_ROOTS],
-            nroots: 0,
-            total: 0,
-            free: Regions::new(),
-            pending: [None; PENDING_MAX],
-        }
+        MemoryManager { caps, roots: [const { None }; MAX_ROOTS], nroots: 0, total: 0, free: Regions::new() }
     }
 
     pub fn caps(&mut self) -> &mut C {
@@ -630,16 +630,6 @@ impl<C: RamCaps> MemoryManager<C> {
         self.nroots
     }
 
-    /// Ranges freed while still covered, not yet reclaimed.
-    pub fn pending_count(&self) -> usize {
-        self.pending.iter().flatten().count()
-    }
-
-    /// Those ranges, as (base, size).
-    pub fn pending_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.pending.iter().flatten().copied()
-    }
-
     /// Nodes available before the slab must grow.
     pub fn nodes_free(&self) -> usize {
         self.free.nodes.free_count()
@@ -648,6 +638,12 @@ impl<C: RamCaps> MemoryManager<C> {
     /// Nodes the slab holds, used or free.
     pub fn node_capacity(&self) -> usize {
         self.free.nodes.capacity()
+    }
+
+    /// Whether the node slab takes another chunk (it holds at most
+    /// [`aos::slab::CHUNKS_MAX`]).
+    pub fn node_slab_has_room(&self) -> bool {
+        self.free.nodes.has_room()
     }
 
     /// Gives the node slab more memory (see [`aos::slab::carve`] and
@@ -669,7 +665,7 @@ impl<C: RamCaps> MemoryManager<C> {
     /// Refuses before anything changes if one operation could run out of
     /// nodes half way, after the kernel has acted.
     fn reserve(&self) -> Result<(), MmError> {
-        if self.nodes_free() < NODES_REQUIRED { Err(MmError::NoNodes) } else { Ok(()) }
+        if self.nodes_free() < NODES_PER_OP { Err(MmError::NoNodes) } else { Ok(()) }
     }
 
     /// Adds a RAM capability's memory, all of it free. Its base and size
@@ -721,13 +717,13 @@ impl<C: RamCaps> MemoryManager<C> {
         }
         let align = align.max(PAGE_SIZE);
         self.reserve()?;
-        let found = match self.free.find(size, align) {
-            None if self.reclaim_one() => self.free.find(size, align),
-            f => f,
-        };
-        let (i, addr) = found.ok_or(MmError::OutOfMemory)?;
+        let (i, addr) = self.free.find(size, align).ok_or(MmError::OutOfMemory)?;
         let root = self.root(self.root_index(addr).expect("free memory lies in a root"));
-        let cap = self.caps.retype_ram(root.cap, addr - root.base, size)?;
+        let cap = if addr == root.base && size == root.size {
+            self.caps.copy_cap(root.cap)?
+        } else {
+            self.caps.retype_ram(root.cap, addr - root.base, size)?
+        };
         self.free.carve(i, addr, size);
         Ok(cap)
     }
@@ -735,16 +731,14 @@ impl<C: RamCaps> MemoryManager<C> {
     /// Returns the memory of `cap`, which must be all or a page-aligned
     /// piece of an allocation, and deletes `cap`.
     ///
-    /// If another capability still covers the memory (a copy, or the
-    /// allocation the piece was cut from), `cap` is deleted all the same
-    /// but the memory stays allocated: `StillInUse`. The range is
-    /// remembered (up to [`PENDING_MAX`]); after every successful free, and
-    /// before `alloc` reports `OutOfMemory`, the first pending range nothing
-    /// covers any more is reclaimed, so such memory comes back once its
-    /// last covering capability is gone. Freeing a covering capability
-    /// through the manager returns it too. If the probe that tells the two
-    /// apart fails for another reason, the memory likewise stays allocated
-    /// (it cannot be shown free) and the kernel's error is returned.
+    /// If another capability still covers any of the memory (a copy the
+    /// client kept, or the allocation the piece was retyped from), nothing
+    /// happens and the answer is `StillInUse`: `cap` stays as it was, and so
+    /// does the memory. Free or delete the other capability first, then free
+    /// this one again. The kernel answers that question without changing
+    /// anything ([`RamCaps::covered_by_others`]); `cap` is deleted only once
+    /// it is known that its memory then comes back. If the query or the
+    /// delete fails, the kernel's error is returned and nothing has changed.
     pub fn free(&mut self, cap: C::Cap) -> Result<(), MmError> {
         let info = self.caps.identify(cap)?;
         if !info.is_ram {
@@ -764,64 +758,12 @@ impl<C: RamCaps> MemoryManager<C> {
             return Err(MmError::NotAllocated);
         }
         self.reserve()?;
+        if self.caps.covered_by_others(root.cap, cap, base - root.base, size)? {
+            return Err(MmError::StillInUse);
+        }
         self.caps.delete(cap)?;
-        match self.caps.retype_ram(root.cap, base - root.base, size) {
-            Ok(probe) => self.caps.delete(probe)?,
-            Err(ErrorCode::RetypeOverlap) => {
-                let known = self.pending.contains(&Some((base, size)));
-                if let Some(p) = self.pending.iter_mut().find(|p| p.is_none()).filter(|_| !known) {
-                    *p = Some((base, size));
-                }
-                return Err(MmError::StillInUse);
-            }
-            Err(code) => return Err(MmError::Kernel(code)),
-        }
         self.release(root, base, size);
-        self.reclaim_one();
         Ok(())
-    }
-
-    /// Reclaims the first pending range that nothing covers any more (the
-    /// parts of it not freed meanwhile through other capabilities), if a
-    /// node is free for it; true if one was reclaimed.
-    fn reclaim_one(&mut self) -> bool {
-        if self.nodes_free() == 0 {
-            return false;
-        }
-        for k in 0..PENDING_MAX {
-            let Some((base, size)) = self.pending[k] else { continue };
-            let Some(root) = self.root_index(base).map(|r| self.root(r)) else {
-                self.pending[k] = None;
-                continue;
-            };
-            match self.caps.retype_ram(root.cap, base - root.base, size) {
-                Ok(probe) if self.caps.delete(probe).is_ok() => {}
-                // Still covered, or the probe could not be undone (it then
-                // covers the range itself): try again later.
-                _ => continue,
-            }
-            self.pending[k] = None;
-            // Release the gaps between the free regions inside the range,
-            // from the top down; each joins the region below or above it.
-            let mut hi = base + size;
-            while hi > base {
-                match self.free.before(hi).filter(|&p| self.free.end(p) > base) {
-                    Some(p) => {
-                        let (pbase, pend) = (self.free.node(p).base, self.free.end(p));
-                        if pend < hi {
-                            self.release(root, pend, hi - pend);
-                        }
-                        hi = pbase;
-                    }
-                    None => {
-                        self.release(root, base, hi - base);
-                        hi = base;
-                    }
-                }
-            }
-            return true;
-        }
-        false
     }
 
     /// Records `[base, base + size)` in `root` as free, merged with the
@@ -934,9 +876,10 @@ mod tests {
         }
     }
 
-    /// A model kernel: root and derived RAM capabilities, copies, and the
-    /// no-overlap rule of retype, plus fault injection. Client operations
-    /// (`split`, `copy`, `kill`) bypass the injected faults.
+    /// A model kernel: root and derived RAM capabilities, copies, the
+    /// no-overlap rule of retype and the query that asks it in advance, plus
+    /// fault injection. Client operations (`split`, `copy`, `kill`) bypass
+    /// the injected faults.
     #[derive(Default)]
     struct Fake {
         caps: BTreeMap<u32, Object>,
@@ -948,8 +891,7 @@ mod tests {
         /// (calls to let through first, code)
         fail_retype: Option<(u32, ErrorCode)>,
         fail_delete: Option<(u32, ErrorCode)>,
-        /// What `retype_ram` made last.
-        last_retype: Option<Cap>,
+        fail_covered: Option<(u32, ErrorCode)>,
     }
 
     fn take_fault(slot: &mut Option<(u32, ErrorCode)>) -> Option<ErrorCode> {
@@ -1009,13 +951,15 @@ mod tests {
             self.derived.len()
         }
 
-        /// Whether any derived (non-root) capability but `except` covers
-        /// part of `[base, end)`.
-        fn objects_overlapping(&self, base: u64, end: u64, except: Option<Cap>) -> bool {
+        /// The rule behind retype's RetypeOverlap: whether a live
+        /// capability derived from object `obj`, other than `except`,
+        /// overlaps `[base, end)`.
+        fn covered(&self, obj: u32, base: u64, end: u64, except: Option<Cap>) -> bool {
             let from = base.saturating_sub(self.widest);
-            self.derived
-                .range((from, 0)..(end, 0))
-                .any(|&(_, id)| self.caps[&id].end() > base && except != Some(Cap(id)))
+            self.derived.range((from, 0)..(end, 0)).any(|&(_, id)| {
+                let o = &self.caps[&id];
+                o.end() > base && o.ancestors.contains(&obj) && except != Some(Cap(id))
+            })
         }
 
         /// The client retypes part of one of its RAM capabilities.
@@ -1030,13 +974,12 @@ mod tests {
             if offset.checked_add(size).is_none_or(|e| e > s.size) {
                 return Err(ErrorCode::InvalidArgument);
             }
+            if offset == 0 && size == s.size {
+                // As the kernel: that would be a copy.
+                return Err(ErrorCode::IllegalRetype);
+            }
             let (base, end) = (s.base + offset, s.base + offset + size);
-            let from = base.saturating_sub(self.widest);
-            let overlap = self.derived.range((from, 0)..(end, 0)).any(|(_, id)| {
-                let o = &self.caps[id];
-                o.end() > base && o.ancestors.contains(&s.obj)
-            });
-            if overlap {
+            if self.covered(s.obj, base, end, None) {
                 return Err(ErrorCode::RetypeOverlap);
             }
             let mut ancestors = s.ancestors.clone();
@@ -1082,9 +1025,17 @@ mod tests {
             if let Some(code) = take_fault(&mut self.fail_retype) {
                 return Err(code);
             }
-            let made = self.split(src, offset, size)?;
-            self.last_retype = Some(made);
-            Ok(made)
+            self.split(src, offset, size)
+        }
+
+        fn copy_cap(&mut self, cap: Cap) -> Result<Cap, ErrorCode> {
+            if let Some(code) = take_fault(&mut self.fail_retype) {
+                return Err(code);
+            }
+            if !self.live(cap) {
+                return Err(ErrorCode::SlotEmpty);
+            }
+            Ok(self.copy(cap))
         }
 
         fn delete(&mut self, cap: Cap) -> Result<(), ErrorCode> {
@@ -1092,6 +1043,23 @@ mod tests {
                 return Err(code);
             }
             self.kill(cap)
+        }
+
+        fn covered_by_others(&mut self, src: Cap, except: Cap, offset: u64, size: u64) -> Result<bool, ErrorCode> {
+            if let Some(code) = take_fault(&mut self.fail_covered) {
+                return Err(code);
+            }
+            let s = self.caps.get(&src.0).ok_or(ErrorCode::SlotEmpty)?;
+            if !s.ram {
+                return Err(ErrorCode::WrongCapType);
+            }
+            if offset.checked_add(size).is_none_or(|e| e > s.size) {
+                return Err(ErrorCode::InvalidArgument);
+            }
+            let (obj, base) = (s.obj, s.base + offset);
+            // As the kernel: other copies of `src` count too.
+            let copies = self.caps.iter().any(|(&id, o)| id != src.0 && Cap(id) != except && o.obj == obj);
+            Ok(copies || self.covered(obj, base, base + size, Some(except)))
         }
     }
 
@@ -1357,92 +1325,155 @@ mod tests {
         add_root(&mut m, 0x10_0000, MIB);
         let a = m.alloc(0x1_0000).unwrap();
         let piece = m.caps().split(a, 0x4000, 0x4000).unwrap();
-        let free = m.free_bytes();
+        let (free, derived) = (m.free_bytes(), m.caps().derived_count());
         assert_eq!(m.free(piece), Err(MmError::StillInUse));
-        assert!(!m.caps().live(piece), "the piece was deleted");
+        assert!(m.caps().live(piece), "the piece is left as it was");
         assert_eq!(m.free_bytes(), free, "its memory is still allocated");
+        // The piece covers part of the allocation in turn.
+        assert_eq!(m.free(a), Err(MmError::StillInUse));
+        assert!(m.caps().live(a));
+        assert_eq!((m.free_bytes(), m.caps().derived_count()), (free, derived), "nothing changed");
         ok(&m);
         // Nothing else may be handed out over it.
         let b = m.alloc(MIB - 0x1_0000).unwrap();
         let (bb, be) = range(&mut m, b);
         assert!(!overlaps((bb, be), range(&mut m, a)));
         m.free(b).unwrap();
-        // Freeing the allocation, the last capability covering it, returns
-        // all of it.
+        // Once the client deletes the piece, the allocation frees whole.
+        m.caps().kill(piece).unwrap();
         m.free(a).unwrap();
         assert_eq!((m.free_bytes(), m.free_region_count()), (MIB, 1));
+        assert_eq!(m.caps().derived_count(), 0);
         ok(&m);
 
-        // Same, but the client drops the allocation and keeps pieces.
+        // The other way round: the client deletes the allocation and frees
+        // the pieces it cut from it.
+        let a = m.alloc(0x1_0000).unwrap();
+        let p = m.caps().split(a, 0, 0x8000).unwrap();
+        let q = m.caps().split(a, 0x8000, 0x8000).unwrap();
+        assert_eq!(m.free(p), Err(MmError::StillInUse));
+        assert!(m.caps().live(p));
+        assert_eq!(m.free_bytes(), MIB - 0x1_0000);
+        m.caps().kill(a).unwrap();
+        m.free(p).unwrap();
+        assert!(!m.caps().live(p));
+        assert_eq!(m.free_bytes(), MIB - 0x8000);
+        m.free(q).unwrap();
+        assert_eq!((m.free_bytes(), m.free_region_count()), (MIB, 1));
+        assert_eq!(m.caps().derived_count(), 0);
+        ok(&m);
+    }
+
+    #[test]
+    fn refused_pieces_keep_their_capabilities_and_come_back_once_the_whole_is_gone() {
+        let mut rng = Rng(17);
+        for _ in 0..20 {
+            let mut m = manager(16);
+            add_root(&mut m, 0x10_0000, MIB);
+            // A 64 KiB allocation split into pages; each is freed while the
+            // whole still covers it, in random order.
+            let a = m.alloc(0x1_0000).unwrap();
+            let (base, _) = range(&mut m, a);
+            let mut pages: Vec<Cap> = (0..16).map(|i| m.caps().split(a, i * PAGE_SIZE, PAGE_SIZE).unwrap()).collect();
+            let (free, regions, derived) = (m.free_bytes(), m.free_region_count(), m.caps().derived_count());
+            rng.shuffle(&mut pages);
+            for &p in &pages {
+                assert_eq!(m.free(p), Err(MmError::StillInUse));
+                assert!(m.caps().live(p), "a refused piece keeps its capability");
+            }
+            assert_eq!((m.free_bytes(), m.free_region_count()), (free, regions));
+            assert_eq!(m.caps().derived_count(), derived);
+            ok(&m);
+            // The client deletes the whole; now every piece frees, in
+            // another random order, and they coalesce into one region.
+            m.caps().kill(a).unwrap();
+            rng.shuffle(&mut pages);
+            for (n, &p) in pages.iter().enumerate() {
+                let (b, e) = range(&mut m, p);
+                assert!(base <= b && e <= base + 0x1_0000);
+                m.free(p).unwrap();
+                assert!(!m.caps().live(p));
+                assert_eq!(m.free_bytes(), free + (n as u64 + 1) * PAGE_SIZE);
+                ok(&m);
+            }
+            assert_eq!((m.free_bytes(), m.free_region_count()), (MIB, 1));
+            assert_eq!(m.caps().derived_count(), 0);
+        }
+    }
+
+    #[test]
+    fn still_covered_memory_is_not_handed_out_until_freed() {
+        let mut m = manager(16);
+        add_root(&mut m, 0x10_0000, 0x4000);
+        // The whole root: handed out as a copy, since a retype of all of it
+        // would be refused.
+        let a = m.alloc(0x4000).unwrap();
+        assert_eq!(range(&mut m, a), (0x10_0000, 0x10_4000));
+        let piece = m.caps().split(a, 0, 0x2000).unwrap();
+        assert_eq!(m.free(piece), Err(MmError::StillInUse), "the copy still reaches it");
+        assert_eq!(m.free(a), Err(MmError::StillInUse), "the piece still covers part of it");
+        m.caps().kill(a).unwrap();
+        // Nothing comes back by itself: the piece still holds its memory.
+        assert_eq!(m.free_bytes(), 0);
+        assert_eq!(m.alloc(0x2000), Err(MmError::OutOfMemory));
+        m.free(piece).unwrap();
+        assert_eq!(m.free_bytes(), 0x2000, "the rest stays allocated: a's memory was never freed");
+        let b = m.alloc(0x2000).unwrap();
+        assert_eq!(range(&mut m, b), (0x10_0000, 0x10_2000));
+        ok(&m);
+    }
+
+    #[test]
+    fn a_whole_root_comes_and_goes_as_a_copy() {
+        let mut m = manager(16);
+        add_root(&mut m, 0x10_0000, 0x4000);
+        let a = m.alloc(0x4000).unwrap();
+        assert_eq!((m.free_bytes(), m.free_region_count()), (0, 0));
+        m.free(a).unwrap();
+        assert_eq!((m.free_bytes(), m.free_region_count()), (0x4000, 1));
+        assert!(!m.caps().live(a));
+        ok(&m);
+    }
+
+    #[test]
+    fn a_copy_kept_by_the_client_is_still_in_use() {
+        for kill_original in [true, false] {
+            let mut m = manager(16);
+            add_root(&mut m, 0x10_0000, MIB);
+            let a = m.alloc(0x2000).unwrap();
+            let copy = m.caps().copy(a);
+            // Each covers the other's memory: both are refused, both stay.
+            assert_eq!(m.free(a), Err(MmError::StillInUse));
+            assert_eq!(m.free(copy), Err(MmError::StillInUse));
+            assert!(m.caps().live(a) && m.caps().live(copy));
+            assert_eq!(m.free_bytes(), MIB - 0x2000);
+            ok(&m);
+            // The client deletes one; the other then frees.
+            let (gone, kept) = if kill_original { (a, copy) } else { (copy, a) };
+            m.caps().kill(gone).unwrap();
+            m.free(kept).unwrap();
+            assert!(!m.caps().live(kept));
+            assert_eq!((m.free_bytes(), m.free_region_count()), (MIB, 1));
+            assert_eq!(m.caps().derived_count(), 0);
+            ok(&m);
+        }
+
+        // A copy of a piece: the allocation and the copy both cover it.
+        let mut m = manager(16);
+        add_root(&mut m, 0x10_0000, MIB);
         let a = m.alloc(0x1_0000).unwrap();
         let p = m.caps().split(a, 0, 0x8000).unwrap();
         let kept = m.caps().copy(p);
         let q = m.caps().split(a, 0x8000, 0x8000).unwrap();
         assert_eq!(m.free(p), Err(MmError::StillInUse));
         m.caps().kill(a).unwrap();
-        assert_eq!(m.free_bytes(), MIB - 0x1_0000);
-        m.free(kept).unwrap();
-        assert_eq!(m.free_bytes(), MIB - 0x8000);
+        assert_eq!(m.free(p), Err(MmError::StillInUse), "the copy still covers it");
+        assert_eq!(m.free(kept), Err(MmError::StillInUse), "and it the copy");
         m.free(q).unwrap();
+        assert_eq!(m.free_bytes(), MIB - 0x8000);
+        m.caps().kill(kept).unwrap();
+        m.free(p).unwrap();
         assert_eq!((m.free_bytes(), m.free_region_count()), (MIB, 1));
-        ok(&m);
-    }
-
-    #[test]
-    fn a_refused_piece_comes_back_once_nothing_covers_it() {
-        let mut m = manager(16);
-        add_root(&mut m, 0x10_0000, MIB);
-        // A 64 KiB allocation split into pages; page 3 is freed while the
-        // whole still covers it, then the client deletes the whole.
-        let a = m.alloc(0x1_0000).unwrap();
-        let pages: Vec<Cap> = (0..16).map(|i| m.caps().split(a, i * PAGE_SIZE, PAGE_SIZE).unwrap()).collect();
-        assert_eq!(m.free(pages[3]), Err(MmError::StillInUse));
-        assert_eq!(m.pending_count(), 1);
-        m.caps().kill(a).unwrap();
-        assert_eq!(m.free_bytes(), MIB - 0x1_0000, "nothing reclaimed without a free");
-        // The next free reclaims page 3 too: it sits between two pages that
-        // are still allocated, so it becomes a region of its own.
-        let nodes = m.nodes_free();
-        m.free(pages[9]).unwrap();
-        assert_eq!(m.pending_count(), 0);
-        assert_eq!(m.free_bytes(), MIB - 0x1_0000 + 2 * PAGE_SIZE);
-        assert_eq!(nodes - m.nodes_free(), NODES_PER_OP, "the free and the reclaim each took a node");
-        ok(&m);
-        for (i, p) in pages.into_iter().enumerate() {
-            if i != 3 && i != 9 {
-                m.free(p).unwrap();
-            }
-        }
-        assert_eq!((m.free_bytes(), m.free_region_count()), (MIB, 1));
-        ok(&m);
-    }
-
-    #[test]
-    fn alloc_reclaims_before_running_out() {
-        let mut m = manager(16);
-        add_root(&mut m, 0x10_0000, 0x4000);
-        let a = m.alloc(0x4000).unwrap();
-        let piece = m.caps().split(a, 0, 0x4000).unwrap();
-        assert_eq!(m.free(piece), Err(MmError::StillInUse));
-        m.caps().kill(a).unwrap();
-        assert_eq!(m.free_bytes(), 0);
-        // No free happens; the allocation finds the memory by reclaiming.
-        let b = m.alloc(0x4000).unwrap();
-        assert_eq!(range(&mut m, b), (0x10_0000, 0x10_4000));
-        assert_eq!(m.pending_count(), 0);
-        ok(&m);
-    }
-
-    #[test]
-    fn a_copy_kept_by_the_client_is_still_in_use() {
-        let mut m = manager(16);
-        add_root(&mut m, 0x10_0000, MIB);
-        let a = m.alloc(0x2000).unwrap();
-        let copy = m.caps().copy(a);
-        assert_eq!(m.free(a), Err(MmError::StillInUse));
-        assert_eq!(m.free_bytes(), MIB - 0x2000);
-        m.free(copy).unwrap();
-        assert_eq!(m.free_bytes(), MIB);
         ok(&m);
     }
 
@@ -1567,10 +1598,13 @@ mod tests {
         let mut m = manager(16);
         add_root(&mut m, 0x10_0000, MIB);
         let a = m.alloc(0x3000).unwrap();
-        let (free, regions) = (m.free_bytes(), m.free_region_count());
+        let b = m.alloc(0x1000).unwrap();
+        let (free, regions, derived) = (m.free_bytes(), m.free_region_count(), m.caps().derived_count());
         let same = |m: &mut Mm| {
             ok(m);
             assert_eq!((m.free_bytes(), m.free_region_count()), (free, regions));
+            assert_eq!(m.caps().derived_count(), derived, "no capability made or deleted");
+            assert!(m.caps().live(a) && m.caps().live(b), "the client's capabilities are left alone");
         };
 
         m.caps().fail_retype = Some((0, FAULT));
@@ -1581,37 +1615,33 @@ mod tests {
         assert_eq!(m.free(a), Err(MmError::Kernel(FAULT)));
         same(&mut m);
 
-        m.caps().fail_delete = Some((0, FAULT));
+        // The query fails: nothing is known, nothing is deleted.
+        m.caps().fail_covered = Some((0, FAULT));
         assert_eq!(m.free(a), Err(MmError::Kernel(FAULT)));
-        assert!(m.caps().live(a), "a failed delete leaves the capability");
         same(&mut m);
 
-        // The probe fails: the memory cannot be shown free, so stays
-        // allocated although its capability is gone.
-        let b = m.alloc(0x1000).unwrap();
-        let (free, regions) = (m.free_bytes(), m.free_region_count());
-        m.caps().fail_retype = Some((0, FAULT));
+        // The query fails on memory another capability covers: the same.
+        let copy = m.caps().copy(b);
+        m.caps().fail_covered = Some((0, FAULT));
         assert_eq!(m.free(b), Err(MmError::Kernel(FAULT)));
-        assert!(!m.caps().live(b));
-        ok(&m);
-        assert_eq!((m.free_bytes(), m.free_region_count()), (free, regions));
+        assert!(m.caps().live(copy));
+        m.caps().kill(copy).unwrap();
+        same(&mut m);
 
-        // Deleting the probe fails: the probe still covers the memory.
-        let c = m.alloc(0x1000).unwrap();
-        let (free, regions) = (m.free_bytes(), m.free_region_count());
-        let derived = m.caps().derived_count();
-        m.caps().fail_delete = Some((1, FAULT));
-        assert_eq!(m.free(c), Err(MmError::Kernel(FAULT)));
-        ok(&m);
-        assert_eq!((m.free_bytes(), m.free_region_count()), (free, regions));
-        assert_eq!(m.caps().derived_count(), derived, "the capability went, the probe stayed");
+        // The query says the memory comes back, but the delete fails.
+        m.caps().fail_delete = Some((0, FAULT));
+        assert_eq!(m.free(b), Err(MmError::Kernel(FAULT)));
+        same(&mut m);
+        assert_eq!((m.caps().fail_covered, m.caps().fail_delete), (None, None), "each fault was hit");
 
-        // After all that the manager still works.
+        // After all that the manager still works, and nothing was lost.
         m.free(a).unwrap();
+        m.free(b).unwrap();
         let d = m.alloc(0x1000).unwrap();
         m.free(d).unwrap();
         ok(&m);
-        assert_eq!(m.free_bytes(), MIB - 0x2000, "only the two unprovable pages are missing");
+        assert_eq!((m.free_bytes(), m.free_region_count()), (MIB, 1));
+        assert_eq!(m.caps().derived_count(), 0);
     }
 
     #[test]
@@ -1678,9 +1708,8 @@ mod tests {
             assert!(used <= NODES_PER_OP, "an operation took {used} nodes");
             most = most.max(used);
         }
-        // With nothing pending, no operation reclaims: one node at most,
-        // and some take it.
-        assert_eq!(most, NODES_REQUIRED, "without pending ranges the bound is one node, and reached");
+        // The bound is tight: some operation takes all of it.
+        assert_eq!(most, NODES_PER_OP, "the bound is reached");
         ok(&m);
     }
 
@@ -1746,9 +1775,11 @@ mod tests {
             FaultyAlloc {
                 pages: u64,
             },
+            /// Frees with the query (or else the delete) failing after
+            /// `skip` calls.
             FaultyFree {
                 which: usize,
-                on_retype: bool,
+                on_query: bool,
                 skip: u32,
             },
             Grow(usize),
@@ -1767,7 +1798,7 @@ mod tests {
                 1 => (0u64..1024, 1u64..16).prop_map(|(page, pages)| Op::Foreign { page, pages }),
                 1 => (1u64..=16).prop_map(|pages| Op::FaultyAlloc { pages }),
                 1 => (any::<usize>(), any::<bool>(), 0u32..2)
-                    .prop_map(|(which, on_retype, skip)| Op::FaultyFree { which, on_retype, skip }),
+                    .prop_map(|(which, on_query, skip)| Op::FaultyFree { which, on_query, skip }),
                 2 => (1usize..8).prop_map(Op::Grow),
             ]
         }
@@ -1779,8 +1810,6 @@ mod tests {
             roots: Vec<(u64, u64)>,
             used: BTreeSet<u64>,
             held: Vec<Cap>,
-            /// Ranges refused with StillInUse that the manager remembers.
-            pending: Vec<(u64, u64)>,
         }
 
         impl Model {
@@ -1810,44 +1839,23 @@ mod tests {
             }
         }
 
-        /// A pending range the manager dropped was reclaimed: only allowed
-        /// once no capability covers any of it; its pages are free again.
-        fn sync_pending(m: &Mm, model: &mut Model, new: Option<Cap>) {
-            let now: Vec<(u64, u64)> = m.pending_ranges().collect();
-            let fake = m.caps_ref();
-            model.pending.retain(|&(b, size)| {
-                if now.contains(&(b, size)) {
-                    return true;
-                }
-                let covered = fake.objects_overlapping(b, b + size, new);
-                assert!(!covered, "reclaimed {b:#x}+{size:#x} while a capability covers it");
-                for a in (b..b + size).step_by(PAGE_SIZE as usize) {
-                    model.used.remove(&a);
-                }
-                false
-            });
-        }
-
         fn alloc(m: &mut Mm, model: &mut Model, size: u64, align: u64, faulty: bool) {
             let nodes = m.nodes_free();
             let rounded = size.next_multiple_of(PAGE_SIZE);
             match m.alloc_aligned(size, align) {
                 Ok(c) => {
-                    assert!(nodes >= NODES_REQUIRED);
+                    assert!(nodes >= NODES_PER_OP);
                     let (b, e) = range(m, c);
                     assert_eq!((e - b, b % align), (rounded, 0));
-                    // Allocating may first have reclaimed a pending range,
-                    // and then handed out some of it.
-                    sync_pending(m, model, Some(c));
                     for a in (b..e).step_by(PAGE_SIZE as usize) {
                         assert!(model.is_free(a), "{a:#x} handed out but not free");
                         model.used.insert(a);
                     }
                     model.held.push(c);
                 }
-                Err(MmError::NoNodes) => assert!(nodes < NODES_REQUIRED),
+                Err(MmError::NoNodes) => assert!(nodes < NODES_PER_OP),
                 Err(MmError::OutOfMemory) => {
-                    assert!(nodes >= NODES_REQUIRED);
+                    assert!(nodes >= NODES_PER_OP);
                     assert!(!model.fits(rounded, align), "{rounded:#x} at {align:#x} fits but was refused");
                 }
                 Err(MmError::Kernel(FAULT)) if faulty => {}
@@ -1858,7 +1866,6 @@ mod tests {
         fn free(m: &mut Mm, model: &mut Model, c: Cap, faulty: bool) {
             let nodes = m.nodes_free();
             let r = range(m, c);
-            m.caps().last_retype = None;
             let shared = model.held.iter().any(|&o| o != c && m.caps().live(o) && overlaps(m.caps().range(o), r));
             let in_one_root = model.roots.iter().any(|&(b, s)| b <= r.0 && r.1 <= b + s);
             let allocated = (r.0..r.1).step_by(PAGE_SIZE as usize).all(|a| model.used.contains(&a));
@@ -1867,36 +1874,28 @@ mod tests {
                 assert!(m.caps().live(c), "a refused capability is left alone");
                 return;
             }
+            let derived = m.caps().derived_count();
             match m.free(c) {
                 Ok(()) => {
                     assert!(!shared, "freed memory another capability covers");
-                    assert!(nodes >= NODES_REQUIRED);
+                    assert!(nodes >= NODES_PER_OP);
+                    assert!(!m.caps().live(c), "a freed capability is deleted");
                     for a in (r.0..r.1).step_by(PAGE_SIZE as usize) {
                         assert!(model.used.remove(&a), "{a:#x} freed but was not allocated");
                     }
+                    return;
                 }
                 Err(MmError::StillInUse) => {
                     assert!(shared, "no other capability covers {r:x?}");
-                    let range = (r.0, r.1 - r.0);
-                    if m.pending_ranges().any(|p| p == range) && !model.pending.contains(&range) {
-                        model.pending.push(range);
-                    }
+                    assert!(nodes >= NODES_PER_OP);
                 }
-                Err(MmError::NoNodes) => {
-                    assert!(nodes < NODES_REQUIRED);
-                    assert!(m.caps().live(c));
-                }
-                Err(MmError::Kernel(FAULT)) if faulty => {
-                    // A probe whose delete failed still covers the memory:
-                    // the client may come across it and free it.
-                    if let Some(p) = m.caps().last_retype.filter(|&p| p != c)
-                        && m.caps().live(p)
-                    {
-                        model.held.push(p);
-                    }
-                }
+                Err(MmError::NoNodes) => assert!(nodes < NODES_PER_OP),
+                Err(MmError::Kernel(FAULT)) if faulty => {}
                 Err(e) => panic!("free: {e}"),
             }
+            // Refused: the capability and its memory are as they were.
+            assert!(m.caps().live(c), "a refused capability is left alone");
+            assert_eq!(m.caps().derived_count(), derived, "a refused free deleted something");
         }
 
         fn run(ops: Vec<Op>) {
@@ -1916,7 +1915,7 @@ mod tests {
                             Err(MmError::Misaligned)
                         } else if model.roots.iter().any(|&(b, s)| overlaps((b, b + s), (base, base + size))) {
                             Err(MmError::Overlap)
-                        } else if nodes < NODES_REQUIRED {
+                        } else if nodes < NODES_PER_OP {
                             Err(MmError::NoNodes)
                         } else {
                             Ok(())
@@ -1964,10 +1963,10 @@ mod tests {
                         m.caps().fail_retype = Some((0, FAULT));
                         alloc(&mut m, &mut model, pages * PAGE_SIZE, PAGE_SIZE, true);
                     }
-                    Op::FaultyFree { which, on_retype, skip } => {
+                    Op::FaultyFree { which, on_query, skip } => {
                         if let Some(c) = model.pick(which) {
-                            if on_retype {
-                                m.caps().fail_retype = Some((skip, FAULT));
+                            if on_query {
+                                m.caps().fail_covered = Some((skip, FAULT));
                             } else {
                                 m.caps().fail_delete = Some((skip, FAULT));
                             }
@@ -1977,9 +1976,8 @@ mod tests {
                     Op::Grow(n) => m.grow_nodes(chunk(n)).unwrap(),
                 }
                 let fake = m.caps();
-                (fake.fail_retype, fake.fail_delete) = (None, None);
+                (fake.fail_retype, fake.fail_delete, fake.fail_covered) = (None, None, None);
                 model.held.retain(|&c| m.caps().live(c));
-                sync_pending(&m, &mut model, None);
                 let used = nodes.saturating_sub(m.nodes_free());
                 assert!(used <= NODES_PER_OP, "{op:?} took {used} nodes");
                 if let Err(e) = m.check() {

@@ -46,8 +46,11 @@ pub trait Resources {
     fn refill_slots(&mut self) -> Result<(), Error>;
     /// A slot back, after its capability was deleted.
     fn free_slot(&mut self, slot: CapRef);
-    /// A new page table of `ty`: the VNode capability and the RAM it is in.
-    fn vnode(&mut self, ty: ObjType) -> Result<CapRef, Error>;
+    /// A new page table of `ty`, and the RAM capability it was retyped from.
+    fn vnode(&mut self, ty: ObjType) -> Result<(CapRef, CapRef), Error>;
+    /// Deletes a page table made by [`Resources::vnode`] that was never
+    /// used, and returns its RAM.
+    fn drop_vnode(&mut self, vnode: CapRef, ram: CapRef);
 }
 
 pub struct PagingState {
@@ -95,6 +98,11 @@ impl PagingState {
 
     pub fn tables_used(&self) -> usize {
         self.tables.used()
+    }
+
+    /// Whether the shadow slab can take another chunk.
+    pub fn slab_has_room(&self) -> bool {
+        self.tables.has_room()
     }
 
     pub fn grow(&mut self, mem: &'static mut [core::mem::MaybeUninit<Entry<Table>>]) -> Result<(), GrowError> {
@@ -304,15 +312,28 @@ impl PagingState {
 
     fn make_table(&mut self, res: &mut impl Resources, parent: Idx, entry: usize, level: u32) -> Result<Idx, Error> {
         let ty = [ObjType::VNodeL0, ObjType::VNodeL1, ObjType::VNodeL2, ObjType::VNodeL3][level as usize];
-        let vnode = res.vnode(ty)?;
-        let slot = res.slot()?;
+        if self.tables.free_count() == 0 {
+            return Err(Error::Internal("paging: shadow slab empty despite the reserve"));
+        }
+        let (vnode, ram) = res.vnode(ty)?;
+        let slot = match res.slot() {
+            Ok(s) => s,
+            Err(e) => {
+                res.drop_vnode(vnode, ram);
+                return Err(e);
+            }
+        };
         let parent_cap = self.tables.get(parent).cap;
-        cap::map(parent_cap, vnode, entry as u16, 1, MapFlags::READ_WRITE.bits() as u8, 0, dest(slot))
-            .map_err(|code| Error::Kernel { code, doing: "mapping a page table" })?;
-        let idx = self
-            .tables
-            .alloc(Table { cap: vnode, entries: [EMPTY; ENTRIES] })
-            .map_err(|_| Error::Internal("paging: shadow slab empty despite the reserve"))?;
+        if let Err(code) =
+            cap::map(parent_cap, vnode, entry as u16, 1, MapFlags::READ_WRITE.bits() as u8, 0, dest(slot))
+        {
+            res.free_slot(slot);
+            res.drop_vnode(vnode, ram);
+            return Err(Error::Kernel { code, doing: "mapping a page table" });
+        }
+        let Ok(idx) = self.tables.alloc(Table { cap: vnode, entries: [EMPTY; ENTRIES] }) else {
+            unreachable!("a free shadow table was checked above")
+        };
         self.tables.get_mut(parent).entries[entry] = TABLE + idx.to_raw();
         Ok(idx)
     }

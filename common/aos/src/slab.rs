@@ -83,6 +83,11 @@ impl<T> Slab<T> {
         self.capacity
     }
 
+    /// Whether [`Slab::grow`] would take another chunk.
+    pub fn has_room(&self) -> bool {
+        self.nchunks < CHUNKS_MAX
+    }
+
     /// Objects in use.
     pub fn used(&self) -> usize {
         self.capacity - self.free
