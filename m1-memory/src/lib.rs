@@ -13,7 +13,7 @@ pub mod paging;
 use aos::kpi::ErrorCode;
 use aos::slot::SlotError;
 
-pub use memory::Memory;
+pub use memory::{Memory, with};
 use mm::MmError;
 
 /// Why a memory operation failed. The operation itself changed nothing
@@ -49,6 +49,9 @@ pub enum Error {
         frame: u64,
     },
     AlreadyInitialised,
+    NotInitialised,
+    /// The memory system is in use further up this call chain.
+    Busy,
     /// A bug in this crate, not the caller's fault.
     Internal(&'static str),
 }
@@ -68,6 +71,8 @@ impl core::fmt::Display for Error {
             Error::SlotNotEmpty => f.write_str("the slot still holds a capability; delete it first"),
             Error::FrameTooSmall { bytes, frame } => write!(f, "mapping {bytes:#x} bytes of a {frame:#x}-byte frame"),
             Error::AlreadyInitialised => f.write_str("the memory system is set up once per domain"),
+            Error::NotInitialised => f.write_str("the memory system is not set up yet"),
+            Error::Busy => f.write_str("the memory system is in use further up this call chain"),
             Error::Internal(what) => write!(f, "internal error: {what}"),
         }
     }

@@ -21,6 +21,7 @@ use aos::cap::{self, CNodeRef, CapRef, Dest, ObjType};
 use aos::kpi::ErrorCode;
 use aos::kpi::bootinfo::{BootInfo, RegionKind};
 use aos::kpi::cspace::*;
+use aos::ram::RamError;
 use aos::slab::{self, Entry};
 use aos::slot::{self, SlotAllocator};
 use api::{AllocStats, MapFlags};
@@ -121,11 +122,41 @@ static mut BOOT: Boot = Boot {
 };
 static BOOT_TAKEN: AtomicBool = AtomicBool::new(false);
 
+/// The domain's memory system, once [`Memory::init`] made it.
+static MEMORY: spin::Mutex<Option<&'static mut Memory>> = spin::Mutex::new(None);
+
+/// Runs `f` with the memory system. Inside `f`, the RAM hook of `aos`
+/// answers `Busy`: the system is already in use on this call chain.
+pub fn with<R>(f: impl FnOnce(&mut Memory) -> R) -> Result<R, Error> {
+    let mut guard = MEMORY.try_lock().ok_or(Error::Busy)?;
+    let memory = guard.as_deref_mut().ok_or(Error::NotInitialised)?;
+    Ok(f(memory))
+}
+
+fn ram_error(e: Error) -> RamError {
+    match e {
+        Error::Busy => RamError::Busy,
+        Error::NotInitialised => RamError::NotInstalled,
+        Error::Mm(MmError::OutOfMemory) => RamError::OutOfMemory,
+        _ => RamError::Refused,
+    }
+}
+
+fn hook_alloc(bytes: u64, align: u64) -> Result<CapRef, RamError> {
+    with(|m| api::MemoryManager::alloc_aligned(m, bytes, align)).and_then(|r| r).map_err(ram_error)
+}
+
+fn hook_free(cap: CapRef) -> Result<(), RamError> {
+    with(|m| api::MemoryManager::free(m, cap)).and_then(|r| r).map_err(ram_error)
+}
+
 impl Memory {
     /// Builds init's memory system from its bootinfo: the slot allocator
-    /// over the SLOT_ALLOC CNodes, the manager over every free RAM region.
-    /// Once per domain; a second call answers `AlreadyInitialised`.
-    pub fn init(bi: &BootInfo) -> Result<&'static mut Memory, Error> {
+    /// over the SLOT_ALLOC CNodes, the manager over every free RAM region;
+    /// then installs it as the domain's RAM allocator (`aos::ram`). Reach
+    /// it with [`with`]. Once per domain; a second call answers
+    /// `AlreadyInitialised`.
+    pub fn init(bi: &BootInfo) -> Result<(), Error> {
         if BOOT_TAKEN.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyInitialised);
         }
@@ -153,7 +184,9 @@ impl Memory {
             memory.mm.add(CapRef::slot(ROOTCN_SLOT_SUPERCN as u32, slot)).map_err(Error::Mm)?;
         }
         memory.refill()?;
-        Ok(memory)
+        *MEMORY.lock() = Some(memory);
+        aos::ram::ram_alloc_set(aos::ram::RamHooks { alloc: hook_alloc, free: hook_free });
+        Ok(())
     }
 
     /// Tops up slots, manager nodes and shadow tables, in the order of the

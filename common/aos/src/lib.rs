@@ -14,6 +14,7 @@
 pub mod args;
 pub mod cap;
 pub mod io;
+pub mod ram;
 pub mod slab;
 pub mod slot;
 pub mod syscall;

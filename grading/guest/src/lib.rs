@@ -2,7 +2,8 @@
 //! suites behind them, generic over the milestone traits of `api`.
 //!
 //! The hooks do nothing unless init's command line asks for grading:
-//! `grading` runs every group, `grading=mm,early` the named ones. So the
+//! `grading` runs every group, `grading=mm,early` the named ones (groups:
+//! mm, early, late, ram). So the
 //! image `cargo xtask run` boots and the one the grader boots differ only
 //! in their `menu.lst`.
 //!
@@ -33,16 +34,19 @@ pub enum Group {
     Early = 2,
     /// `test_late`: exhaustion, recovery and endurance.
     Late = 4,
+    /// `test_ram_alloc`: the RAM allocator installed in `aos::ram`.
+    Ram = 8,
 }
 
 impl Group {
-    pub const ALL: [Group; 3] = [Group::Mm, Group::Early, Group::Late];
+    pub const ALL: [Group; 4] = [Group::Mm, Group::Early, Group::Late, Group::Ram];
 
     pub fn name(self) -> &'static str {
         match self {
             Group::Mm => "mm",
             Group::Early => "early",
             Group::Late => "late",
+            Group::Ram => "ram",
         }
     }
 }
@@ -69,7 +73,7 @@ pub fn setup_bsp_init(args: &aos::Args) {
     for word in args.iter().filter(|w| w.starts_with("grading")) {
         match parse_arg(word) {
             Some(b) => bits |= b,
-            None => aos::println!("grading: unknown argument {word:?}; groups are mm, early, late"),
+            None => aos::println!("grading: unknown argument {word:?}; groups are mm, early, late, ram"),
         }
     }
     ENABLED.store(bits, Ordering::Relaxed);
@@ -149,6 +153,16 @@ fn counter_frequency() -> u64 {
     0
 }
 
+/// `test_ram_alloc`: runs where nothing holds the memory system, so the
+/// hook `aos::ram` calls can reach it.
+pub fn test_ram_alloc() {
+    if enabled(Group::Ram) {
+        let mut c = Checks::new(Group::Ram);
+        m1::test_ram_alloc(&mut c);
+        c.verdict();
+    }
+}
+
 /// A group's checks and their counts.
 pub struct Checks {
     group: Group,
@@ -190,7 +204,7 @@ mod tests {
 
     #[test]
     fn command_line_words_select_groups() {
-        assert_eq!(parse_arg("grading"), Some(7));
+        assert_eq!(parse_arg("grading"), Some(15));
         assert_eq!(parse_arg("grading=mm"), Some(1));
         assert_eq!(parse_arg("grading=late,early"), Some(6));
         assert_eq!(parse_arg("grading=mm,bogus"), None);

@@ -628,3 +628,37 @@ pub fn test_late<S: M1>(c: &mut Checks, sys: &mut S) {
     let inv = cap::debug_check(kernel);
     c.ok("the kernel's capability invariants hold", inv.is_ok(), format_args!("{inv:?}"));
 }
+
+/// The RAM allocator init installed (`ram_alloc_set`): what any code in
+/// the domain gets from `aos::ram`, checked against `identify`.
+pub fn test_ram_alloc(c: &mut Checks) {
+    use aos::ram::{self, RamError};
+    let a = ram::ram_alloc(12 * KIB);
+    let ida = a.ok().and_then(ident);
+    c.ok(
+        "ram_alloc gives RAM of the size asked",
+        ida.is_some_and(|i| i.objtype == Some(ObjType::Ram) && i.size == 12 * KIB && i.base % PAGE == 0),
+        format_args!("{a:?} {ida:?}"),
+    );
+    let b = ram::ram_alloc_aligned(64 * KIB, MIB);
+    let idb = b.ok().and_then(ident);
+    c.ok(
+        "ram_alloc_aligned honours the alignment",
+        idb.is_some_and(|i| i.size == 64 * KIB && i.base % MIB == 0),
+        format_args!("{b:?} {idb:?}"),
+    );
+    let disjoint = match (ida, idb) {
+        (Some(x), Some(y)) => x.base + x.size <= y.base || y.base + y.size <= x.base,
+        _ => false,
+    };
+    c.ok("the two do not overlap", disjoint, format_args!("{ida:?} {idb:?}"));
+    c.is("size 0 is refused", ram::ram_alloc(0), Err(RamError::Refused));
+    c.is("alignment 3 is refused", ram::ram_alloc_aligned(PAGE, 3), Err(RamError::Refused));
+    c.is("more than all memory is out of memory", ram::ram_alloc(1 << 50), Err(RamError::OutOfMemory));
+    for (name, r) in [("free the first", a), ("free the second", b)] {
+        c.is(name, r.map(ram::ram_free), Ok(Ok(())));
+    }
+    c.ok("a double free is refused", a.is_ok_and(|a| ram::ram_free(a).is_err()), format_args!("accepted"));
+    let installed = ram::ram_alloc_set(ram::RamHooks { alloc: |_, _| Err(RamError::Busy), free: |_| Ok(()) });
+    c.is("the allocator is installed once; a second one is refused", installed, false);
+}

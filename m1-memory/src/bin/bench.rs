@@ -57,13 +57,14 @@ fn run(args: &aos::Args) -> i32 {
     let (_, freq) = counter();
     println!("bench: counter-frequency {freq} Hz");
     let Some(bi) = args.bootinfo() else { return 1 };
-    let mem = match Memory::init(bi) {
-        Ok(m) => m,
-        Err(e) => {
-            println!("bench: FAILED setting up memory: {e}");
-            return 1;
-        }
-    };
+    if let Err(e) = Memory::init(bi) {
+        println!("bench: FAILED setting up memory: {e}");
+        return 1;
+    }
+    m1_memory::with(|mem| measure_all(bi, mem)).unwrap_or(1)
+}
+
+fn measure_all(bi: &aos::kpi::bootinfo::BootInfo, mem: &mut Memory) -> i32 {
     // 2 * OUTSTANDING pages, every other one freed again: OUTSTANDING
     // allocations and as many free regions between them.
     static mut HELD: [Option<CapRef>; 2 * OUTSTANDING] = [None; 2 * OUTSTANDING];

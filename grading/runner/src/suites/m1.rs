@@ -1,6 +1,6 @@
 //! The M1 suite (book ch. 3.16-3.18) on every QEMU board: the in-guest
-//! groups `mm`, `early` and `late` (grading/guest/src/m1.rs) each end with a
-//! verdict this reads, and from outside the guest:
+//! groups `mm`, `early`, `late` and `ram` (grading/guest/src/m1.rs) each
+//! end with a verdict this reads, and from outside the guest:
 //! - the bytes init wrote through its fixed mapping are read from guest
 //!   *physical* memory over QMP (`xp`) while the machine is stopped, and
 //!   must hold the pattern the runner computes for each address;
@@ -31,7 +31,7 @@ struct Run {
 }
 
 /// Fewest checks each group makes; fewer means the group stopped early.
-const MIN_CHECKS: [(&str, usize); 3] = [("mm", 40), ("early", 50), ("late", 7)];
+const MIN_CHECKS: [(&str, usize); 4] = [("mm", 40), ("early", 50), ("late", 7), ("ram", 10)];
 
 fn grading_boot(t: &Target) -> Result<Run, String> {
     let mut config = t.menu("grading")?.clone();
@@ -132,7 +132,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
             let test = match g {
                 "mm" => "memory_manager_sizes_alignments_frees_and_refusals",
                 "early" => "slots_slabs_partial_frees_and_mappings",
-                _ => "exhaustion_full_recovery_and_endurance",
+                "late" => "exhaustion_full_recovery_and_endurance",
+                _ => "ram_alloc_hook_is_installed",
             };
             all.push(Trial::test(name(test), move || {
                 let run = run()?;
