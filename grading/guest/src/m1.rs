@@ -624,6 +624,8 @@ pub fn test_late<S: M1>(c: &mut Checks, sys: &mut S) {
     c.is("20000 alloc/free pairs of mixed sizes never fail", failures, 0);
     c.is("and leave every byte free", avail(sys), start);
 
+    random_clients(c, sys);
+
     let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
     let inv = cap::debug_check(kernel);
     c.ok("the kernel's capability invariants hold", inv.is_ok(), format_args!("{inv:?}"));
@@ -661,4 +663,164 @@ pub fn test_ram_alloc(c: &mut Checks) {
     c.ok("a double free is refused", a.is_ok_and(|a| ram::ram_free(a).is_err()), format_args!("accepted"));
     let installed = ram::ram_alloc_set(ram::RamHooks { alloc: |_, _| Err(RamError::Busy), free: |_| Ok(()) });
     c.is("the allocator is installed once; a second one is refused", installed, false);
+}
+
+/// What the random client holds: an allocation from the manager, a page
+/// retyped out of one, or a copy of one.
+#[derive(Clone, Copy, Debug)]
+enum Held {
+    Alloc { cap: CapRef, size: u64, deps: u32, alive: bool },
+    Piece { cap: CapRef, parent: usize },
+    Copy { cap: CapRef, parent: usize },
+}
+
+/// A client doing what clients do, at random: allocate, free, retype a
+/// page out of an allocation, copy one, drop pieces and copies, drop an
+/// allocation but keep its pieces. Every answer of the manager is checked
+/// against what the client knows must happen, and the manager's count of
+/// free bytes against the client's own.
+fn random_clients<S: M1>(c: &mut Checks, sys: &mut S) {
+    const N: usize = 96;
+    let start = avail(sys);
+    let mut held: [Option<Held>; N] = [None; N];
+    let mut rng = Rng(0x5eed);
+    // Bytes the manager has out, and bytes lost to it because the client
+    // deleted an allocation instead of freeing it.
+    let (mut out, mut leaked) = (0u64, 0u64);
+    let mut wrong = 0u32;
+    let mut first_wrong = None;
+    // How often the interesting cases came up: a free refused because a
+    // piece or copy lived, a piece of a dropped allocation freed.
+    let (mut refused, mut orphans_freed) = (0u32, 0u32);
+    let slot_dest = |s: CapRef| Dest::l2(s.l1_index(), s.l2_index());
+    for step in 0..3000u32 {
+        let k = rng.below(N as u64) as usize;
+        let expect_ok: Option<bool>;
+        match held[k] {
+            None if rng.below(3) > 0 => {
+                let size = (1 + rng.below(16)) * PAGE;
+                let r = sys.alloc_aligned(size, PAGE << rng.below(4));
+                expect_ok = Some(r.is_ok());
+                if let Ok(cap) = r {
+                    held[k] = Some(Held::Alloc { cap, size, deps: 0, alive: true });
+                    out += size;
+                }
+            }
+            None => {
+                // Retype a page out of, or copy, some live allocation.
+                let p = rng.below(N as u64) as usize;
+                let Some(Held::Alloc { cap: parent, size, alive: true, .. }) = held[p] else { continue };
+                let Ok(slot) = sys.slot_alloc() else { continue };
+                let copy = rng.below(2) == 0;
+                let r = if copy {
+                    cap::copy(parent, slot_dest(slot))
+                } else {
+                    let off = rng.below(size / PAGE) * PAGE;
+                    cap::retype(parent, slot_dest(slot), ObjType::Ram, off, PAGE, 1).map(drop)
+                };
+                // A page may already be taken by another piece.
+                if r.is_err() {
+                    let _ = sys.slot_free(slot);
+                    continue;
+                }
+                if let Some(Held::Alloc { deps, .. }) = &mut held[p] {
+                    *deps += 1;
+                }
+                held[k] =
+                    Some(if copy { Held::Copy { cap: slot, parent: p } } else { Held::Piece { cap: slot, parent: p } });
+                continue;
+            }
+            Some(Held::Alloc { cap, size, deps, alive: true }) => {
+                if rng.below(4) == 0 && deps > 0 {
+                    // Drop the allocation, keep its pieces and copies.
+                    expect_ok = Some(true);
+                    let r = cap::delete(cap);
+                    if r.is_ok() {
+                        let _ = sys.slot_free(cap);
+                        held[k] = Some(Held::Alloc { cap, size, deps, alive: false });
+                        leaked += size;
+                        out -= size;
+                    } else {
+                        wrong += 1;
+                    }
+                } else {
+                    // Free: refused exactly while pieces or copies live.
+                    let r = sys.free(cap);
+                    expect_ok = Some((deps == 0) == r.is_ok());
+                    refused += u32::from(r.is_err());
+                    if r.is_ok() {
+                        held[k] = None;
+                        out -= size;
+                    }
+                }
+            }
+            Some(Held::Alloc { alive: false, .. }) => continue,
+            Some(Held::Piece { cap, parent }) | Some(Held::Copy { cap, parent }) => {
+                let is_piece = matches!(held[k], Some(Held::Piece { .. }));
+                let parent_alive = matches!(held[parent], Some(Held::Alloc { alive: true, .. }));
+                let removed;
+                if is_piece && !parent_alive && rng.below(2) == 0 {
+                    // A piece of a dropped allocation comes back on its own,
+                    // unless a copy of the allocation still reaches it.
+                    let copy_alive =
+                        held.iter().any(|h| matches!(h, Some(Held::Copy { parent: q, .. }) if *q == parent));
+                    let r = sys.free(cap);
+                    expect_ok = Some(r.is_ok() != copy_alive);
+                    removed = r.is_ok();
+                    if removed {
+                        leaked -= PAGE;
+                        orphans_freed += 1;
+                    }
+                } else {
+                    removed = cap::delete(cap).is_ok() && sys.slot_free(cap).is_ok();
+                    expect_ok = Some(removed);
+                }
+                if removed {
+                    held[k] = None;
+                    if let Some(Held::Alloc { deps, alive, .. }) = &mut held[parent] {
+                        *deps -= 1;
+                        if *deps == 0 && !*alive {
+                            held[parent] = None;
+                        }
+                    }
+                }
+            }
+        }
+        if expect_ok == Some(false) {
+            wrong += 1;
+            first_wrong.get_or_insert((step, k, held[k]));
+        }
+        if avail(sys) != start - out - leaked {
+            wrong += 1;
+            first_wrong.get_or_insert((step, k, held[k]));
+        }
+    }
+    c.ok(
+        "3000 random client steps: every answer as expected, free bytes tracked",
+        wrong == 0,
+        format_args!("{wrong} wrong, first at {first_wrong:?}"),
+    );
+    c.ok(
+        "the steps refused frees of covered memory and freed pieces of dropped allocations",
+        refused > 0 && orphans_freed > 0,
+        format_args!("{refused} refused, {orphans_freed} pieces freed"),
+    );
+    // Clean up: pieces and copies first, then allocations.
+    let mut ok = true;
+    for h in held.iter_mut() {
+        if let Some(Held::Piece { cap, parent }) | Some(Held::Copy { cap, parent }) = *h {
+            let _ = parent;
+            ok &= cap::delete(cap).is_ok() && sys.slot_free(cap).is_ok();
+            *h = None;
+        }
+    }
+    for h in held.iter_mut() {
+        if let Some(Held::Alloc { cap, size, alive: true, .. }) = *h {
+            ok &= sys.free(cap).is_ok();
+            out -= size;
+        }
+        *h = None;
+    }
+    c.ok("and everything the client still held goes back", ok && out == 0, format_args!("{out} bytes unaccounted"));
+    c.is("every byte but those the client deleted is free", avail(sys), start - leaked);
 }
