@@ -226,16 +226,39 @@ impl Regions {
     /// Inserts the detached level-1 node `x` under `t`; returns the new
     /// subtree root.
     fn tree_insert(&mut self, t: Option<Idx>, x: Idx) -> Idx {
-        let Some(t) = t else { return x };
-        if self.node(x).base < self.node(t).base {
-            let l = self.tree_insert(self.node(t).left, x);
+        self.insert_below(t, x).0
+    }
+
+    /// What a node's parent looks at when it skews and splits: its own
+    /// level, and its right child and that child's level.
+    fn shape(&self, t: Idx) -> (u8, Option<Idx>, u8) {
+        let n = self.node(t);
+        (n.level, n.right, self.level(n.right))
+    }
+
+    /// [`Regions::tree_insert`], also telling whether the subtree's root
+    /// changed in a way its parent's skew or split could see. If not, the
+    /// parent's invariants still hold and it needs no work: an insertion
+    /// then costs a descent and a short climb instead of a skew and a
+    /// split on every level.
+    fn insert_below(&mut self, t: Option<Idx>, x: Idx) -> (Idx, bool) {
+        let Some(t) = t else { return (x, true) };
+        let before = self.shape(t);
+        let changed = if self.node(x).base < self.node(t).base {
+            let (l, changed) = self.insert_below(self.node(t).left, x);
             self.node_mut(t).left = Some(l);
+            changed
         } else {
-            let r = self.tree_insert(self.node(t).right, x);
+            let (r, changed) = self.insert_below(self.node(t).right, x);
             self.node_mut(t).right = Some(r);
+            changed
+        };
+        if !changed {
+            return (t, false);
         }
-        let t = self.skew(t);
-        self.split(t)
+        let s = self.skew(t);
+        let s = self.split(s);
+        (s, s != t || self.shape(s) != before)
     }
 
     /// Restores the AA invariants at `t` after a removal below it.
