@@ -18,6 +18,8 @@ pub mod ram;
 pub mod slab;
 pub mod slot;
 pub mod syscall;
+pub mod thread;
+pub mod waitset;
 
 pub use args::Args;
 pub use kpi;

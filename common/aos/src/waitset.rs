@@ -263,7 +263,11 @@ impl<const S: usize> Waitset<S> {
     /// thread blocked in `event_dispatch` (the one woken, if any); an idle
     /// one latches the event; a pending or latched one already has an event,
     /// and this one coalesces with it. Callable from the upcall.
-    pub fn trigger<const N: usize>(&mut self, id: SourceId, sched: &mut Scheduler<N>) -> Result<Option<Tid>, WaitsetError> {
+    pub fn trigger<const N: usize>(
+        &mut self,
+        id: SourceId,
+        sched: &mut Scheduler<N>,
+    ) -> Result<Option<Tid>, WaitsetError> {
         let i = self.slot(id)?;
         let s = &mut self.sources[i as usize];
         if s.event {

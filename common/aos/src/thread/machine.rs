@@ -78,7 +78,8 @@ impl<const N: usize, W> Env<N, W> {
             check(&self.sched, Some(t), next);
             steps += 1;
             assert!(steps <= max_steps, "no progress after {max_steps} steps");
-            if self.preempt_every != 0 && steps.is_multiple_of(self.preempt_every) && !matches!(next, Next::Idle { .. }) {
+            if self.preempt_every != 0 && steps.is_multiple_of(self.preempt_every) && !matches!(next, Next::Idle { .. })
+            {
                 let before = self.sched.current();
                 next = self.sched.run_upcall();
                 self.check_upcall(before, next);
@@ -104,7 +105,10 @@ pub(crate) fn check<const N: usize>(sched: &Scheduler<N>, ran: Option<Tid>, next
             assert_ne!(from, Some(to), "a switch goes to another thread");
             if let Some(f) = from {
                 assert_eq!(Some(f), ran, "only the caller is saved");
-                assert!(matches!(sched.state(f), ThreadState::Runnable | ThreadState::Blocked), "{f} saved to run again");
+                assert!(
+                    matches!(sched.state(f), ThreadState::Runnable | ThreadState::Blocked),
+                    "{f} saved to run again"
+                );
             }
         }
         Next::Idle { from } => {

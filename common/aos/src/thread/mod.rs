@@ -172,7 +172,7 @@ impl core::fmt::Display for ThreadError {
 /// A FIFO of slots linked through the table (one link per thread: a thread
 /// is in at most one queue at a time, so one suffices and no memory is
 /// needed). Shared by the scheduler's own queues and [`WaitQueue`].
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct Fifo {
     head: Option<u16>,
     tail: Option<u16>,
@@ -191,7 +191,7 @@ impl Fifo {
 /// threads it queues, so a queue must only ever be used with one scheduler.
 /// Not `Clone`: a copy would let one thread be woken twice. Dropping a queue
 /// that still holds threads leaves them blocked for ever.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct WaitQueue(Fifo);
 
 impl WaitQueue {
@@ -209,7 +209,7 @@ impl WaitQueue {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Thread {
     state: ThreadState,
     generation: u16,
@@ -220,12 +220,19 @@ struct Thread {
     detached: bool,
     /// The thread that called join on this one. It stays recorded after the
     /// exit woke it, until its retried join collects the code.
-    joiner: Option<u16>,
+    joiner: Option<Tid>,
 }
 
 impl Thread {
-    const FREE: Thread =
-        Thread { state: ThreadState::Free, generation: 0, next: None, context: 0, tls: 0, detached: false, joiner: None };
+    const FREE: Thread = Thread {
+        state: ThreadState::Free,
+        generation: 0,
+        next: None,
+        context: 0,
+        tls: 0,
+        detached: false,
+        joiner: None,
+    };
 }
 
 fn push(threads: &mut [Thread], q: &mut Fifo, i: u16) {
@@ -342,7 +349,13 @@ impl<const N: usize> Scheduler<N> {
     /// `t`'s exit woke it, until it collects the code).
     pub fn joiner(&self, t: Tid) -> Option<Tid> {
         let i = self.slot(t).ok()?;
-        self.threads[i as usize].joiner.map(|j| self.tid(j))
+        self.threads[i as usize].joiner
+    }
+
+    /// The joiner of slot `i`, unless it has gone: a joiner that exited
+    /// without collecting the code must not keep others from joining.
+    fn live_joiner(&self, i: u16) -> Option<Tid> {
+        self.threads[i as usize].joiner.filter(|&j| self.slot(j).is_ok())
     }
 
     /// Threads the table holds.
@@ -480,7 +493,8 @@ impl<const N: usize> Scheduler<N> {
         let i = self.running()?;
         self.current = None;
         if let Some(j) = self.threads[i as usize].joiner {
-            self.make_runnable(j);
+            // A joiner is blocked until this exit: nothing else wakes it.
+            self.make_runnable(j.index);
         }
         if self.threads[i as usize].detached {
             self.free_slot(i);
@@ -500,38 +514,39 @@ impl<const N: usize> Scheduler<N> {
         if i == me {
             return Err(ThreadError::JoinSelf);
         }
-        let th = &mut self.threads[i as usize];
-        if th.detached {
+        let me_tid = self.tid(me);
+        if self.threads[i as usize].detached {
             return Err(ThreadError::Detached);
         }
-        if th.joiner.is_some_and(|j| j != me) {
+        if self.live_joiner(i).is_some_and(|j| j != me_tid) {
             return Err(ThreadError::JoinerExists);
         }
-        if let ThreadState::Exited(code) = th.state {
+        if let ThreadState::Exited(code) = self.threads[i as usize].state {
             self.free_slot(i);
             return Ok(Blocking::Done(code));
         }
-        th.joiner = Some(me);
+        self.threads[i as usize].joiner = Some(me_tid);
         self.current = None;
         self.threads[me as usize].state = ThreadState::Blocked;
-        Ok(Blocking::Blocked(self.switch_from(Some(self.tid(me)))))
+        Ok(Blocking::Blocked(self.switch_from(Some(me_tid))))
     }
 
     /// Lets `t` free its own slot when it exits, or frees it now if it has
     /// exited (Barrelfish's `thread_detach`). Nobody may join it afterwards.
     pub fn thread_detach(&mut self, t: Tid) -> Result<(), ThreadError> {
         let i = self.slot(t)?;
-        let th = &mut self.threads[i as usize];
-        if th.detached {
+        if self.threads[i as usize].detached {
             return Err(ThreadError::Detached);
         }
-        if th.joiner.is_some() {
+        if self.live_joiner(i).is_some() {
             return Err(ThreadError::JoinerExists);
         }
-        if let ThreadState::Exited(_) = th.state {
+        if let ThreadState::Exited(_) = self.threads[i as usize].state {
             self.free_slot(i);
         } else {
+            let th = &mut self.threads[i as usize];
             th.detached = true;
+            th.joiner = None;
         }
         Ok(())
     }

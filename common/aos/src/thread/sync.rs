@@ -14,7 +14,7 @@
 use super::{Next, Scheduler, ThreadError, Tid, WaitQueue};
 
 /// A non-recursive mutex with FIFO hand-off.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Mutex {
     owner: Option<Tid>,
     waiters: WaitQueue,
@@ -86,7 +86,7 @@ impl Mutex {
 /// runs once only to block on the mutex. Either way, a waiter must recheck
 /// its condition after re-locking: another thread may have got the mutex
 /// first and changed it.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Condvar {
     waiters: WaitQueue,
 }
