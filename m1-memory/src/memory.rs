@@ -1,18 +1,21 @@
 //! Init's memory system: the RAM manager, the slot allocator, and the
 //! paging state wired together, with the refills between them ordered so
-//! none recurses (book ch. 3.14).
+//! none recurses (book ch. 3.14). It lives in static memory behind a lock
+//! ([`with`]) and is the domain's RAM allocator (`aos::ram`).
 //!
-//! Every public operation first calls [`Memory::refill`], which tops up,
-//! in this order:
-//! 1. slots, from a RAM allocation (needs one slot and the manager's node
-//!    reserve, both above their low-water marks);
+//! Before an operation, [`Memory::refill`] tops up, in this order:
+//! 1. slots, from a RAM allocation (needs one slot and one manager node,
+//!    both above their low-water marks);
 //! 2. the manager's nodes, from a frame mapped by the paging code (needs
 //!    slots, nodes and shadow tables, all still above their marks);
 //! 3. shadow tables, the same way.
 //!
 //! Each refill needs less of every resource than its mark guarantees, so
 //! a refill never finds its own resource empty. A mapping that needs many
-//! tables reserves them all before it starts.
+//! tables reserves them all before it starts. When memory runs out a
+//! refill fails; `free` runs first and refills after, and the other
+//! operations go ahead if what they need themselves is there, so a full
+//! memory never stops the frees that would make room.
 
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
