@@ -207,10 +207,18 @@ boot_l1: .skip 4096
     stp     x28, x29, [\base, #224]
 .endm
 
-/* From EL1: a kernel bug. Save on the kernel stack and report. */
+/* From EL1: a kernel bug. Save on the kernel stack and report, unless
+ * the frame would land in the guard below the stack (bit 16 of SP clear,
+ * see link.ld): then the stack overflowed and pushing would fault again.
+ * The test needs a register; x0 is folded into SP and back, untouched. */
 .macro vector_el1 index
     .balign 0x80
     sub     sp, sp, #{save_size}
+    add     sp, sp, x0              /* sp' = sp + x0 */
+    sub     x0, sp, x0              /* x0 = sp */
+    tbz     x0, #{stack_bit}, el1_overflow
+    sub     x0, sp, x0              /* x0 = x0 again */
+    sub     sp, sp, x0              /* sp = sp again */
     stp     x0, x1, [sp, #0]
     mov     x1, #\index
     b       el1_save
@@ -270,6 +278,31 @@ el1_save:
     bl      el1_exception
     b       park
 
+/* The kernel stack overflowed (x0: the SP that would have been used).
+ * Report from a stack of its own; x0's value is lost. */
+el1_overflow:
+    msr     sp_el0, x0
+    ldr     x0, =emergency_stack_top
+    mov     sp, x0
+    sub     sp, sp, #{save_size}
+    stp     x0, x1, [sp, #0]
+    save_x2_x29 sp
+    mrs     x2, sp_el0
+    stp     x30, x2, [sp, #{save_sp} - 8]
+    mrs     x2, elr_el1
+    mrs     x3, spsr_el1
+    stp     x2, x3, [sp, #{save_pc}]
+    mov     x0, sp
+    mov     x1, #{overflow_kind}
+    bl      el1_exception
+    b       park
+
+.section .bss.emergency_stack, "aw", %nobits
+.balign 16
+    .skip 16384
+emergency_stack_top:
+
+.section .text.vectors, "ax"
 /* x0: the RegisterSave to resume at EL0. */
 .global resume_el0
 resume_el0:
@@ -303,7 +336,15 @@ resume_el0:
     save_size = const SAVE_SIZE,
     save_sp = const SAVE_SP,
     save_pc = const SAVE_PC,
+    stack_bit = const STACK_BIT,
+    overflow_kind = const OVERFLOW_KIND,
 );
+
+/// The bit of SP that is 1 on the kernel stack and 0 in its guard (link.ld).
+const STACK_BIT: u32 = 16;
+/// The `kind` `el1_exception` gets for a kernel stack overflow, past the
+/// sixteen vector numbers.
+pub const OVERFLOW_KIND: u64 = 16;
 
 /// TCR_EL1 without IPS: 48-bit VA for TTBR0 and TTBR1 (T0SZ = T1SZ = 16),
 /// 4 KiB granules, table walks inner/outer write-back cacheable and inner

@@ -185,8 +185,13 @@ fn irq(doms: &mut Domains) {
 extern "C" fn el1_exception(frame: &RegisterSave, kind: u64) -> ! {
     let esr = Syndrome(ESR_EL1.get());
     let far = FAR_EL1.get();
+    let what = if kind == super::boot::OVERFLOW_KIND {
+        format_args!("kernel stack overflow (x0 lost)")
+    } else {
+        format_args!("exception in the kernel (vector {kind})")
+    };
     console::emergency(format_args!(
-        "\nkernel {}: PANIC: exception in the kernel (vector {kind}): {esr}\n  FAR {far:#018x}  ELR {:#018x}  SP {:#018x}  SPSR {:#x}\n",
+        "\nkernel {}: PANIC: {what}: {esr}\n  FAR {far:#018x}  ELR {:#018x}  SP {:#018x}  SPSR {:#x}\n",
         super::core::id(),
         frame.pc,
         frame.sp,

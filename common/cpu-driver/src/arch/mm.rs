@@ -13,6 +13,8 @@ unsafe extern "C" {
     static __text_end: u8;
     static __rodata_end: u8;
     static __image_end: u8;
+    static __stack_guard: u8;
+    static __stack_bottom: u8;
 }
 
 fn sym(s: &u8) -> u64 {
@@ -25,6 +27,12 @@ pub fn image_sections() -> [Range; 3] {
     let (start, text_end, rodata_end, end) =
         unsafe { (sym(&__image_start), sym(&__text_end), sym(&__rodata_end), sym(&__image_end)) };
     [Range { start, end: text_end }, Range { start: text_end, end: rodata_end }, Range { start: rodata_end, end }]
+}
+
+/// Physical extent of the unmapped guard below the kernel stack.
+pub fn stack_guard() -> Range {
+    // SAFETY: linker-defined symbols; only their addresses are used.
+    unsafe { Range { start: sym(&__stack_guard), end: sym(&__stack_bottom) } }
 }
 
 /// A kernel pointer to physical memory.
@@ -112,9 +120,16 @@ pub fn build_kernel_tables(alloc: &mut BootAlloc, ram: &[Range]) -> Result<u64, 
             }
         }
     }
-    for (section, attrs) in
-        [(text, Attributes::KERNEL_RX), (rodata, Attributes::KERNEL_RO), (data, Attributes::KERNEL_RW)]
-    {
+    // Data, bss and stack, around the stack's guard, which stays unmapped.
+    let guard = stack_guard();
+    let below = Range { start: data.start, end: guard.start };
+    let above = Range { start: guard.end, end: data.end };
+    for (section, attrs) in [
+        (text, Attributes::KERNEL_RX),
+        (rodata, Attributes::KERNEL_RO),
+        (below, Attributes::KERNEL_RW),
+        (above, Attributes::KERNEL_RW),
+    ] {
         if section.start < section.end {
             paging::map(&mut t, root, KERNEL_BASE + section.start, section.start, section.size(), attrs, true)?;
         }

@@ -141,10 +141,27 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
         // handler reports and ends the machine; the read never completes.
         unsafe { ::core::ptr::read_volatile(SELFTEST_FAULT_ADDR as *const u64) };
     }
+    if facts.has_arg("selftest=stack-overflow") {
+        log::info!("selftest: recursing until the kernel stack overflows");
+        selftest_recurse(0);
+    }
     gic::start_timer(quantum);
     // SAFETY: `save` is init's initial state in per-core memory that lives
     // forever; its TTBR0 is installed.
     unsafe { boot::resume_el0(save) }
+}
+
+/// Uses 512 bytes of stack per level, without end: the stack-overflow
+/// self-test. (`black_box` keeps the compiler from seeing through it.)
+#[inline(never)]
+fn selftest_recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 512];
+    frame[0] = depth as u8;
+    let frame = ::core::hint::black_box(frame);
+    if ::core::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    selftest_recurse(depth + 1) + u64::from(frame[0])
 }
 
 #[panic_handler]

@@ -262,6 +262,27 @@ fn kernel_fault(t: &Target) -> CheckResult {
     )
 }
 
+fn kernel_stack_overflow(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "kernel-stack-overflow")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(text.contains("selftest: recursing"), "the self-test did not start");
+            let head =
+                text.lines().find(|l| l.contains("PANIC: kernel stack overflow")).ok_or("no stack overflow report")?;
+            // The guard is unmapped, so the architecture reports a
+            // translation fault on the write that reached it.
+            for w in ["data abort", "translation fault", "on a write"] {
+                ensure!(head.contains(w), "report lacks {w:?}: {head}");
+            }
+            ensure!(text.contains("ELR 0xffff0000"), "ELR is not a kernel address");
+            ensure!(code == KERNEL_PANIC, "QEMU exit status {code}, expected {KERNEL_PANIC} (kernel panic)");
+            Ok(())
+        })(),
+    )
+}
+
 /// Every check for every target.
 pub fn checks(targets: &[Target]) -> Vec<Trial> {
     let mut all = Vec::new();
@@ -284,6 +305,10 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("registers_survive_timer_interrupts"), move || Ok(preempt(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("kernel_exception_is_reported_with_registers"), move || Ok(kernel_fault(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("kernel_stack_overflow_is_caught_by_the_guard"), move || {
+            Ok(kernel_stack_overflow(&tt)?)
+        }));
         let tt = t.clone();
         all.push(Trial::test(name("init_cspace_and_capability_invocations"), move || Ok(capabilities(&tt)?)));
         for (menu, label) in [("hostile", "seed_1"), ("hostile-2", "seed_2")] {
