@@ -158,11 +158,11 @@ struct Budget {
     deletions: usize,
     visits: usize,
     /// Where the previous call of this invocation stopped clearing a CNode
-    /// (base of the top CNode, slot of the nested CNode it was in), to
-    /// resume there. A CNode's base names it: CNodes never overlap.
-    resume: Option<(u64, u64)>,
+    /// (base of the top CNode, and the path down to the nested CNode it was
+    /// in), to resume there. A CNode's base names it: CNodes never overlap.
+    resume: Option<(u64, Path)>,
     /// Where this call stopped, for the next.
-    stopped: Option<(u64, u64)>,
+    stopped: Option<(u64, Path)>,
 }
 
 impl Budget {
@@ -172,6 +172,43 @@ impl Budget {
 
     fn spent(&self) -> bool {
         self.deletions == 0 || self.visits == 0
+    }
+}
+
+/// Nested CNodes kept on a clearing path; deeper nesting keeps the deepest.
+const PATH_MAX: usize = 64;
+
+/// The slots of the nested CNodes a clear has descended through, each
+/// inside the one before, the first inside the top CNode. Only the deepest
+/// [`PATH_MAX`] are kept: when those are used up the walk descends from the
+/// top again (`truncated`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    slots: [u64; PATH_MAX],
+    len: usize,
+    truncated: bool,
+}
+
+impl Path {
+    const EMPTY: Path = Path { slots: [0; PATH_MAX], len: 0, truncated: false };
+
+    fn push(&mut self, slot: u64) {
+        if self.len == PATH_MAX {
+            self.slots.copy_within(1.., 0);
+            self.len -= 1;
+            self.truncated = true;
+        }
+        self.slots[self.len] = slot;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        self.len = self.len.checked_sub(1)?;
+        Some(self.slots[self.len])
+    }
+
+    fn last(&self) -> Option<u64> {
+        self.len.checked_sub(1).map(|i| self.slots[i])
     }
 }
 
@@ -221,68 +258,77 @@ fn first_occupied(cnode: &Cap) -> Option<u64> {
 }
 
 /// Empties a CNode whose last copy is being deleted, depth first, without
-/// recursion: each round descends from `top` to the first entry that can
-/// go — a capability, or a nested CNode emptied earlier — and deletes it.
-/// `Ok` once `top` is empty; `Retry` when the budget is spent.
+/// recursion: a path of nested CNodes is kept; each step looks at the
+/// first entry of the deepest one and deletes it, descends into it (a
+/// nested CNode's last copy with contents), or, if that CNode is empty,
+/// deletes its last copy and goes back up. `Ok` once `top` is empty;
+/// `Retry` when the budget is spent.
 ///
-/// A call that runs out of budget inside a nested CNode records where, and
-/// the repeated call starts its first round there instead of at `top`, so
-/// nesting deeper than one call's visits still makes progress. (Between
-/// the two calls nothing else ran: the cursor is dropped by any other
-/// invocation. Within a call the slot is checked to still hold a nested
-/// CNode's last copy.)
+/// A call that runs out of budget records its path, and the repeated call
+/// starts there, so a chain of nested CNodes of depth d takes O(d) steps
+/// in all (up to [`PATH_MAX`] levels kept; deeper ones are found again
+/// from the top). Between the two calls nothing else ran: the cursor is
+/// dropped by any other invocation; and each CNode on the path is checked
+/// to still hold a nested CNode's last copy before it is used.
 fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
+    let mut path = match budget.resume.take() {
+        Some((t, p)) if t == top.base => p,
+        _ => Path::EMPTY,
+    };
     loop {
-        let mut cur = *top;
-        let mut parent: Option<u64> = None;
-        if let Some((t, slot)) = budget.resume.take()
-            && t == top.base
-        {
-            let c = cap_of(cspace::id_of(slot));
-            if is_cnode(c.objtype) && !mdb.has_copies(&Ctes, cspace::id_of(slot)) {
-                cur = c;
-                parent = Some(slot);
-            }
+        if budget.spent() {
+            budget.stopped = Some((top.base, path));
+            return Err(ErrorCode::Retry);
         }
-        loop {
-            if budget.spent() {
-                budget.stopped = parent.map(|ps| (top.base, ps));
+        budget.visits -= 1;
+        let cur = match path.last() {
+            None => {
+                path.truncated = false;
+                *top
+            }
+            Some(slot) => {
+                let c = cap_of(cspace::id_of(slot));
+                if !is_cnode(c.objtype) || mdb.has_copies(&Ctes, cspace::id_of(slot)) {
+                    path = Path::EMPTY; // stale: find the way again from the top
+                    continue;
+                }
+                c
+            }
+        };
+        let Some(spa) = first_occupied(&cur) else {
+            match path.pop() {
+                None => return Ok(()),
+                Some(ps) => {
+                    // An emptied nested CNode: its last copy goes now.
+                    remove(mdb, ps);
+                    budget.deletions -= 1;
+                    continue;
+                }
+            }
+        };
+        let c = cap_of(cspace::id_of(spa));
+        let last = !mdb.has_copies(&Ctes, cspace::id_of(spa));
+        // `top` inside itself is the very entry being deleted (it is the
+        // last copy): it goes like any other, or the descent would loop.
+        if is_cnode(c.objtype) && last && !c.is_copy(top) && cnode_has_contents(&c) {
+            path.push(spa);
+            continue;
+        }
+        if is_vnode(c.objtype) && last && vnode_has_entries(&c) {
+            return Err(ErrorCode::LastCopy);
+        }
+        if last && caps::types::mapping_type(c.objtype).is_some() {
+            if let Err(e) = remove_orphaned_mappings(mdb, cspace::id_of(spa), &c, budget) {
+                budget.stopped = Some((top.base, path));
+                return Err(e);
+            }
+            if budget.deletions == 0 {
+                budget.stopped = Some((top.base, path));
                 return Err(ErrorCode::Retry);
             }
-            budget.visits -= 1;
-            let Some(spa) = first_occupied(&cur) else {
-                match parent {
-                    None => return Ok(()),
-                    Some(ps) => {
-                        // An emptied nested CNode: its last copy goes now.
-                        remove(mdb, ps);
-                        budget.deletions -= 1;
-                        break;
-                    }
-                }
-            };
-            let c = cap_of(cspace::id_of(spa));
-            let last = !mdb.has_copies(&Ctes, cspace::id_of(spa));
-            // `top` inside itself is the very entry being deleted (it is the
-            // last copy): it goes like any other, or the descent would loop.
-            if is_cnode(c.objtype) && last && !c.is_copy(top) && cnode_has_contents(&c) {
-                parent = Some(spa);
-                cur = c;
-                continue;
-            }
-            if is_vnode(c.objtype) && last && vnode_has_entries(&c) {
-                return Err(ErrorCode::LastCopy);
-            }
-            if last && caps::types::mapping_type(c.objtype).is_some() {
-                remove_orphaned_mappings(mdb, cspace::id_of(spa), &c, budget)?;
-                if budget.deletions == 0 {
-                    return Err(ErrorCode::Retry);
-                }
-            }
-            remove(mdb, spa);
-            budget.deletions -= 1;
-            break;
         }
+        remove(mdb, spa);
+        budget.deletions -= 1;
     }
 }
 
@@ -388,7 +434,7 @@ pub struct Resume {
     /// The invocation: caller's root, target, command.
     call: [u64; 3],
     top: u64,
-    slot: u64,
+    path: Path,
 }
 
 /// Runs one invocation for the domain whose CSpace root entry is `root_id`.
@@ -397,12 +443,12 @@ pub struct Resume {
 pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &Cell<Option<Resume>>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
     let call = [u64::from(root_id), a[0], a[1]];
     let mut budget = Budget::new();
-    budget.resume = resume.take().filter(|r| r.call == call).map(|r| (r.top, r.slot));
+    budget.resume = resume.take().filter(|r| r.call == call).map(|r| (r.top, r.path));
     let result = run(mdb, root_id, &a, &mut budget);
     if result == Err(ErrorCode::Retry)
-        && let Some((top, slot)) = budget.stopped
+        && let Some((top, path)) = budget.stopped
     {
-        resume.set(Some(Resume { call, top, slot }));
+        resume.set(Some(Resume { call, top, path }));
     }
     result
 }
