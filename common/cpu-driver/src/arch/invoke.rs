@@ -249,12 +249,24 @@ impl Batch {
     }
 }
 
-/// The first occupied slot of a CNode.
-fn first_occupied(cnode: &Cap) -> Option<u64> {
-    (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE).find(|&pa| {
+/// The first occupied slot of a CNode, leaving copies of `keep` for last:
+/// while a CNode is cleared, a copy of it inside its own tree may be what
+/// still reaches it, and deleting that first would strand the rest if the
+/// budget ran out before it.
+fn first_occupied(cnode: &Cap, keep: &Cap) -> Option<u64> {
+    let mut kept = None;
+    for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
         // SAFETY: slots of a live CNode.
-        unsafe { cspace::cte_at(pa) }.cap.objtype != ObjType::Null
-    })
+        let c = unsafe { cspace::cte_at(pa) }.cap;
+        if c.objtype == ObjType::Null {
+            continue;
+        }
+        if !c.is_copy(keep) {
+            return Some(pa);
+        }
+        kept.get_or_insert(pa);
+    }
+    kept
 }
 
 /// Empties a CNode whose last copy is being deleted, depth first, without
@@ -295,7 +307,7 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
                 c
             }
         };
-        let Some(spa) = first_occupied(&cur) else {
+        let Some(spa) = first_occupied(&cur, top) else {
             match path.pop() {
                 None => return Ok(()),
                 Some(ps) => {

@@ -436,6 +436,36 @@ fn run(args: &aos::Args) -> i32 {
     let again = cap::retype(slot(a0, 33), at(80), ObjType::Frame, 0, 0x1_0000, 1);
     c.ok("and its memory is free again", again == Ok(1), format_args!("{again:?}"));
 
+    // The same with more contents than one call deletes, none of them from
+    // the revoked memory: the copy that keeps the CNode reachable must go
+    // last, or the rest would be left behind in memory that is then free.
+    let mut setup = [
+        cap::retype(ram, dest(a0, 35), ObjType::Ram, 0x31_0000, 0x1_0000, 1),
+        cap::retype(slot(a0, 35), at(81), ObjType::L2CNode, 0, 0, 1),
+        cap::copy(CapRef::l2_cnode(81), Dest::l2(81, 0)).map(|()| 1),
+    ] == [Ok(1); 3];
+    for i in 1..100u32 {
+        setup &= cap::copy(kernel, Dest::l2(81, i)).is_ok();
+    }
+    setup &= cap::delete(CapRef::l2_cnode(81)).is_ok();
+    c.ok("a CNode whose only copy is inside it, with 99 more entries", setup, format_args!("setup failed"));
+    let before = cap::debug_check(kernel);
+    let mut calls = 0;
+    let n = loop {
+        calls += 1;
+        match cap::invoke(slot(a0, 35), cap::Command::Revoke, [0; 5]) {
+            Err(ErrorCode::Retry) if calls < 10 => continue,
+            r => break r,
+        }
+    };
+    let after = cap::debug_check(kernel);
+    c.ok("revoking its memory finishes", n.is_ok(), format_args!("{n:?} after {calls} calls"));
+    c.ok(
+        "all 100 entries went with it",
+        matches!((before, after), (Ok(b), Ok(a)) if b - a == 100),
+        format_args!("{before:?} -> {after:?}"),
+    );
+
     // The root CNode's own copy can go: the kernel keeps the CSpace root.
     c.ok(
         "delete the root CNode copy in TASKCN",
