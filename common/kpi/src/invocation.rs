@@ -122,7 +122,9 @@ numbered_enum! {
         /// capability? args: except (`CapRef::to_raw`; 0: none), offset,
         /// size. `x1` = 1 if so, else 0. Changes nothing. A memory manager
         /// asks before deleting a capability handed back to it: if nothing
-        /// else reaches the memory, it is free once that one is gone.
+        /// else reaches the memory, it is free once that one is gone. Other
+        /// copies of the invoked capability count, so a manager keeps one
+        /// copy of each RAM capability it hands memory out of.
         RetypeCheck = 10,
     }
 }

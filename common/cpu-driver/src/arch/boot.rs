@@ -282,12 +282,24 @@ el1_save:
  * Report from a stack of its own; x0's value is lost. */
 el1_overflow:
     msr     sp_el0, x0
-    ldr     x0, =emergency_stack_top
+    /* A fault while reporting on the emergency stack can come back here
+     * (whether it does depends on that stack's bit 16): then just stop.
+     * TPIDRRO_EL0 holds x1 meanwhile; EL0 never runs again. */
+    msr     tpidrro_el0, x1
+    ldr     x1, =emergency_stack
+    cmp     x0, x1
+    b.lo    1f
+    ldr     x1, =emergency_stack_top
+    cmp     x0, x1
+    b.lo    park
+1:  ldr     x0, =emergency_stack_top
     mov     sp, x0
+    mrs     x1, tpidrro_el0
     sub     sp, sp, #{save_size}
     stp     x0, x1, [sp, #0]
     save_x2_x29 sp
     mrs     x2, sp_el0
+    add     x2, x2, #{save_size}    /* the SP before the frame, as el1_save reports */
     stp     x30, x2, [sp, #{save_sp} - 8]
     mrs     x2, elr_el1
     mrs     x3, spsr_el1
@@ -299,6 +311,7 @@ el1_overflow:
 
 .section .bss.emergency_stack, "aw", %nobits
 .balign 16
+emergency_stack:
     .skip 16384
 emergency_stack_top:
 
