@@ -464,6 +464,36 @@ impl Mdb {
         go(self, s, self.root)
     }
 
+    /// Checks that every entry has a home: it lies in the memory of a CNode
+    /// the database holds, or `kernel_held` says the kernel keeps it
+    /// outside any CNode. An entry is named by its address: `id * CTE_SIZE`.
+    /// An entry without a home sits in memory nothing accounts for, which
+    /// the next retype of that memory would overwrite.
+    pub fn check_homes(&self, s: &impl Store, kernel_held: &impl Fn(Id) -> bool) -> Result<(), &'static str> {
+        fn go(m: &Mdb, s: &impl Store, t: Id, kernel_held: &impl Fn(Id) -> bool) -> Result<(), &'static str> {
+            if t == NIL {
+                return Ok(());
+            }
+            let Links { left, right, .. } = *s.links(t);
+            go(m, s, left, kernel_held)?;
+            let pa = u64::from(t) * types::CTE_SIZE;
+            let housed = kernel_held(t)
+                || m.overlapping(s, pa, pa + types::CTE_SIZE, &mut |o| {
+                    if matches!(s.cap(o).objtype, crate::ObjType::L1CNode | crate::ObjType::L2CNode) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .is_break();
+            if !housed {
+                return Err("an entry lies outside every CNode");
+            }
+            go(m, s, right, kernel_held)
+        }
+        go(self, s, self.root, kernel_held)
+    }
+
     /// Height of the tree (for tests and measurements).
     pub fn height(&self, s: &impl Store) -> u32 {
         fn go(s: &impl Store, t: Id) -> u32 {

@@ -277,6 +277,30 @@ fn stays_balanced_under_sorted_and_reverse_inserts() {
 }
 
 #[test]
+fn check_homes_finds_entries_outside_every_cnode() {
+    // Ids are addresses / CTE_SIZE: a CNode over [0, 64 entries) houses
+    // ids 0..64.
+    let mut w = World { a: Arena::default(), mdb: Mdb::new() };
+    let cn = w.add(Cap::new(ObjType::L2CNode, 0, 64 * types::CTE_SIZE));
+    for _ in 1..10 {
+        w.add(Cap::new(ObjType::Kernel, 0, 0));
+    }
+    w.mdb.check_homes(&w.a, &|_| false).unwrap();
+    // An entry beyond the CNode is homeless, unless the kernel holds it.
+    while w.a.caps.len() < 64 {
+        w.add(Cap::new(ObjType::Kernel, 0, 0));
+    }
+    let outside = w.add(Cap::new(ObjType::Kernel, 0, 0));
+    assert!(w.mdb.check_homes(&w.a, &|_| false).is_err());
+    w.mdb.check_homes(&w.a, &|id| id == outside).unwrap();
+    // Once the CNode goes, everything it held is homeless.
+    w.remove(outside);
+    w.mdb.check_homes(&w.a, &|_| false).unwrap();
+    w.remove(cn);
+    assert!(w.mdb.check_homes(&w.a, &|_| false).is_err());
+}
+
+#[test]
 fn check_types_finds_unrelated_overlap() {
     let mut w = World::new();
     w.mdb.check_types(&w.a).unwrap();

@@ -692,7 +692,10 @@ fn run(mdb: &mut Mdb, root_id: Id, a: &[u64; 7], budget: &mut Budget) -> Result<
             if cap.objtype != ObjType::Kernel {
                 return Err(ErrorCode::WrongCapType);
             }
-            let checked = mdb.check(&Ctes).and_then(|()| mdb.check_types(&Ctes));
+            let checked = mdb
+                .check(&Ctes)
+                .and_then(|()| mdb.check_types(&Ctes))
+                .and_then(|()| mdb.check_homes(&Ctes, &cspace::is_kernel_held));
             if let Err(why) = checked {
                 log::error!("capability invariant broken: {why}");
                 return Err(ErrorCode::InvariantBroken);
