@@ -187,10 +187,27 @@ pub struct Path {
     slots: [u64; PATH_MAX],
     len: usize,
     truncated: bool,
+    /// The way to the *anchor*, once met: the last copy of the CNode being
+    /// cleared, inside its own tree, and the slots of the nested CNodes
+    /// holding it. They are cleared last (see [`clear_cnode`]).
+    anchor: [u64; PATH_MAX + 1],
+    anchor_len: usize,
 }
 
 impl Path {
-    const EMPTY: Path = Path { slots: [0; PATH_MAX], len: 0, truncated: false };
+    const EMPTY: Path =
+        Path { slots: [0; PATH_MAX], len: 0, truncated: false, anchor: [0; PATH_MAX + 1], anchor_len: 0 };
+
+    fn on_anchor_way(&self, slot: u64) -> bool {
+        self.anchor[..self.anchor_len].contains(&slot)
+    }
+
+    /// Records the anchor at `slot`, reached through the current path.
+    fn set_anchor(&mut self, slot: u64) {
+        self.anchor[..self.len].copy_from_slice(&self.slots[..self.len]);
+        self.anchor[self.len] = slot;
+        self.anchor_len = self.len + 1;
+    }
 
     fn push(&mut self, slot: u64) {
         if self.len == PATH_MAX {
@@ -249,11 +266,9 @@ impl Batch {
     }
 }
 
-/// The first occupied slot of a CNode, leaving copies of `keep` for last:
-/// while a CNode is cleared, a copy of it inside its own tree may be what
-/// still reaches it, and deleting that first would strand the rest if the
-/// budget ran out before it.
-fn first_occupied(cnode: &Cap, keep: &Cap) -> Option<u64> {
+/// The first occupied slot of a CNode, leaving the slots `keep` picks for
+/// last (returned only if nothing else is left).
+fn first_occupied(cnode: &Cap, keep: impl Fn(u64, &Cap) -> bool) -> Option<u64> {
     let mut kept = None;
     for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
         // SAFETY: slots of a live CNode.
@@ -261,12 +276,39 @@ fn first_occupied(cnode: &Cap, keep: &Cap) -> Option<u64> {
         if c.objtype == ObjType::Null {
             continue;
         }
-        if !c.is_copy(keep) {
+        if !keep(pa, &c) {
             return Some(pa);
         }
         kept.get_or_insert(pa);
     }
     kept
+}
+
+/// The one occupied slot of a CNode, if it has exactly one.
+fn only_occupied(cnode: &Cap) -> Option<u64> {
+    let mut found = None;
+    for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
+        // SAFETY: slots of a live CNode.
+        if unsafe { cspace::cte_at(pa) }.cap.objtype != ObjType::Null {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(pa);
+        }
+    }
+    found
+}
+
+/// With the anchor at `anchor` reached through `path`: the deepest level
+/// (0: `top`, i: the CNode in `path.slots[i - 1]`) that still holds
+/// something besides the way to the anchor, or `None` if nothing is left
+/// but that way.
+fn cluttered_level(top: &Cap, path: &Path, anchor: u64) -> Option<usize> {
+    (0..=path.len).rev().find(|&i| {
+        let cnode = if i == 0 { *top } else { cap_of(cspace::id_of(path.slots[i - 1])) };
+        let next = if i < path.len { path.slots[i] } else { anchor };
+        only_occupied(&cnode) != Some(next)
+    })
 }
 
 /// Empties a CNode whose last copy is being deleted, depth first, without
@@ -307,7 +349,8 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
                 c
             }
         };
-        let Some(spa) = first_occupied(&cur, top) else {
+        // Copies of `top` and the way to the anchor go last.
+        let Some(spa) = first_occupied(&cur, |pa, c| c.is_copy(top) || path.on_anchor_way(pa)) else {
             match path.pop() {
                 None => return Ok(()),
                 Some(ps) => {
@@ -320,6 +363,25 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
         };
         let c = cap_of(cspace::id_of(spa));
         let last = !mdb.has_copies(&Ctes, cspace::id_of(spa));
+        if last && c.is_copy(top) {
+            // The anchor: the last copy of `top`, inside its own tree. Once
+            // it goes nothing reaches `top`, so it goes only when nothing is
+            // left but the way to it, and only if this call can also delete
+            // the CNodes on that way: a call cut short in between would
+            // leave entries no CNode holds.
+            if path.truncated || path.len + 1 > REVOKE_BATCH {
+                return Err(ErrorCode::LastCopy);
+            }
+            if let Some(level) = cluttered_level(top, &path, spa) {
+                path.set_anchor(spa);
+                path.len = level; // back up to what is left there
+                continue;
+            }
+            if budget.deletions < path.len + 1 || budget.visits < path.len {
+                budget.stopped = Some((top.base, path));
+                return Err(ErrorCode::Retry);
+            }
+        }
         // `top` inside itself is the very entry being deleted (it is the
         // last copy): it goes like any other, or the descent would loop.
         if is_cnode(c.objtype) && last && !c.is_copy(top) && cnode_has_contents(&c) {

@@ -466,6 +466,75 @@ fn run(args: &aos::Args) -> i32 {
         format_args!("{before:?} -> {after:?}"),
     );
 
+    // One level deeper: T holds U, U holds T's last copy; both hold more
+    // than one call deletes. T's copy must still go last, after everything
+    // else in T and in U, or T's entries would be stranded.
+    let mut setup = cap::retype(ram, dest(a0, 36), ObjType::Ram, 0x34_0000, 0x2_0000, 1) == Ok(1);
+    setup &= cap::retype(slot(a0, 36), at(83), ObjType::L2CNode, 0, 0, 1) == Ok(1);
+    setup &= cap::retype(slot(a0, 36), Dest::l2(83, 0), ObjType::L2CNode, 0x8000, 0, 1) == Ok(1);
+    setup &= cap::copy(CapRef::slot(83, 0), at(84)).is_ok();
+    setup &= cap::copy(CapRef::l2_cnode(83), Dest::l2(84, 0)).is_ok();
+    for i in 1..100u32 {
+        setup &= cap::copy(kernel, Dest::l2(83, i)).is_ok();
+    }
+    for i in 1..11u32 {
+        setup &= cap::copy(kernel, Dest::l2(84, i)).is_ok();
+    }
+    setup &= cap::delete(CapRef::l2_cnode(84)).is_ok();
+    setup &= cap::delete(CapRef::l2_cnode(83)).is_ok();
+    c.ok("a CNode reached only through a copy inside a CNode it holds", setup, format_args!("setup failed"));
+    let before = cap::debug_check(kernel);
+    let mut calls = 0;
+    let n = loop {
+        calls += 1;
+        match cap::invoke(slot(a0, 36), cap::Command::Revoke, [0; 5]) {
+            Err(ErrorCode::Retry) if calls < 10 => continue,
+            r => break r,
+        }
+    };
+    let after = cap::debug_check(kernel);
+    c.ok("revoking its memory finishes", n.is_ok(), format_args!("{n:?} after {calls} calls"));
+    c.ok(
+        "all 111 entries went, and every entry left lies in a CNode",
+        matches!((before, after), (Ok(b), Ok(a)) if b - a == 111),
+        format_args!("{before:?} -> {after:?}"),
+    );
+
+    // Two levels deeper, with entries at every level: T holds U1, U1 holds
+    // U2, U2 holds T's last copy.
+    let mut setup = cap::retype(ram, dest(a0, 37), ObjType::Ram, 0x38_0000, 0x2_0000, 1) == Ok(1);
+    setup &= cap::retype(slot(a0, 37), at(85), ObjType::L2CNode, 0, 0, 1) == Ok(1);
+    setup &= cap::retype(slot(a0, 37), Dest::l2(85, 0), ObjType::L2CNode, 0x8000, 0, 1) == Ok(1);
+    setup &= cap::copy(CapRef::slot(85, 0), at(86)).is_ok();
+    setup &= cap::retype(slot(a0, 37), Dest::l2(86, 0), ObjType::L2CNode, 0x1_0000, 0, 1) == Ok(1);
+    setup &= cap::copy(CapRef::slot(86, 0), at(87)).is_ok();
+    setup &= cap::copy(CapRef::l2_cnode(85), Dest::l2(87, 0)).is_ok();
+    for (cn, n) in [(85, 70u32), (86, 5), (87, 5)] {
+        for i in 1..=n {
+            setup &= cap::copy(kernel, Dest::l2(cn, i)).is_ok();
+        }
+    }
+    for cn in [87, 86, 85] {
+        setup &= cap::delete(CapRef::l2_cnode(cn)).is_ok();
+    }
+    c.ok("a CNode reached only through a copy two CNodes down", setup, format_args!("setup failed"));
+    let before = cap::debug_check(kernel);
+    let mut calls = 0;
+    let n = loop {
+        calls += 1;
+        match cap::invoke(slot(a0, 37), cap::Command::Revoke, [0; 5]) {
+            Err(ErrorCode::Retry) if calls < 10 => continue,
+            r => break r,
+        }
+    };
+    let after = cap::debug_check(kernel);
+    c.ok("revoking its memory finishes", n.is_ok(), format_args!("{n:?} after {calls} calls"));
+    c.ok(
+        "all 83 entries went, and every entry left lies in a CNode",
+        matches!((before, after), (Ok(b), Ok(a)) if b - a == 83),
+        format_args!("{before:?} -> {after:?}"),
+    );
+
     // The root CNode's own copy can go: the kernel keeps the CSpace root.
     c.ok(
         "delete the root CNode copy in TASKCN",
