@@ -181,22 +181,20 @@ const PATH_MAX: usize = 64;
 /// The slots of the nested CNodes a clear has descended through, each
 /// inside the one before, the first inside the top CNode. Only the deepest
 /// [`PATH_MAX`] are kept: when those are used up the walk descends from the
-/// top again (`truncated`).
+/// top again.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Path {
     slots: [u64; PATH_MAX],
     len: usize,
-    truncated: bool,
-    /// The way to the *anchor*, once met: the last copy of the CNode being
-    /// cleared, inside its own tree, and the slots of the nested CNodes
-    /// holding it. They are cleared last (see [`clear_cnode`]).
+    /// The way to an *anchor* that could not be moved (its CNode was full):
+    /// the slots of the nested CNodes holding the last copy of the CNode
+    /// being cleared, and its own slot. Taken last (see [`clear_cnode`]).
     anchor: [u64; PATH_MAX + 1],
     anchor_len: usize,
 }
 
 impl Path {
-    const EMPTY: Path =
-        Path { slots: [0; PATH_MAX], len: 0, truncated: false, anchor: [0; PATH_MAX + 1], anchor_len: 0 };
+    const EMPTY: Path = Path { slots: [0; PATH_MAX], len: 0, anchor: [0; PATH_MAX + 1], anchor_len: 0 };
 
     fn on_anchor_way(&self, slot: u64) -> bool {
         self.anchor[..self.anchor_len].contains(&slot)
@@ -213,7 +211,6 @@ impl Path {
         if self.len == PATH_MAX {
             self.slots.copy_within(1.., 0);
             self.len -= 1;
-            self.truncated = true;
         }
         self.slots[self.len] = slot;
         self.len += 1;
@@ -266,48 +263,32 @@ impl Batch {
     }
 }
 
-/// The first occupied slot of a CNode, leaving the slots `keep` picks for
-/// last (returned only if nothing else is left).
-fn first_occupied(cnode: &Cap, keep: impl Fn(u64, &Cap) -> bool) -> Option<u64> {
-    let mut kept = None;
+/// The first occupied slot of a CNode with the lowest `rank`: slots ranked
+/// higher are returned only once nothing ranked lower is left.
+fn first_occupied(cnode: &Cap, rank: impl Fn(u64, &Cap) -> u8) -> Option<u64> {
+    let mut best: Option<(u8, u64)> = None;
     for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
         // SAFETY: slots of a live CNode.
         let c = unsafe { cspace::cte_at(pa) }.cap;
         if c.objtype == ObjType::Null {
             continue;
         }
-        if !keep(pa, &c) {
+        let r = rank(pa, &c);
+        if r == 0 {
             return Some(pa);
         }
-        kept.get_or_insert(pa);
-    }
-    kept
-}
-
-/// The one occupied slot of a CNode, if it has exactly one.
-fn only_occupied(cnode: &Cap) -> Option<u64> {
-    let mut found = None;
-    for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
-        // SAFETY: slots of a live CNode.
-        if unsafe { cspace::cte_at(pa) }.cap.objtype != ObjType::Null {
-            if found.is_some() {
-                return None;
-            }
-            found = Some(pa);
+        if best.is_none_or(|(b, _)| r < b) {
+            best = Some((r, pa));
         }
     }
-    found
+    best.map(|(_, pa)| pa)
 }
 
-/// With the anchor at `anchor` reached through `path`: the deepest level
-/// (0: `top`, i: the CNode in `path.slots[i - 1]`) that still holds
-/// something besides the way to the anchor, or `None` if nothing is left
-/// but that way.
-fn cluttered_level(top: &Cap, path: &Path, anchor: u64) -> Option<usize> {
-    (0..=path.len).rev().find(|&i| {
-        let cnode = if i == 0 { *top } else { cap_of(cspace::id_of(path.slots[i - 1])) };
-        let next = if i < path.len { path.slots[i] } else { anchor };
-        only_occupied(&cnode) != Some(next)
+/// The first empty slot of a CNode.
+fn first_free(cnode: &Cap) -> Option<u64> {
+    (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE).find(|&pa| {
+        // SAFETY: slots of a live CNode.
+        unsafe { cspace::cte_at(pa) }.cap.objtype == ObjType::Null
     })
 }
 
@@ -324,6 +305,10 @@ fn cluttered_level(top: &Cap, path: &Path, anchor: u64) -> Option<usize> {
 /// from the top). Between the two calls nothing else ran: the cursor is
 /// dropped by any other invocation; and each CNode on the path is checked
 /// to still hold a nested CNode's last copy before it is used.
+///
+/// Throughout, something keeps `top` reachable while it has contents, so a
+/// call cut short never strands entries: copies of `top` go last, and the
+/// last one found deeper in its tree is first moved into `top` itself.
 fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
     let mut path = match budget.resume.take() {
         Some((t, p)) if t == top.base => p,
@@ -336,10 +321,7 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
         }
         budget.visits -= 1;
         let cur = match path.last() {
-            None => {
-                path.truncated = false;
-                *top
-            }
+            None => *top,
             Some(slot) => {
                 let c = cap_of(cspace::id_of(slot));
                 if !is_cnode(c.objtype) || mdb.has_copies(&Ctes, cspace::id_of(slot)) {
@@ -349,8 +331,12 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
                 c
             }
         };
-        // Copies of `top` and the way to the anchor go last.
-        let Some(spa) = first_occupied(&cur, |pa, c| c.is_copy(top) || path.on_anchor_way(pa)) else {
+        // Copies of `top` go after everything else, the way to an anchor
+        // that could not be moved (below) after those.
+        let rank = |pa: u64, c: &Cap| {
+            if path.on_anchor_way(pa) { 2 } else { u8::from(c.is_copy(top)) }
+        };
+        let Some(spa) = first_occupied(&cur, rank) else {
             match path.pop() {
                 None => return Ok(()),
                 Some(ps) => {
@@ -363,24 +349,25 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
         };
         let c = cap_of(cspace::id_of(spa));
         let last = !mdb.has_copies(&Ctes, cspace::id_of(spa));
-        if last && c.is_copy(top) {
-            // The anchor: the last copy of `top`, inside its own tree. Once
-            // it goes nothing reaches `top`, so it goes only when nothing is
-            // left but the way to it, and only if this call can also delete
-            // the CNodes on that way: a call cut short in between would
-            // leave entries no CNode holds.
-            if path.truncated || path.len + 1 > REVOKE_BATCH {
-                return Err(ErrorCode::LastCopy);
-            }
-            if let Some(level) = cluttered_level(top, &path, spa) {
-                path.set_anchor(spa);
-                path.len = level; // back up to what is left there
+        if last && c.is_copy(top) && path.len > 0 {
+            // The anchor: the last copy of `top`, deeper inside its own
+            // tree. Deleting it before the rest of the tree would leave that
+            // rest unreachable if the budget ran out; so it moves into `top`
+            // itself, where it is kept for last like any copy of `top` and
+            // goes when `top` holds nothing else. The CNodes on its way are
+            // then ordinary. A move deletes nothing.
+            if let Some(free) = first_free(top) {
+                mdb.remove(&mut Ctes, cspace::id_of(spa));
+                // SAFETY: the slot the anchor was in, now out of the database.
+                unsafe { *cspace::cte_at(spa) = Cte::EMPTY };
+                install(mdb, free, c);
                 continue;
             }
-            if budget.deletions < path.len + 1 || budget.visits < path.len {
-                budget.stopped = Some((top.base, path));
-                return Err(ErrorCode::Retry);
-            }
+            // `top` is full: clear what else it holds first, which frees a
+            // slot before the way to the anchor is taken again.
+            path.set_anchor(spa);
+            path.len = 0;
+            continue;
         }
         // `top` inside itself is the very entry being deleted (it is the
         // last copy): it goes like any other, or the descent would loop.

@@ -21,6 +21,62 @@ fn dest(cn: usize, s: u32) -> Dest {
     Dest::l2(cn as u32, s)
 }
 
+/// Builds T holding C1 holding ... C`depth` holding T's last copy, from
+/// 4 MiB of `ram` at `offset`, and checks that revoking that memory
+/// finishes, removes all of it, and strands nothing; with `interleave`, an
+/// identify runs between the calls.
+fn deep_anchor(c: &mut Checks, root: CapRef, ram: CapRef, kernel: CapRef, depth: u64, offset: u64, interleave: bool) {
+    let a0 = ROOTCN_SLOT_SLOT_ALLOC0;
+    let at = |s: u32| Dest { cnode: root, slot: s };
+    let deep = slot(a0, 38);
+    let mut setup = cap::retype(ram, dest(a0, 38), ObjType::Ram, offset, 0x40_0000, 1) == Ok(1);
+    setup &= cap::retype(deep, at(88), ObjType::L2CNode, 0, 0, 1) == Ok(1);
+    let mut above = 88;
+    for i in 1..=depth {
+        let next = if above == 89 { 93 } else { 89 };
+        setup &= cap::retype(deep, Dest::l2(above, 0), ObjType::L2CNode, i * 0x8000, 0, 1) == Ok(1);
+        setup &= cap::copy(CapRef::slot(above, 0), at(next)).is_ok();
+        if above != 88 {
+            setup &= cap::delete(CapRef::l2_cnode(above)).is_ok();
+        }
+        above = next;
+    }
+    setup &= cap::copy(CapRef::l2_cnode(88), Dest::l2(above, 255)).is_ok();
+    setup &= cap::delete(CapRef::l2_cnode(above)).is_ok();
+    setup &= cap::delete(CapRef::l2_cnode(88)).is_ok();
+    let name = if interleave {
+        "a CNode reached only through a copy 40 CNodes down, revoked with other invocations between the calls"
+    } else {
+        "a CNode reached only through a copy 64 CNodes down"
+    };
+    c.ok(name, setup, format_args!("depth {depth}: setup failed"));
+    let before = cap::debug_check(kernel);
+    let mut calls = 0;
+    let n = loop {
+        calls += 1;
+        match cap::invoke(deep, cap::Command::Revoke, [0; 5]) {
+            Err(ErrorCode::Retry) if calls < 100 => {
+                if interleave {
+                    let _ = cap::identify(kernel);
+                }
+                continue;
+            }
+            r => break r,
+        }
+    };
+    let after = cap::debug_check(kernel);
+    c.ok("revoking its memory finishes", n.is_ok(), format_args!("{n:?} after {calls} calls"));
+    c.ok(
+        "all of it went (the CNodes and T's copy), and every entry left lies in a CNode",
+        matches!((before, after), (Ok(b), Ok(a)) if b - a == depth + 1),
+        format_args!("{before:?} -> {after:?}"),
+    );
+    let again = cap::retype(deep, at(88), ObjType::Frame, 0, 0x40_0000, 1);
+    c.ok("and that memory is free again", again == Ok(1), format_args!("{again:?}"));
+    let _ = cap::delete(CapRef::l2_cnode(88));
+    let _ = cap::delete(deep);
+}
+
 fn run(args: &aos::Args) -> i32 {
     let mut c = Checks::new("caps");
     let Some(bi) = args.bootinfo() else {
@@ -534,6 +590,13 @@ fn run(args: &aos::Args) -> i32 {
         matches!((before, after), (Ok(b), Ok(a)) if b - a == 83),
         format_args!("{before:?} -> {after:?}"),
     );
+
+    // Deeper than one call can walk: T holds C1, ..., C64 holds T's last
+    // copy (in its last slot). Repeated revokes must still finish. And 40
+    // deep with another invocation between the calls, which drops the
+    // kernel's cursor, so each call starts from the top again.
+    deep_anchor(&mut c, new_root, ram, kernel, 64, 0x200_0000, false);
+    deep_anchor(&mut c, new_root, ram, kernel, 40, 0x280_0000, true);
 
     // The root CNode's own copy can go: the kernel keeps the CSpace root.
     c.ok(
