@@ -598,6 +598,38 @@ fn run(args: &aos::Args) -> i32 {
     deep_anchor(&mut c, new_root, ram, kernel, 64, 0x200_0000, false);
     deep_anchor(&mut c, new_root, ram, kernel, 40, 0x280_0000, true);
 
+    // The anchor one level down while T is full: T's other entries must go
+    // first to make room for it.
+    // (U comes from other memory, so the revoke reaches U only through T.)
+    let mut setup = cap::retype(ram, dest(a0, 39), ObjType::Ram, 0x300_0000, 0x8000, 1) == Ok(1);
+    setup &= cap::retype(ram, dest(a0, 40), ObjType::Ram, 0x310_0000, 0x8000, 1) == Ok(1);
+    setup &= cap::retype(slot(a0, 39), at(94), ObjType::L2CNode, 0, 0, 1) == Ok(1);
+    setup &= cap::retype(slot(a0, 40), Dest::l2(94, 0), ObjType::L2CNode, 0, 0, 1) == Ok(1);
+    setup &= cap::copy(CapRef::slot(94, 0), at(95)).is_ok();
+    setup &= cap::copy(CapRef::l2_cnode(94), Dest::l2(95, 0)).is_ok();
+    for i in 1..256u32 {
+        setup &= cap::copy(kernel, Dest::l2(94, i)).is_ok();
+    }
+    setup &= cap::delete(CapRef::l2_cnode(95)).is_ok();
+    setup &= cap::delete(CapRef::l2_cnode(94)).is_ok();
+    c.ok("a full CNode reached only through a copy one CNode down", setup, format_args!("setup failed"));
+    let before = cap::debug_check(kernel);
+    let mut calls = 0;
+    let n = loop {
+        calls += 1;
+        match cap::invoke(slot(a0, 39), cap::Command::Revoke, [0; 5]) {
+            Err(ErrorCode::Retry) if calls < 20 => continue,
+            r => break r,
+        }
+    };
+    let after = cap::debug_check(kernel);
+    c.ok("revoking its memory finishes", n.is_ok(), format_args!("{n:?} after {calls} calls"));
+    c.ok(
+        "all 257 entries went, and every entry left lies in a CNode",
+        matches!((before, after), (Ok(b), Ok(a)) if b - a == 257),
+        format_args!("{before:?} -> {after:?}"),
+    );
+
     // The root CNode's own copy can go: the kernel keeps the CSpace root.
     c.ok(
         "delete the root CNode copy in TASKCN",
