@@ -19,6 +19,7 @@ pub mod slab;
 pub mod slot;
 pub mod syscall;
 pub mod thread;
+pub mod time;
 pub mod waitset;
 
 pub use args::Args;

@@ -123,34 +123,10 @@ pub fn inspection_point() {
     if ENABLED.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let (freq, start) = (counter_frequency(), counter());
-    while counter().wrapping_sub(start) < INSPECTION_SECONDS * freq {
+    let (freq, start) = (aos::time::frequency(), aos::time::counter());
+    while aos::time::counter().wrapping_sub(start) < INSPECTION_SECONDS * freq {
         let _ = aos::syscall::yield_now();
     }
-}
-
-fn counter() -> u64 {
-    #[cfg(target_os = "none")]
-    {
-        let v: u64;
-        // SAFETY: reading the virtual counter, which the kernel lets EL0 read.
-        unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
-        v
-    }
-    #[cfg(not(target_os = "none"))]
-    0
-}
-
-fn counter_frequency() -> u64 {
-    #[cfg(target_os = "none")]
-    {
-        let v: u64;
-        // SAFETY: reading the counter frequency register, readable at EL0.
-        unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
-        v
-    }
-    #[cfg(not(target_os = "none"))]
-    0
 }
 
 /// `test_ram_alloc`: runs where nothing holds the memory system, so the

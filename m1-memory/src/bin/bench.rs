@@ -9,6 +9,7 @@ use aos::cap::{self, CapRef, Dest, ObjType};
 use aos::kpi::bootinfo::RegionKind;
 use aos::kpi::cspace::ROOTCN_SLOT_SUPERCN;
 use aos::println;
+use aos::time::measure;
 use api::{MapFlags, MemoryManager, Paging, SlotAllocator};
 use m1_memory::Memory;
 
@@ -25,37 +26,12 @@ const MAP_N: usize = 40;
 /// Where the mapping benchmark maps: level-0 entry 4 (2 TiB), its own.
 const MAP_VADDR: u64 = 4 << 39;
 
-fn counter() -> (u64, u64) {
-    #[cfg(target_os = "none")]
-    {
-        let (t, f);
-        // SAFETY: reading the counter and its frequency has no side effects.
-        unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", "mrs {}, cntfrq_el0", out(reg) t, out(reg) f) };
-        (t, f)
-    }
-    #[cfg(not(target_os = "none"))]
-    (0, 1)
-}
-
-fn measure(name: &str, count: usize, f: impl FnOnce() -> bool) -> bool {
-    let (t0, _) = counter();
-    let ok = f();
-    let (t1, _) = counter();
-    if ok {
-        println!("bench: {name} {} {count}", t1 - t0);
-    } else {
-        println!("bench: FAILED {name}");
-    }
-    ok
-}
-
 fn dest(slot: CapRef) -> Dest {
     Dest::l2(slot.l1_index(), slot.l2_index())
 }
 
 fn run(args: &aos::Args) -> i32 {
-    let (_, freq) = counter();
-    println!("bench: counter-frequency {freq} Hz");
+    println!("bench: counter-frequency {} Hz", aos::time::frequency());
     let Some(bi) = args.bootinfo() else { return 1 };
     if let Err(e) = Memory::init(bi) {
         println!("bench: FAILED setting up memory: {e}");
@@ -118,30 +94,32 @@ fn measure_all(bi: &aos::kpi::bootinfo::BootInfo, mem: &mut Memory) -> i32 {
     let mut all = true;
     for rep in 0..REPS {
         all = all
-            && measure("retype-ram-to-4k-ram", N, || {
+            && measure("retype-ram-to-4k-ram", N as u64, || {
                 slots
                     .iter()
                     .enumerate()
                     .all(|(i, &s)| cap::retype(root, dest(s), ObjType::Ram, offset + i as u64 * PAGE, PAGE, 1).is_ok())
             })
             && slots.iter().all(|&s| cap::delete(s).is_ok())
-            && measure("mm-alloc-4k-10k-outstanding", N, || {
+            && measure("mm-alloc-4k-10k-outstanding", N as u64, || {
                 caps.iter_mut().all(|c| {
                     *c = mem.alloc(PAGE).ok();
                     c.is_some()
                 })
             })
-            && measure("mm-free-4k-10k-outstanding", N, || {
+            && measure("mm-free-4k-10k-outstanding", N as u64, || {
                 caps.iter_mut().all(|c| c.take().is_some_and(|c| mem.free(c).is_ok()))
             })
-            && measure("mm-alloc-64k-aligned-64k", N, || {
+            && measure("mm-alloc-64k-aligned-64k", N as u64, || {
                 caps.iter_mut().all(|c| {
                     *c = mem.alloc_aligned(64 << 10, 64 << 10).ok();
                     c.is_some()
                 })
             })
-            && measure("mm-free-64k", N, || caps.iter_mut().all(|c| c.take().is_some_and(|c| mem.free(c).is_ok())))
-            && measure("map-fixed-4k", MAP_N, || {
+            && measure("mm-free-64k", N as u64, || {
+                caps.iter_mut().all(|c| c.take().is_some_and(|c| mem.free(c).is_ok()))
+            })
+            && measure("map-fixed-4k", MAP_N as u64, || {
                 let base = MAP_VADDR + u64::from(rep) * (MAP_N as u64) * PAGE;
                 frames[..MAP_N].iter().enumerate().all(|(i, f)| {
                     f.is_some_and(|f| mem.map_fixed_attr(base + i as u64 * PAGE, f, PAGE, MapFlags::READ_WRITE).is_ok())

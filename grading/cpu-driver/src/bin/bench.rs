@@ -11,6 +11,7 @@ use aos::cap::{self, CapRef, Dest, ObjType};
 use aos::kpi::bootinfo::RegionKind;
 use aos::kpi::cspace::*;
 use aos::println;
+use aos::time::measure;
 
 aos::main!(run);
 
@@ -21,32 +22,6 @@ const ROUNDS: u64 = 1_000;
 /// Objects per sample.
 const N: u32 = 50;
 
-fn counter() -> (u64, u64) {
-    #[cfg(target_os = "none")]
-    {
-        let (t, f);
-        // SAFETY: reading the counter and its frequency has no side effects.
-        unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", "mrs {}, cntfrq_el0", out(reg) t, out(reg) f) };
-        (t, f)
-    }
-    #[cfg(not(target_os = "none"))]
-    (0, 1)
-}
-
-/// Runs `f` and prints its cost over `count` operations; stops the
-/// benchmark (returns false) if any operation failed.
-fn measure(name: &str, count: u64, f: impl FnOnce() -> bool) -> bool {
-    let (t0, _) = counter();
-    let ok = f();
-    let (t1, _) = counter();
-    if ok {
-        println!("bench: {name} {} {count}", t1 - t0);
-    } else {
-        println!("bench: FAILED {name}");
-    }
-    ok
-}
-
 fn slot(cn: usize, i: u32) -> CapRef {
     CapRef::slot(cn as u32, i as u8)
 }
@@ -56,8 +31,7 @@ fn dest(cn: usize, i: u32) -> Dest {
 }
 
 fn run(args: &aos::Args) -> i32 {
-    let (_, freq) = counter();
-    println!("bench: counter-frequency {freq} Hz");
+    println!("bench: counter-frequency {} Hz", aos::time::frequency());
     println!("bench: reset-to-init-first-instruction {} 1", aos::start_ticks());
 
     let Some(bi) = args.bootinfo() else { return 1 };

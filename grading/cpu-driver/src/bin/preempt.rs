@@ -9,21 +9,12 @@ use aos::println;
 aos::main!(run);
 
 fn run(_: &aos::Args) -> i32 {
-    let freq: u64;
-    #[cfg(target_os = "none")]
-    // SAFETY: reading the counter frequency has no side effects.
-    unsafe {
-        core::arch::asm!("mrs {}, cntfrq_el0", out(reg) freq)
-    };
-    #[cfg(not(target_os = "none"))]
-    {
-        freq = 1;
-    }
+    let freq = aos::time::frequency();
     // Spin for 100 ms of counter time: about ten 10 ms quanta.
     let deadline = aos::start_ticks() + freq / 10;
     let mut rounds = 0u64;
     let mut bad = 0u64;
-    while now() < deadline {
+    while aos::time::counter() < deadline {
         bad += check_registers(rounds);
         rounds += 1;
     }
@@ -34,18 +25,6 @@ fn run(_: &aos::Args) -> i32 {
         println!("preempt: FAILED: {bad} rounds saw a register change");
         1
     }
-}
-
-fn now() -> u64 {
-    #[cfg(target_os = "none")]
-    {
-        let t;
-        // SAFETY: the kernel lets EL0 read the counter.
-        unsafe { core::arch::asm!("mrs {}, cntpct_el0", out(reg) t) };
-        t
-    }
-    #[cfg(not(target_os = "none"))]
-    u64::MAX
 }
 
 /// Fills every general-purpose register (x0–x29) with values that differ
