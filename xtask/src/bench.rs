@@ -110,7 +110,7 @@ fn run_once(config: &QemuConfig) -> Result<(u64, BTreeMap<String, Vec<Measured>>
 pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
     match stage {
         None | Some("cpu-driver") => {}
-        Some("m1") => return run_stage("m1", wall),
+        Some("m1") => return run_stage("m1", "m1-memory", wall),
         Some(s) => {
             stages::find(Some(s))?;
             return Err(format!(
@@ -118,16 +118,7 @@ pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
             ));
         }
     }
-    prereq::rust()?;
-    let board = &platform::QEMU_VIRT;
-    let q = board.qemu.ok_or("qemu-virt has no QEMU description")?;
-    prereq::qemu(q.min_version)?;
-    let stage = stages::find(Some("cpu-driver"))?;
-    let Kind::Kernel { .. } = stage.kind else { return Err("cpu-driver is not a kernel stage".into()) };
-    let built = image::build(stage, board, true)?;
-    let mut config = QemuConfig::new(board, &built.image, None);
-    image::pack_menu(stage, board, "bench")?.apply(&mut config);
-    config.icount = !wall;
+    let (board, q, config) = bench_config("cpu-driver", wall)?;
 
     let (freq, first) = run_once(&config)?;
     let (_, second) = run_once(&config)?;
@@ -155,20 +146,7 @@ pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
         .chain(unknown.map(|k| (k.as_str(), k.as_str())))
         .filter_map(|(n, d)| first.get(n).map(|m| (n, d, summarise(m, freq))))
         .collect();
-    let mut table = String::from("| benchmark | samples | median | min | max | p90 |\n|---|---|---|---|---|---|\n");
-    let mut csv = String::from("benchmark,samples,median,min,max,p90\n");
-    println!("{:<40} {:>7} {:>12} {:>12} {:>12} {:>12}", unit, "samples", "median", "min", "max", "p90");
-    for (name, description, s) in &rows {
-        println!(
-            "{description:<40} {:>7} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
-            s.samples, s.median, s.min, s.max, s.p90
-        );
-        table.push_str(&format!(
-            "| {description} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
-            s.samples, s.median, s.min, s.max, s.p90
-        ));
-        csv.push_str(&format!("{name},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90));
-    }
+    let (table, csv) = tabulate(&rows, unit);
     if wall {
         println!("\nwall-clock figures depend on the host and its load; nothing written to the report");
         return Ok(());
@@ -239,10 +217,9 @@ pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
             side.push_str(&format!("| {description} | {} | {} | {ratio} | {sel4} |\n", fmt(ours), fmt(theirs)));
         }
         side.push_str("\nseL4: sel4bench at seL4 1326364, release, fastpath, non-MCS, one core, measured in the same QEMU configuration (IPC round trip 408 = Call one-way 192 + ReplyRecv 216).\n");
-        let mut lcsv = String::from("benchmark,samples,median,min,max,p90\n");
+        let mut lcsv = String::from(CSV_HEADER);
         for (name, samples) in one {
-            let s = summarise(samples, *lfreq);
-            lcsv.push_str(&format!("{name},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90));
+            lcsv.push_str(&csv_line(name, &summarise(samples, *lfreq)));
         }
         let data = root().join("report/data");
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
@@ -267,41 +244,62 @@ pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// A milestone's benchmark image (its `bench` menu) on qemu-virt: the same
-/// method, its table written into the milestone's report chapter and
-/// `report/data/bench-<board>-<stage>.csv`.
-fn run_stage(name: &str, wall: bool) -> Result<(), String> {
+/// The QEMU configuration of a stage's `bench` menu on qemu-virt, deterministic
+/// unless `wall`, with the prerequisites checked and the image built.
+fn bench_config(stage: &str, wall: bool) -> Result<(&'static platform::Board, platform::Qemu, QemuConfig), String> {
     prereq::rust()?;
     let board = &platform::QEMU_VIRT;
     let q = board.qemu.ok_or("qemu-virt has no QEMU description")?;
     prereq::qemu(q.min_version)?;
-    let stage = stages::find(Some(name))?;
+    let stage = stages::find(Some(stage))?;
+    let Kind::Kernel { .. } = stage.kind else { return Err(format!("{} is not a kernel stage", stage.name)) };
     let built = image::build(stage, board, true)?;
     let mut config = QemuConfig::new(board, &built.image, None);
     image::pack_menu(stage, board, "bench")?.apply(&mut config);
     config.icount = !wall;
-    let (freq, first) = run_once(&config)?;
-    let version = grading_runner::qemu::installed_version_text().unwrap_or_else(|| "unknown".into());
+    Ok((board, q, config))
+}
+
+const CSV_HEADER: &str = "benchmark,samples,median,min,max,p90\n";
+
+fn csv_line(name: &str, s: &Summary) -> String {
+    format!("{name},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90)
+}
+
+/// Prints `(name, description, summary)` rows on the terminal and returns
+/// them as a Markdown table and as CSV.
+fn tabulate(rows: &[(&str, &str, Summary)], unit: &str) -> (String, String) {
+    let width = rows.iter().map(|(_, d, _)| d.len()).chain([unit.len()]).max().unwrap_or(0);
     let mut table = String::from("| benchmark | samples | median | min | max | p90 |\n|---|---|---|---|---|---|\n");
-    let mut csv = String::from("benchmark,samples,median,min,max,p90\n");
-    let unit = if wall { "nanoseconds per operation" } else { "instructions per operation" };
-    println!("{:<56} {:>7} {:>10} {:>10} {:>10} {:>10}", unit, "samples", "median", "min", "max", "p90");
-    for (key, description) in NAMES {
-        let Some(m) = first.get(*key) else { continue };
-        let s = summarise(m, freq);
+    let mut csv = String::from(CSV_HEADER);
+    println!("{unit:<width$} {:>7} {:>12} {:>12} {:>12} {:>12}", "samples", "median", "min", "max", "p90");
+    for (name, description, s) in rows {
         println!(
-            "{description:<56} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            "{description:<width$} {:>7} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
             s.samples, s.median, s.min, s.max, s.p90
         );
         table.push_str(&format!(
             "| {description} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
             s.samples, s.median, s.min, s.max, s.p90
         ));
-        csv.push_str(&format!("{key},{},{:.1},{:.1},{:.1},{:.1}\n", s.samples, s.median, s.min, s.max, s.p90));
+        csv.push_str(&csv_line(name, s));
     }
+    (table, csv)
+}
+
+/// A milestone's benchmark image (its `bench` menu) on qemu-virt: the same
+/// method, its table written into the milestone's report chapter
+/// (`report/<chapter>.md`) and `report/data/bench-<board>-<stage>.csv`.
+fn run_stage(name: &str, chapter: &str, wall: bool) -> Result<(), String> {
+    let (board, q, config) = bench_config(name, wall)?;
+    let (freq, first) = run_once(&config)?;
     if let Some(unknown) = first.keys().find(|k| !NAMES.iter().any(|(n, _)| n == k)) {
         return Err(format!("benchmark '{unknown}' has no description in xtask's NAMES"));
     }
+    let rows: Vec<(&str, &str, Summary)> =
+        NAMES.iter().filter_map(|&(n, d)| first.get(n).map(|m| (n, d, summarise(m, freq)))).collect();
+    let unit = if wall { "nanoseconds per operation" } else { "instructions per operation" };
+    let (table, csv) = tabulate(&rows, unit);
     if wall {
         println!("\nwall-clock figures depend on the host and its load; nothing written to the report");
         return Ok(());
@@ -311,6 +309,7 @@ fn run_stage(name: &str, wall: bool) -> Result<(), String> {
         return Err(format!("two runs under icount differ: {first:?} vs {second:?}"));
     }
     println!("\ntwo runs gave identical figures");
+    let version = grading_runner::qemu::installed_version_text().unwrap_or_else(|| "unknown".into());
     let method = format!(
         "QEMU {version}, `-machine {},dtb-randomness=off -cpu {} -icount shift=0,sleep=off -rtc clock=vm`, {} MiB, release build; counter {freq} Hz; first {WARMUP} samples of each benchmark discarded; two runs gave identical figures",
         q.machine, q.cpu, q.memory_mib
@@ -319,18 +318,10 @@ fn run_stage(name: &str, wall: bool) -> Result<(), String> {
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     let csv_path = data.join(format!("bench-{}-{name}.csv", board.name));
     std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
-    let chapter = root().join("report").join(format!("{}.md", stage_chapter(name)));
+    let chapter = root().join("report").join(format!("{chapter}.md"));
     regenerate(&chapter, &format!("{method}.\n\n{table}"))?;
     println!("wrote {} and the table in {}", csv_path.display(), chapter.display());
     Ok(())
-}
-
-/// The report chapter of a stage.
-fn stage_chapter(stage: &str) -> &'static str {
-    match stage {
-        "m1" => "m1-memory",
-        _ => "performance",
-    }
 }
 
 /// Draws one horizontal bar per benchmark (median, log scale, since the
