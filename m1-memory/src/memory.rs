@@ -62,17 +62,7 @@ impl RamCaps for KernelRam {
     }
 
     fn retype_ram(&mut self, src: CapRef, offset: u64, size: u64) -> Result<CapRef, ErrorCode> {
-        let slot = self.slots.alloc().map_err(|_| ErrorCode::OutOfMemory)?;
-        match cap::retype(src, dest(slot), ObjType::Ram, offset, size, 1) {
-            Ok(_) => Ok(slot),
-            // Someone put a capability there behind the allocator's back:
-            // keep the slot out rather than hand it out again.
-            Err(ErrorCode::SlotInUse) => Err(ErrorCode::SlotInUse),
-            Err(e) => {
-                self.slots.free(slot).expect("just allocated");
-                Err(e)
-            }
-        }
+        self.in_new_slot(|dest| cap::retype(src, dest, ObjType::Ram, offset, size, 1).map(drop))
     }
 
     fn covered_by_others(&mut self, src: CapRef, except: CapRef, offset: u64, size: u64) -> Result<bool, ErrorCode> {
@@ -80,15 +70,7 @@ impl RamCaps for KernelRam {
     }
 
     fn copy_cap(&mut self, cap: CapRef) -> Result<CapRef, ErrorCode> {
-        let slot = self.slots.alloc().map_err(|_| ErrorCode::OutOfMemory)?;
-        match cap::copy(cap, dest(slot)) {
-            Ok(()) => Ok(slot),
-            Err(ErrorCode::SlotInUse) => Err(ErrorCode::SlotInUse),
-            Err(e) => {
-                self.slots.free(slot).expect("just allocated");
-                Err(e)
-            }
-        }
+        self.in_new_slot(|dest| cap::copy(cap, dest))
     }
 
     fn delete(&mut self, cap: CapRef) -> Result<(), ErrorCode> {
@@ -96,6 +78,23 @@ impl RamCaps for KernelRam {
         // A slot the allocator did not hand out (a boot capability) stays out.
         let _ = self.slots.free(cap);
         Ok(())
+    }
+}
+
+impl KernelRam {
+    /// Makes a capability with `make` in a fresh slot. On failure the slot
+    /// goes back, unless the kernel found it occupied: someone put a
+    /// capability there behind the allocator's back, so it stays out.
+    fn in_new_slot(&mut self, make: impl FnOnce(Dest) -> Result<(), ErrorCode>) -> Result<CapRef, ErrorCode> {
+        let slot = self.slots.alloc().map_err(|_| ErrorCode::OutOfMemory)?;
+        match make(dest(slot)) {
+            Ok(()) => Ok(slot),
+            Err(ErrorCode::SlotInUse) => Err(ErrorCode::SlotInUse),
+            Err(e) => {
+                self.slots.free(slot).expect("just allocated");
+                Err(e)
+            }
+        }
     }
 }
 
@@ -267,23 +266,13 @@ impl Memory {
 
     /// A frame, its RAM capability, and its physical address.
     fn new_frame(&mut self, bytes: u64) -> Result<(CapRef, CapRef, u64), Error> {
-        let ram = self.mm.alloc(bytes).map_err(Error::Mm)?;
-        let made = (|| {
-            let id = cap::identify(ram).map_err(|code| Error::Kernel { code, doing: "identifying RAM" })?;
-            let slot = self.mm.caps().slots.alloc().map_err(Error::Slot)?;
-            match cap::retype(ram, dest(slot), ObjType::Frame, 0, id.size, 1) {
-                Ok(_) => Ok((slot, id.base)),
-                Err(code) => {
-                    let _ = self.mm.caps().slots.free(slot);
-                    Err(Error::Kernel { code, doing: "retyping RAM into a frame" })
-                }
-            }
-        })();
-        match made {
-            Ok((frame, pa)) => Ok((frame, ram, pa)),
-            Err(e) => {
-                let _ = self.mm.free(ram);
-                Err(e)
+        let bytes = bytes.checked_next_multiple_of(paging::PAGE).ok_or(Error::Mm(MmError::InvalidSize))?;
+        let (frame, ram) = self.mm.new_object(ObjType::Frame, bytes, "retyping RAM into a frame")?;
+        match cap::identify(frame) {
+            Ok(id) => Ok((frame, ram, id.base)),
+            Err(code) => {
+                self.drop_frame(frame, ram);
+                Err(Error::Kernel { code, doing: "identifying a frame" })
             }
         }
     }
@@ -305,6 +294,25 @@ impl Memory {
             // The L0 table is the kernel's; the refill region's tables are
             // the memory system's own.
             page_tables: self.paging.tables_used() as u64 - 1 - self.refill_tables_made,
+        }
+    }
+}
+
+impl MemoryManager<KernelRam> {
+    /// A new `ty` object of `bytes` from RAM the manager hands out, in a
+    /// fresh slot, and that RAM capability, which stays as its parent. On
+    /// failure the RAM goes back.
+    fn new_object(&mut self, ty: ObjType, bytes: u64, doing: &'static str) -> Result<(CapRef, CapRef), Error> {
+        if self.caps().slots.needs_refill() {
+            Resources::refill_slots(self)?;
+        }
+        let ram = self.alloc(bytes).map_err(Error::Mm)?;
+        match self.caps().in_new_slot(|dest| cap::retype(ram, dest, ty, 0, bytes, 1).map(drop)) {
+            Ok(object) => Ok((object, ram)),
+            Err(code) => {
+                let _ = self.free(ram);
+                Err(Error::Kernel { code, doing })
+            }
         }
     }
 }
@@ -333,21 +341,9 @@ impl Resources for MemoryManager<KernelRam> {
     }
 
     fn vnode(&mut self, ty: ObjType) -> Result<(CapRef, CapRef), Error> {
-        let ram = self.alloc(paging::PAGE).map_err(Error::Mm)?;
-        let slot = match Resources::slot(self) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = self.free(ram);
-                return Err(e);
-            }
-        };
-        if let Err(code) = cap::retype(ram, dest(slot), ty, 0, 0, 1) {
-            let _ = self.caps().slots.free(slot);
-            let _ = self.free(ram);
-            return Err(Error::Kernel { code, doing: "retyping RAM into a page table" });
-        }
+        let made = self.new_object(ty, paging::PAGE, "retyping RAM into a page table")?;
         self.caps().overhead += paging::PAGE;
-        Ok((slot, ram))
+        Ok(made)
     }
 
     fn drop_vnode(&mut self, vnode: CapRef, ram: CapRef) {
