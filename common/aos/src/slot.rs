@@ -11,7 +11,9 @@
 //! getting that capability (ch. 3.14's ordering rule).
 
 use kpi::ErrorCode;
-use kpi::cspace::{L2_CNODE_SLOTS, ROOTCN_SLOT_TASKCN, ROOTCN_SLOTS_USER, TASKCN_SLOT_ROOTCN};
+use kpi::cspace::{
+    L1_CNODE_MIN_SLOTS, L2_CNODE_BYTES, L2_CNODE_SLOTS, ROOTCN_SLOT_TASKCN, ROOTCN_SLOTS_USER, TASKCN_SLOT_ROOTCN,
+};
 use kpi::invocation::{CapRef, Dest};
 use kpi::objtype::ObjType;
 
@@ -19,16 +21,14 @@ use crate::cap::{self, CNodeRef};
 
 /// Slots of the root CNode the kernel makes (the smallest L1 CNode). The
 /// allocator does not resize the root; past this, refills fail.
-pub const ROOT_SLOTS: usize = 256;
+pub const ROOT_SLOTS: usize = L1_CNODE_MIN_SLOTS;
 /// Most CNodes one allocator manages: every slot of the root.
 pub const CNODES_MAX: usize = ROOT_SLOTS;
 /// Free slots below which the owner should refill: enough for the RAM
 /// allocation that feeds the refill and a few more operations.
 pub const LOW_WATER: usize = 16;
 /// Bytes of RAM a refill needs: one L2 CNode.
-pub const REFILL_BYTES: u64 = L2_CNODE_SLOTS as u64 * CTE_SIZE;
-/// Bytes of one capability table entry (kernel ABI).
-const CTE_SIZE: u64 = 128;
+pub const REFILL_BYTES: u64 = L2_CNODE_BYTES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotError {

@@ -7,11 +7,11 @@ use kpi::objtype::ObjType;
 pub const BASE_PAGE: u64 = 4096;
 /// Bytes of one capability table entry in a CNode (the kernel asserts its
 /// entry type fits).
-pub const CTE_SIZE: u64 = 128;
+pub const CTE_SIZE: u64 = kpi::cspace::CTE_SIZE;
 /// Slots of an L2 CNode (book ch. 3.9).
 pub const L2_SLOTS: u64 = kpi::cspace::L2_CNODE_SLOTS as u64;
 /// Least slots of an L1 CNode.
-pub const L1_MIN_SLOTS: u64 = 256;
+pub const L1_MIN_SLOTS: u64 = kpi::cspace::L1_CNODE_MIN_SLOTS as u64;
 /// Most slots of an L1 CNode: 4096 L2 CNodes, a million slots, so zeroing
 /// a root at retype and rehoming its entries at resize stay bounded.
 pub const L1_MAX_SLOTS: u64 = kpi::cspace::L1_CNODE_MAX_SLOTS as u64;

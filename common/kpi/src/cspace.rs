@@ -2,8 +2,14 @@
 //! capabilities. The root (L1) CNode holds L2 CNodes at the `ROOTCN_SLOT_*`
 //! slots; the task CNode holds the `TASKCN_SLOT_*` capabilities.
 
+/// Bytes of one capability table entry (slot) in a CNode.
+pub const CTE_SIZE: u64 = 128;
 /// Slots in an L2 CNode.
 pub const L2_CNODE_SLOTS: usize = 256;
+/// Bytes of an L2 CNode.
+pub const L2_CNODE_BYTES: u64 = L2_CNODE_SLOTS as u64 * CTE_SIZE;
+/// Least slots of a root (L1) CNode; init's root has this many.
+pub const L1_CNODE_MIN_SLOTS: usize = 256;
 /// Most slots a root (L1) CNode may have: a retype or resize past it is
 /// refused, which keeps the kernel's work on one root CNode bounded.
 pub const L1_CNODE_MAX_SLOTS: usize = 4096;

@@ -8,7 +8,7 @@
 
 use aos::cap::{self, CapRef, Dest, ObjType};
 use aos::kpi::bootinfo::RegionKind;
-use aos::kpi::cspace::{ROOTCN_SLOT_TASKCN, TASKCN_SLOT_KERNELCAP};
+use aos::kpi::cspace::{CTE_SIZE, L1_CNODE_MIN_SLOTS, L2_CNODE_BYTES, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_KERNELCAP};
 use api::{GRADING_VADDR, M1, MapFlags, MemoryManager};
 
 use crate::Checks;
@@ -307,8 +307,8 @@ pub fn test_early<S: M1>(c: &mut Checks, sys: &mut S) {
     let kinds = [
         (ObjType::Frame, 4 * KIB),
         (ObjType::Frame, 2 * MIB),
-        (ObjType::L1CNode, 256 * 128),
-        (ObjType::L2CNode, 256 * 128),
+        (ObjType::L1CNode, L1_CNODE_MIN_SLOTS as u64 * CTE_SIZE),
+        (ObjType::L2CNode, L2_CNODE_BYTES),
         (ObjType::VNodeL0, PAGE),
         (ObjType::VNodeL1, PAGE),
         (ObjType::VNodeL2, PAGE),
