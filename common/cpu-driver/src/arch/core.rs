@@ -32,7 +32,7 @@ pub struct PerCore {
     /// rewrites (they must also lie in the kernel image, which this does).
     pub roots: [KernelCte; DOMAINS_MAX],
     /// A bounded delete's progress, for the call that repeats it.
-    pub resume: Cell<Option<Resume>>,
+    pub resume: RefCell<Resume>,
     /// The derivation database of this core's capabilities.
     pub mdb: RefCell<Mdb>,
     /// Timer interrupts taken.
@@ -49,7 +49,7 @@ impl PerCore {
             alloc: RefCell::new(alloc),
             domains: RefCell::new(Domains::new()),
             roots: [const { KernelCte::empty() }; DOMAINS_MAX],
-            resume: Cell::new(None),
+            resume: RefCell::new(Resume::EMPTY),
             mdb: RefCell::new(Mdb::new()),
             ticks: Cell::new(0),
             quantum,

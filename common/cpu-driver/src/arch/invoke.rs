@@ -2,7 +2,7 @@
 //! mint, delete and revoke, every argument checked against the caller's
 //! CSpace and the rules of `caps`. A refused invocation changes nothing.
 
-use core::cell::Cell;
+use core::cell::RefCell;
 use core::ops::ControlFlow;
 
 use caps::mdb::{Id, Mdb};
@@ -154,20 +154,27 @@ fn is_cnode(ty: ObjType) -> bool {
 
 /// How much one invocation may do: deletions and CNodes visited. Work
 /// beyond it returns `Retry`; the caller repeats the invocation.
-struct Budget {
+struct Budget<'a> {
     deletions: usize,
     visits: usize,
-    /// Where the previous call of this invocation stopped clearing a CNode
-    /// (base of the top CNode, and the path down to the nested CNode it was
-    /// in), to resume there. A CNode's base names it: CNodes never overlap.
-    resume: Option<(u64, Path)>,
-    /// Where this call stopped, for the next.
-    stopped: Option<(u64, Path)>,
+    /// Where the previous call of this invocation stopped clearing a CNode,
+    /// and where this call stops: kept in per-core state and used in place,
+    /// so an invocation that clears no CNode does not copy it.
+    cursor: &'a mut Resume,
+    /// Whether `cursor` holds the previous call's stop, for this call to
+    /// resume at (once).
+    resumable: bool,
+    /// Whether this call left a stop in `cursor`.
+    stopped: bool,
 }
 
-impl Budget {
-    const fn new() -> Self {
-        Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH, resume: None, stopped: None }
+impl Budget<'_> {
+    /// Records where a clear of `top` stopped, for the call that repeats
+    /// this one.
+    fn stop(&mut self, top: &Cap, path: Path) {
+        self.cursor.top = top.base;
+        self.cursor.path = path;
+        self.stopped = true;
     }
 
     fn spent(&self) -> bool {
@@ -309,14 +316,13 @@ fn first_free(cnode: &Cap) -> Option<u64> {
 /// Throughout, something keeps `top` reachable while it has contents, so a
 /// call cut short never strands entries: copies of `top` go last, and the
 /// last one found deeper in its tree is first moved into `top` itself.
-fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
-    let mut path = match budget.resume.take() {
-        Some((t, p)) if t == top.base => p,
-        _ => Path::EMPTY,
-    };
+fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
+    let resumed = budget.resumable && budget.cursor.top == top.base;
+    budget.resumable = false;
+    let mut path = if resumed { budget.cursor.path } else { Path::EMPTY };
     loop {
         if budget.spent() {
-            budget.stopped = Some((top.base, path));
+            budget.stop(top, path);
             return Err(ErrorCode::Retry);
         }
         budget.visits -= 1;
@@ -380,11 +386,11 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
         }
         if last && caps::types::mapping_type(c.objtype).is_some() {
             if let Err(e) = remove_orphaned_mappings(mdb, cspace::id_of(spa), &c, budget) {
-                budget.stopped = Some((top.base, path));
+                budget.stop(top, path);
                 return Err(e);
             }
             if budget.deletions == 0 {
-                budget.stopped = Some((top.base, path));
+                budget.stop(top, path);
                 return Err(ErrorCode::Retry);
             }
         }
@@ -398,7 +404,7 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget) -> Result<(), Erro
 /// table's last copy justified. A page table with live entries cannot lose
 /// its last copy (unmap first): its entries' mapping capabilities would be
 /// left pointing into freed memory.
-fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorCode> {
+fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let me = cspace::id_of(pa);
     let cap = cap_of(me);
     let last = !mdb.has_copies(&Ctes, me);
@@ -434,7 +440,7 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget) -> Result<(), ErrorC
 /// of the pieces seen so far says whether one contains the mapping at
 /// hand; a mapping no piece contains is still justified if `cap` has an
 /// ancestor of the same kind (a larger frame), which then justifies all.
-fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budget) -> Result<(), ErrorCode> {
+fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let db: &Mdb = mdb;
     // Asked only once a mapping needs it: most frames have none.
     let mut covered = None;
@@ -490,31 +496,39 @@ fn cap_of(id: Id) -> Cap {
 
 /// Where an unfinished delete or revoke stopped clearing a CNode, kept
 /// between the calls of one repeated invocation (see [`clear_cnode`]).
-#[derive(Clone, Copy)]
 pub struct Resume {
+    /// Whether a call stopped here and the next may resume.
+    valid: bool,
     /// The invocation: caller's root, target, command.
     call: [u64; 3],
     top: u64,
     path: Path,
 }
 
+impl Resume {
+    pub const EMPTY: Resume = Resume { valid: false, call: [0; 3], top: 0, path: Path::EMPTY };
+}
+
 /// Runs one invocation for the domain whose CSpace root entry is `root_id`.
 /// `a` = x1..x7. Returns the values for x1..x3. `resume` carries a bounded
-/// delete's progress to the next call, if that call repeats this one.
-pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &Cell<Option<Resume>>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+/// delete's progress to the next call, if that call repeats this one; any
+/// other invocation drops it.
+pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &RefCell<Resume>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
     let call = [u64::from(root_id), a[0], a[1]];
-    let mut budget = Budget::new();
-    budget.resume = resume.take().filter(|r| r.call == call).map(|r| (r.top, r.path));
+    let mut cursor = resume.borrow_mut();
+    let resumable = cursor.valid && cursor.call == call;
+    cursor.valid = false;
+    let mut budget =
+        Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH, cursor: &mut cursor, resumable, stopped: false };
     let result = run(mdb, root_id, &a, &mut budget);
-    if result == Err(ErrorCode::Retry)
-        && let Some((top, path)) = budget.stopped
-    {
-        resume.set(Some(Resume { call, top, path }));
+    if result == Err(ErrorCode::Retry) && budget.stopped {
+        cursor.valid = true;
+        cursor.call = call;
     }
     result
 }
 
-fn run(mdb: &mut Mdb, root_id: Id, a: &[u64; 7], budget: &mut Budget) -> Result<[u64; 3], ErrorCode> {
+fn run(mdb: &mut Mdb, root_id: Id, a: &[u64; 7], budget: &mut Budget<'_>) -> Result<[u64; 3], ErrorCode> {
     let root_cap = cap_of(root_id);
     let root = &root_cap;
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
