@@ -1,6 +1,15 @@
 //! Register save areas and the dispatcher frame (book ch. 4.14). The
 //! kernel saves a domain's registers in a [`RegisterSave`] on every entry
 //! from EL0; its assembly uses the offsets asserted here.
+//!
+//! Activation: when the kernel dispatches a domain whose `disabled` flag
+//! is clear and which has an `upcall_entry`, it first copies the state it
+//! last saved into `enabled_save`, sets `disabled`, and enters
+//! `upcall_entry` with `x0` = the frame's user address, `x1` =
+//! [`UPCALL_RUN`] and SP = `upcall_stack`. A fault from EL0 with
+//! `disabled` clear and a `fault_entry` goes to `trap_save` and enters
+//! `fault_entry` with `x0` = the frame, `x1` = ESR, `x2` = FAR. Otherwise
+//! (disabled, or no entry) the domain simply continues where it was.
 
 use core::mem::size_of;
 
@@ -26,6 +35,12 @@ pub const SAVE_SIZE: usize = 34 * 8;
 
 const _: () = assert!(size_of::<RegisterSave>() == SAVE_SIZE);
 
+/// Bytes of [`DispatcherShared`]: where a frame's free space starts.
+pub const SHARED_SIZE: usize = size_of::<DispatcherShared>();
+
+// Half a page stays free for LMP buffers.
+const _: () = assert!(SHARED_SIZE <= 2048);
+
 /// SPSR for a fresh EL0 thread: AArch64 EL0t, interrupts unmasked.
 pub const SPSR_EL0T: u64 = 0;
 
@@ -38,8 +53,19 @@ pub struct FpuSave {
     pub fpsr: u64,
 }
 
+/// Bytes of a dispatcher's name.
+pub const NAME_LEN: usize = 32;
+
+/// `x1` of a run upcall.
+pub const UPCALL_RUN: u64 = 0;
+
+/// SPSR bits a user-supplied state may set: the condition flags. Anything
+/// else (exception level, interrupt masks) the kernel forces.
+pub const SPSR_USER_MASK: u64 = 0xf000_0000;
+
 /// The part of a dispatcher shared between the kernel and the domain
-/// (activation and resume, ch. 4.14). Laid out now; used from CPU driver III.
+/// (activation and resume, ch. 4.14). It starts the dispatcher frame;
+/// LMP receive buffers may follow it (from [`SHARED_SIZE`] on).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DispatcherShared {
@@ -51,6 +77,11 @@ pub struct DispatcherShared {
     pub upcall_entry: u64,
     /// Entry for exceptions delivered to the domain.
     pub fault_entry: u64,
+    /// SP for both entries (the runtime's dispatcher stack, top).
+    pub upcall_stack: u64,
+    /// The domain's name for kernel reports, read once by `Setup`
+    /// (printable ASCII up to the first NUL).
+    pub name: [u8; NAME_LEN],
     /// Where state goes when the domain is preempted while enabled.
     pub enabled_save: RegisterSave,
     /// Where state goes when it is preempted while disabled.
@@ -79,10 +110,13 @@ mod tests {
         assert_eq!(offset_of!(DispatcherShared, disabled), 0);
         assert_eq!(offset_of!(DispatcherShared, upcall_entry), 8);
         assert_eq!(offset_of!(DispatcherShared, fault_entry), 16);
-        assert_eq!(offset_of!(DispatcherShared, enabled_save), 24);
-        assert_eq!(offset_of!(DispatcherShared, disabled_save), 24 + SAVE_SIZE);
-        assert_eq!(offset_of!(DispatcherShared, trap_save), 24 + 2 * SAVE_SIZE);
+        assert_eq!(offset_of!(DispatcherShared, upcall_stack), 24);
+        assert_eq!(offset_of!(DispatcherShared, name), 32);
+        assert_eq!(offset_of!(DispatcherShared, enabled_save), 64);
+        assert_eq!(offset_of!(DispatcherShared, disabled_save), 64 + SAVE_SIZE);
+        assert_eq!(offset_of!(DispatcherShared, trap_save), 64 + 2 * SAVE_SIZE);
         assert_eq!(offset_of!(DispatcherShared, fpu) % 16, 0);
         assert_eq!(size_of::<FpuSave>(), 32 * 16 + 16);
+        assert_eq!(SHARED_SIZE, 64 + 3 * SAVE_SIZE + size_of::<FpuSave>());
     }
 }

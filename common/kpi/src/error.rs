@@ -60,6 +60,18 @@ numbered_enum! {
         InvariantBroken = 23,
         /// This capability cannot be mapped into that table (book Table 3.1).
         IllegalMapping = 24,
+        /// The dispatcher is not in a state that allows this (not set up,
+        /// already set up, or the caller itself).
+        DispatcherState = 25,
+        /// The receiver's LMP buffer has no room: nothing was sent; retry.
+        LmpBufferFull = 26,
+        /// The receiver has no empty receive slot for the capability sent:
+        /// nothing was sent and the capability stays with the sender.
+        LmpNoRecvSlot = 27,
+        /// The endpoint's buffer does not lie in its dispatcher's frame.
+        LmpBadBuffer = 28,
+        /// Every address-space identifier of this core is in use.
+        OutOfAsids = 29,
     }
 }
 
@@ -90,6 +102,11 @@ impl ErrorCode {
             ErrorCode::InvalidCommand => "invalid invocation command",
             ErrorCode::InvariantBroken => "a kernel invariant is broken",
             ErrorCode::IllegalMapping => "this capability cannot be mapped there",
+            ErrorCode::DispatcherState => "dispatcher not in a state that allows this",
+            ErrorCode::LmpBufferFull => "receiver's LMP buffer is full; retry",
+            ErrorCode::LmpNoRecvSlot => "receiver has no empty slot for the capability",
+            ErrorCode::LmpBadBuffer => "endpoint buffer outside the receiver's frame",
+            ErrorCode::OutOfAsids => "no address-space identifier free",
         }
     }
 }

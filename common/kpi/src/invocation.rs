@@ -126,6 +126,42 @@ numbered_enum! {
         /// copies of the invoked capability count, so a manager keeps one
         /// copy of each RAM capability it hands memory out of.
         RetypeCheck = 10,
+        /// On a dispatcher not yet set up: args: CSpace root (an L1 CNode,
+        /// `CapRef::to_raw`), VSpace root (an L0 VNode), dispatcher frame
+        /// (a writable Frame holding a `DispatcherShared`), the frame's user
+        /// address. The dispatcher keeps copies of the three.
+        Setup = 11,
+        /// On a dispatcher set up: joins the run queue. The first time it
+        /// starts from the frame's `disabled_save`, with `disabled` set.
+        MakeRunnable = 12,
+        /// On a dispatcher: leaves the run queue (book ch. 4.20). It keeps
+        /// its state; `MakeRunnable` continues it.
+        Stop = 13,
+        /// On a dispatcher: `x1` = its state (`DispatcherState`), `x2` = its
+        /// frame's user address.
+        Properties = 14,
+        /// On a dispatcher: args: a slot (`CapRef::to_raw`) in its CSpace
+        /// where the next capability sent to it goes; 0 clears it.
+        SetRecvSlot = 15,
+        /// On an LMP endpoint: send a message (see `kpi::lmp`).
+        LmpSend = 16,
+    }
+}
+
+numbered_enum! {
+    /// A dispatcher's state, as `Properties` reports it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum DispatcherState: u64 {
+        /// Retyped, not yet set up.
+        New = 0,
+        /// Set up, not running: made so, or stopped.
+        Stopped = 1,
+        /// In the run queue (or running).
+        Runnable = 2,
+        /// Sleeping in `Wait` until work arrives.
+        Waiting = 3,
+        /// Exited or ended by a fault; it never runs again.
+        Ended = 4,
     }
 }
 

@@ -54,6 +54,7 @@ pub mod cspace;
 pub mod dispatcher;
 pub mod error;
 pub mod invocation;
+pub mod lmp;
 pub mod objtype;
 pub mod syscall;
 pub mod vspace;

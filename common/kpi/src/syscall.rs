@@ -11,12 +11,22 @@ numbered_enum! {
         Null = 0,
         /// `x1` = address, `x2` = length: writes bytes to the console.
         Print = 1,
-        /// Gives up the rest of the time slice.
+        /// Gives up the rest of the time slice. `x1` = 0, or a dispatcher
+        /// capability (`CapRef::to_raw`): that dispatcher, if runnable, runs
+        /// next (the book's yield to a named dispatcher).
         Yield = 2,
         /// `x1` = status: ends the calling domain.
         Exit = 3,
         /// Invokes a capability (`kpi::invocation`).
         Invoke = 4,
+        /// Gives the core back until there is work: returns at once if the
+        /// dispatcher frame's `haswork` is set, else the dispatcher sleeps
+        /// until an LMP message (or interrupt) arrives for it.
+        Wait = 5,
+        /// `x1` = address of a `RegisterSave` in the caller's address space:
+        /// clears the frame's `disabled` flag and continues with exactly
+        /// that state (the runtime's way to resume a preempted thread).
+        Resume = 6,
     }
 }
 
@@ -35,7 +45,7 @@ mod tests {
         for s in Syscall::ALL {
             assert_eq!(Syscall::from_raw(s as u64), Some(s));
         }
-        assert_eq!(Syscall::from_raw(5), None);
+        assert_eq!(Syscall::from_raw(7), None);
         assert_eq!(Syscall::from_raw(u64::MAX), None);
         assert_eq!(Syscall::Print as u64, 1);
     }

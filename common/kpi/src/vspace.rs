@@ -9,6 +9,8 @@ pub const USER_END: u64 = 1 << 48;
 pub const ARGS_VADDR: u64 = 0x7f_ffff_f000;
 /// The bootinfo page (init only).
 pub const BOOTINFO_VADDR: u64 = 0x7f_ffff_e000;
+/// Init's dispatcher frame (other domains choose where theirs goes).
+pub const DISPFRAME_VADDR: u64 = 0x7f_ffff_c000;
 /// Top of the initial stack (grows down), with a guard page above it.
 pub const STACK_TOP: u64 = 0x7f_fffe_0000;
 /// Size of the initial stack.

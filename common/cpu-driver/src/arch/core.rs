@@ -12,25 +12,28 @@ use cpu_driver::bootalloc::BootAlloc;
 
 use kpi::dispatcher::RegisterSave;
 
-use super::cspace::KernelCte;
-use super::domain::{DOMAINS_MAX, Domains};
+use cpu_driver::exit_status;
+use kpi::invocation::DispatcherState;
+
+use super::dispatch::{self, Asids, Dcb, RunQueue};
 use super::invoke::Resume;
-use super::mm;
+use super::power;
 
 /// What one core's CPU driver knows. `repr(C)`: the exception entry reads
 /// `current_save` at offset 0.
 #[repr(C)]
 pub struct PerCore {
-    /// Where the running domain's registers are saved on the next entry
-    /// from EL0. Written only by [`PerCore::switch_to`].
+    /// Where the running dispatcher's registers are saved on the next
+    /// entry from EL0: its DCB. Written only by [`PerCore::schedule`].
     current_save: Cell<*mut RegisterSave>,
     pub id: u32,
     pub alloc: RefCell<BootAlloc>,
-    pub domains: RefCell<Domains>,
-    /// The CSpace root of each domain, by domain slot: kept here rather
-    /// than in `Domain` so no `&mut Domains` covers entries the database
-    /// rewrites (they must also lie in the kernel image, which this does).
-    pub roots: [KernelCte; DOMAINS_MAX],
+    /// The dispatcher whose state `current_save` names (0: none yet).
+    current: Cell<u64>,
+    pub runq: RunQueue,
+    pub asids: Asids,
+    /// Dispatchers sleeping in `Wait`.
+    pub waiting: Cell<u32>,
     /// A bounded delete's progress, for the call that repeats it.
     pub resume: RefCell<Resume>,
     /// The derivation database of this core's capabilities.
@@ -47,8 +50,10 @@ impl PerCore {
             current_save: Cell::new(core::ptr::null_mut()),
             id,
             alloc: RefCell::new(alloc),
-            domains: RefCell::new(Domains::new()),
-            roots: [const { KernelCte::empty() }; DOMAINS_MAX],
+            current: Cell::new(0),
+            runq: RunQueue::new(),
+            asids: Asids::new(),
+            waiting: Cell::new(0),
             resume: RefCell::new(Resume::EMPTY),
             mdb: RefCell::new(Mdb::new()),
             ticks: Cell::new(0),
@@ -56,18 +61,56 @@ impl PerCore {
         }
     }
 
-    /// Makes domain `next` the running one: its address space, and its save
-    /// area for the next entry from EL0. Returns the state to resume.
-    pub fn switch_to(&self, doms: &mut Domains, next: usize) -> *const RegisterSave {
-        doms.current = next;
-        // The slots live inside this core's static PerCore: the pointer
-        // stays valid for the rest of the run.
-        let save = &mut doms.slots[next].save as *mut RegisterSave;
-        if save != self.current_save.get() {
-            mm::switch_user_tables(doms.slots[next].ttbr0);
-            self.current_save.set(save);
+    /// The dispatcher that entered the kernel (or last ran).
+    pub fn current(&self) -> Dcb {
+        Dcb(self.current.get())
+    }
+
+    /// Runs the head of the run queue: its hardware state if it is not the
+    /// one that ran last, then activation (a run upcall if due). Returns the
+    /// state to resume. Powers off if nothing can ever run again.
+    pub fn schedule(&self) -> *const RegisterSave {
+        let Some(next) = self.runq.head() else {
+            if self.waiting.get() > 0 {
+                log::info!("every dispatcher waits for a message and none can come; powering off");
+            } else {
+                log::info!("no domain left to run; powering off");
+            }
+            power::exit(exit_status::NOTHING_TO_RUN);
+        };
+        let prev = self.current.get();
+        if next.0 != prev {
+            let from = (prev != 0).then_some(Dcb(prev));
+            if let Some(f) = from {
+                dispatch::mark_upcall_due(f);
+            }
+            dispatch::switch_hw(from, next);
+            self.current.set(next.0);
+            self.current_save.set(next.save());
         }
-        save
+        dispatch::activate(next);
+        next.save()
+    }
+
+    /// Takes `d` off the run queue if it is on it, into state `to`.
+    pub fn unqueue(&self, d: Dcb, to: DispatcherState) {
+        match d.state() {
+            DispatcherState::Runnable => self.runq.remove(d),
+            DispatcherState::Waiting => self.waiting.set(self.waiting.get() - 1),
+            _ => {}
+        }
+        dispatch::set_state(d, to);
+    }
+
+    /// Puts a stopped or waiting `d` on the run queue, at the back.
+    pub fn enqueue(&self, d: Dcb) {
+        match d.state() {
+            DispatcherState::Stopped => {}
+            DispatcherState::Waiting => self.waiting.set(self.waiting.get() - 1),
+            _ => return,
+        }
+        dispatch::set_state(d, DispatcherState::Runnable);
+        self.runq.push_back(d);
     }
 }
 

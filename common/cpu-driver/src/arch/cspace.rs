@@ -6,8 +6,6 @@
 //! size, so the database needs no table of its own: its memory is the
 //! CNodes users retyped (or the kernel made for init at boot).
 
-use core::cell::UnsafeCell;
-
 use caps::mdb::{Id, Links, Store};
 use caps::types::CTE_SIZE;
 use caps::{Cap, ObjType};
@@ -22,43 +20,34 @@ use super::mm;
 pub struct Cte {
     pub cap: Cap,
     pub links: Links,
+    /// A CTE the kernel keeps outside any CNode: one of a dispatcher
+    /// control block's (its CSpace and VSpace roots and frame, as
+    /// Barrelfish's DCB keeps them). Users cannot name these, and revoke
+    /// does not take them: they live as long as the dispatcher. CNode
+    /// slots are always `false` (new CNodes are zeroed).
+    pub held: bool,
 }
 
 const _: () = assert!(core::mem::size_of::<Cte>() <= CTE_SIZE as usize);
 
 impl Cte {
-    pub const EMPTY: Cte = Cte { cap: Cap::new(ObjType::Null, 0, 0), links: Links::EMPTY };
-}
+    pub const EMPTY: Cte = Cte { cap: Cap::new(ObjType::Null, 0, 0), links: Links::EMPTY, held: false };
 
-/// A CTE the kernel keeps outside any CNode (a domain's CSpace root, as
-/// Barrelfish keeps it in the dispatcher control block), aligned so its
-/// physical address is a valid database id. Like a CTE in a CNode it is
-/// read and written only through [`cte_at`] with its id, never through a
-/// Rust reference to its contents: the database rewrites its links at any
-/// insert or remove. Not `Copy`, as a copy would be a stale node.
-#[repr(C, align(128))]
-pub struct KernelCte(UnsafeCell<Cte>);
-
-impl KernelCte {
-    pub const fn empty() -> KernelCte {
-        KernelCte(UnsafeCell::new(Cte::EMPTY))
+    /// An entry for a CNode slot, before it enters the database.
+    pub const fn new(cap: Cap) -> Cte {
+        Cte { cap, links: Links::EMPTY, held: false }
     }
 
-    /// Its database id: its physical address (the kernel image lies in the
-    /// direct map) over the entry size.
-    pub fn id(&self) -> Id {
-        id_of(self.0.get() as u64 - cpu_driver::KERNEL_BASE)
+    /// A kernel-held entry, before it enters the database.
+    pub const fn held(cap: Cap) -> Cte {
+        Cte { cap, links: Links::EMPTY, held: true }
     }
 }
 
-/// Whether the CTE `id` is one the kernel keeps outside any CNode (it lies
-/// in the kernel image, where no CNode can be). Users cannot name these,
-/// and revoke must not take them: a domain's CSpace root lives as long as
-/// the domain.
+/// Whether the CTE `id` is one the kernel keeps outside any CNode.
 pub fn is_kernel_held(id: Id) -> bool {
-    let pa = u64::from(id) * CTE_SIZE;
-    let [text, _, data] = mm::image_sections();
-    (text.start..data.end).contains(&pa)
+    // SAFETY: `id` is a live entry of the database.
+    unsafe { (*cte_ptr(id)).held }
 }
 
 /// The database id of the CTE at physical address `pa`.
@@ -75,7 +64,7 @@ fn cte_ptr(id: Id) -> *mut Cte {
 /// # Safety
 /// `pa` must be a slot of a CNode object (created by the kernel at boot or
 /// by a retype), which lives as long as any capability refers to it, or a
-/// [`KernelCte`]; the kernel runs one event at a time, so no other
+/// held CTE of a live dispatcher; the kernel runs one event at a time, so no other
 /// reference is live.
 pub unsafe fn cte_at<'a>(pa: u64) -> &'a mut Cte {
     // SAFETY: the caller's contract.

@@ -1,81 +1,28 @@
-//! Domains the kernel runs, and round-robin scheduling among them. In this
-//! stage the kernel creates one domain at boot (init) from a boot module;
-//! later stages create dispatchers from capabilities instead.
+//! The one domain the kernel makes itself: init, from the first boot
+//! module, with its CSpace (book ch. 4.9), its address space, and a
+//! dispatcher whose DCB is filled as `Setup` would. Every later domain is
+//! made by user space from capabilities.
 
 use kpi::args::ArgsPage;
 use kpi::bootinfo::{BootInfo, RegionKind};
 use kpi::dispatcher::{RegisterSave, SPSR_EL0T};
 use kpi::error::{Context, Error, ErrorCode};
-use kpi::vspace::{ARGS_VADDR, BOOTINFO_VADDR, STACK_SIZE, STACK_TOP};
+use kpi::vspace::{ARGS_VADDR, BOOTINFO_VADDR, DISPFRAME_VADDR, STACK_SIZE, STACK_TOP};
 
 use cpu_driver::bootalloc::BootAlloc;
 use cpu_driver::bootimage::{Image, Module};
 use cpu_driver::elf;
 use cpu_driver::paging::{self, Attributes, PAGE_SIZE, TableAlloc};
 
-use caps::mdb::{Id, Mdb};
+use caps::mdb::Mdb;
 use caps::types::{CTE_SIZE, L2_SLOTS};
 use caps::{Cap, ObjType, Rights};
 use kpi::cspace::*;
 use platform::BOARD;
 
-use super::cspace::{self, Cte, Ctes, KernelCte};
+use super::cspace::{self, Cte, Ctes};
+use super::dispatch::{self, Asids, Dcb, HELD_FRAME, HELD_ROOT, HELD_VROOT};
 use super::mm::{self, Tables};
-
-pub const DOMAINS_MAX: usize = 8;
-const NAME_MAX: usize = 32;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Free,
-    Runnable,
-    Exited,
-}
-
-/// A domain: its saved registers and address space. Its CSpace root (an
-/// L1 CNode capability) is `PerCore::roots` at the same slot, kept by the
-/// kernel as Barrelfish's dispatcher control block keeps it, so the CNode
-/// lives while the domain does, whatever the domain deletes.
-pub struct Domain {
-    name: [u8; NAME_MAX],
-    name_len: usize,
-    pub state: State,
-    pub save: RegisterSave,
-    /// TTBR0 value: ASID << 48 | root table.
-    pub ttbr0: u64,
-}
-
-impl Domain {
-    const FREE: Domain = Domain {
-        name: [0; NAME_MAX],
-        name_len: 0,
-        state: State::Free,
-        save: RegisterSave { x: [0; 31], sp: 0, pc: 0, spsr: 0 },
-        ttbr0: 0,
-    };
-
-    pub fn name(&self) -> &str {
-        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
-    }
-}
-
-/// This core's domains.
-pub struct Domains {
-    pub slots: [Domain; DOMAINS_MAX],
-    pub current: usize,
-}
-
-impl Domains {
-    pub const fn new() -> Self {
-        Domains { slots: [Domain::FREE; DOMAINS_MAX], current: 0 }
-    }
-
-    /// The next runnable domain after `current`, round robin (possibly
-    /// `current` itself).
-    pub fn next_runnable(&self) -> Option<usize> {
-        (1..=DOMAINS_MAX).map(|k| (self.current + k) % DOMAINS_MAX).find(|&i| self.slots[i].state == State::Runnable)
-    }
-}
 
 /// The boot image and where it sits physically, for init's bootinfo.
 pub struct BootModules<'a> {
@@ -94,18 +41,16 @@ fn user_pages(alloc: &mut BootAlloc, root: u64, va: u64, len: u64, attrs: Attrib
     Ok(pa)
 }
 
-/// Creates a domain from an ELF boot module: segments with the permissions
-/// they ask for, a stack, the arguments page, and for init the bootinfo
-/// page. Returns its slot.
-pub fn create(
-    domains: &mut Domains,
-    roots: &[KernelCte; DOMAINS_MAX],
+/// Creates init from an ELF boot module: segments with the permissions
+/// they ask for, a stack, the arguments page, the bootinfo page, its
+/// CSpace and its dispatcher, runnable. Returns the dispatcher.
+pub fn create_init(
     alloc: &mut BootAlloc,
     mdb: &mut Mdb,
+    asids: &Asids,
     module: &Module<'_>,
-    boot: Option<&BootModules<'_>>,
-) -> Result<usize, Error> {
-    let slot = domains.slots.iter().position(|d| d.state == State::Free).ok_or(ErrorCode::DomainCreate)?;
+    boot: &BootModules<'_>,
+) -> Result<Dcb, Error> {
     let prog = elf::parse(module.data).map_err(|e| {
         log::error!("module '{}': {e}", module.name);
         Error::new(ErrorCode::BadElf)
@@ -130,16 +75,26 @@ pub fn create(
     user_pages(alloc, root, STACK_TOP - STACK_SIZE, STACK_SIZE, Attributes::USER_RW)
         .context(ErrorCode::DomainCreate)?;
 
-    let bootinfo_va = if boot.is_some() { BOOTINFO_VADDR } else { 0 };
-    let args = ArgsPage::build(module.args.split_whitespace(), bootinfo_va).context(ErrorCode::DomainCreate)?;
+    let args = ArgsPage::build(module.args.split_whitespace(), BOOTINFO_VADDR).context(ErrorCode::DomainCreate)?;
     let args_pa = user_pages(alloc, root, ARGS_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
     // SAFETY: the page just allocated for the arguments.
     unsafe { mm::copy_to_phys(args_pa, args.as_bytes()) };
 
-    if let Some(boot) = boot {
-        // Allocate first: bootinfo must describe memory as init will find it.
-        let bi_pa = user_pages(alloc, root, BOOTINFO_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
-        let cs = InitCSpace::build(alloc, mdb, roots[slot].id())?;
+    // Allocate first: bootinfo must describe memory as init will find it.
+    let bi_pa = user_pages(alloc, root, BOOTINFO_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
+    let disp = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+    let frame = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+    // SAFETY: pages just taken from the boot allocator.
+    unsafe {
+        mm::zero_phys(disp, PAGE_SIZE);
+        mm::zero_phys(frame, PAGE_SIZE);
+    }
+    paging::map(&mut Tables(alloc), root, DISPFRAME_VADDR, frame, PAGE_SIZE, Attributes::USER_RW, false)
+        .map_err(ErrorCode::from)
+        .context(ErrorCode::Map)?;
+    let dcb = Dcb(disp);
+    {
+        let cs = InitCSpace::build(alloc, mdb, dcb)?;
         cs.put(
             mdb,
             ROOTCN_SLOT_TASKCN,
@@ -158,20 +113,15 @@ pub fn create(
         let dev_base = dev.base & !(PAGE_SIZE - 1);
         let dev_size = (dev.base + dev.size).next_multiple_of(PAGE_SIZE) - dev_base;
         cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DEV, Cap::new(ObjType::DevFrame, dev_base, dev_size));
-        cs.put(mdb, ROOTCN_SLOT_PAGECN, PAGECN_SLOT_VROOT, Cap::new(ObjType::VNodeL0, root, PAGE_SIZE));
-        // A dispatcher object, its shared frame and an endpoint to it. The
-        // kernel does not run domains from dispatcher objects until CPU
-        // driver III; the capabilities are where the book puts them.
-        let disp = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
-        let frame = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
-        // SAFETY: pages just taken from the boot allocator.
-        unsafe {
-            mm::zero_phys(disp, PAGE_SIZE);
-            mm::zero_phys(frame, PAGE_SIZE);
-        }
+        // Its dispatcher, the dispatcher frame and an endpoint to it; the
+        // DCB holds its own copies of the frame and the VSpace root.
+        let vroot = Cap::new(ObjType::VNodeL0, root, PAGE_SIZE);
+        dispatch::install_held(mdb, dcb, HELD_VROOT, vroot);
+        let frame_cap = Cap::new(ObjType::Frame, frame, PAGE_SIZE);
+        dispatch::install_held(mdb, dcb, HELD_FRAME, frame_cap);
         let disp_cap = Cap::new(ObjType::Dispatcher, disp, caps::types::DISPATCHER_SIZE);
         cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DISPATCHER, disp_cap);
-        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DISPFRAME, Cap::new(ObjType::Frame, frame, PAGE_SIZE));
+        cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DISPFRAME, frame_cap);
         let ep = caps::retype::check(
             &disp_cap,
             &caps::retype::Request { new_type: ObjType::EndPointLmp, offset: 0, objsize: 0, count: 1 },
@@ -179,6 +129,7 @@ pub fn create(
         .map_err(|_| ErrorCode::DomainCreate)?
         .nth(&disp_cap, 0);
         cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_SELFEP, ep);
+        cs.put(mdb, ROOTCN_SLOT_PAGECN, PAGECN_SLOT_VROOT, vroot);
         // BASE_PAGE_CN: one base page of RAM per slot, for init's first
         // allocations (slot and slab allocators) before its memory manager.
         let pages = alloc.alloc(L2_SLOTS, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
@@ -223,18 +174,17 @@ pub fn create(
         }
     }
 
-    let d = &mut domains.slots[slot];
-    let name = module.name.as_bytes();
-    d.name_len = name.len().min(NAME_MAX);
-    d.name[..d.name_len].copy_from_slice(&name[..d.name_len]);
-    d.save = RegisterSave::default();
-    d.save.x[0] = ARGS_VADDR;
-    d.save.sp = STACK_TOP;
-    d.save.pc = prog.entry;
-    d.save.spsr = SPSR_EL0T;
-    d.ttbr0 = ((slot as u64 + 1) << 48) | root;
-    d.state = State::Runnable;
-    Ok(slot)
+    let asid = asids.alloc()?;
+    dispatch::setup_boot(dcb, asid, root, DISPFRAME_VADDR, module.name);
+    let mut save = RegisterSave::default();
+    save.x[0] = ARGS_VADDR;
+    save.sp = STACK_TOP;
+    save.pc = prog.entry;
+    save.spsr = SPSR_EL0T;
+    dispatch::set_initial(dcb, save);
+    // Init starts disabled, as `MakeRunnable` starts every dispatcher.
+    dcb.frame().set_disabled(true);
+    Ok(dcb)
 }
 
 /// Init's CSpace (book ch. 4.9), made by the kernel at boot: an L1 CNode
@@ -247,15 +197,13 @@ struct InitCSpace {
 impl InitCSpace {
     const L2_SIZE: u64 = L2_SLOTS * CTE_SIZE;
 
-    fn build(alloc: &mut BootAlloc, mdb: &mut Mdb, root_id: Id) -> Result<InitCSpace, Error> {
+    fn build(alloc: &mut BootAlloc, mdb: &mut Mdb, dcb: Dcb) -> Result<InitCSpace, Error> {
         let l1_size = caps::types::L1_MIN_SLOTS * CTE_SIZE;
         let l1 = alloc.alloc(l1_size / PAGE_SIZE, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
         // SAFETY: pages just taken from the boot allocator for this CNode.
         unsafe { cspace::init_cnode(l1, l1_size) };
         let root = Cap::new(ObjType::L1CNode, l1, l1_size);
-        // SAFETY: the domain's kernel-held root entry, still empty.
-        unsafe { *cspace::cte_at(u64::from(root_id) * CTE_SIZE) = Cte { cap: root, links: caps::mdb::Links::EMPTY } };
-        mdb.insert(&mut Ctes, root_id);
+        dispatch::install_held(mdb, dcb, HELD_ROOT, root);
         let mut cs = InitCSpace { l2: [0; ROOTCN_SLOTS_USER] };
         for slot in 0..ROOTCN_SLOTS_USER {
             let pa = alloc.alloc(Self::L2_SIZE / PAGE_SIZE, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
@@ -270,7 +218,7 @@ impl InitCSpace {
 
     fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
         // SAFETY: a slot of a CNode made above, still empty.
-        unsafe { *cspace::cte_at(pa) = Cte { cap, links: caps::mdb::Links::EMPTY } };
+        unsafe { *cspace::cte_at(pa) = Cte::new(cap) };
         mdb.insert(&mut Ctes, cspace::id_of(pa));
     }
 

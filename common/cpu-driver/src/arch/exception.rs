@@ -6,18 +6,19 @@
 //! checked, and a faulting domain is reported and ended — the kernel goes on.
 
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
+use caps::ObjType;
 use kpi::ErrorCode;
 use kpi::dispatcher::RegisterSave;
+use kpi::invocation::{CapRef, Command, DispatcherState};
 use kpi::syscall::{PRINT_MAX, SVC_IMMEDIATE, Syscall};
 
+use super::core::this_core;
+use super::dispatch::{self, Dcb};
 use cpu_driver::esr::{Class, Syndrome};
 use cpu_driver::exit_status;
-
-use super::core::this_core;
-use super::domain::{Domains, State};
 use platform::gic;
 
-use super::{console, invoke, mm, power};
+use super::{console, invoke, lmp, mm, power};
 
 /// Vector index bits: 0 sync, 1 IRQ, 2 FIQ, 3 SError; +8 from EL0 AArch64,
 /// +12 from EL0 AArch32, below 8 from EL1.
@@ -25,88 +26,145 @@ const KIND_SYNC: u64 = 0;
 const KIND_IRQ: u64 = 1;
 const KIND_FIQ: u64 = 2;
 
-/// Entry from EL0. The assembly has already saved the domain's registers
-/// into its save area in `Domains`; they are reached only through `doms`.
+/// Entry from EL0. The assembly has already saved the dispatcher's
+/// registers into its DCB (`PerCore::current_save`).
 #[unsafe(no_mangle)]
 extern "C" fn el0_exception(kind: u64) -> *const RegisterSave {
     let core = this_core();
-    let mut doms = core.domains.borrow_mut();
+    let cur = core.current();
     match (kind >= 12, kind & 3) {
-        (false, KIND_SYNC) => sync(&mut doms),
-        (false, KIND_IRQ) => irq(&mut doms),
+        (false, KIND_SYNC) => sync(cur),
+        (false, KIND_IRQ) => irq(cur),
         (false, KIND_FIQ) => {}
         _ => {
             let esr = ESR_EL1.get();
-            fault(&mut doms, "SError or AArch32 exception", Syndrome(esr));
+            end(cur, "SError or AArch32 exception", Syndrome(esr));
         }
     }
-    resume_next(&mut doms)
+    core.schedule()
 }
 
-/// Picks what runs next; powers off if nothing can.
-fn resume_next(doms: &mut Domains) -> *const RegisterSave {
-    let cur = doms.current;
-    let next = if doms.slots[cur].state == State::Runnable { Some(cur) } else { doms.next_runnable() };
-    let Some(next) = next else {
-        log::info!("no domain left to run; powering off");
-        power::exit(exit_status::NOTHING_TO_RUN);
-    };
-    this_core().switch_to(doms, next)
-}
-
-fn sync(doms: &mut Domains) {
+fn sync(cur: Dcb) {
+    let core = this_core();
     let esr = Syndrome(ESR_EL1.get());
     if esr.class() != Class::Svc64 {
-        fault(doms, "faulted", esr);
+        if !dispatch::deliver_fault(cur, esr.0, FAR_EL1.get()) {
+            end(cur, "faulted", esr);
+        }
         return;
     }
     if esr.svc_immediate() != SVC_IMMEDIATE {
-        fault(doms, "used an unknown SVC immediate", esr);
+        end(cur, "used an unknown SVC immediate", esr);
         return;
     }
-    let cur = doms.current;
-    let save = &mut doms.slots[cur].save;
+    let save = cur.regs();
     let (nr, a1, a2) = (save.x[0], save.x[1], save.x[2]);
     let result: Result<u64, ErrorCode> = match Syscall::from_raw(nr) {
         Some(Syscall::Null) => Ok(0),
         Some(Syscall::Print) => print(a1, a2).map(|()| a2),
-        Some(Syscall::Yield) => {
-            set_result(&mut doms.slots[cur].save, Ok(0));
-            if let Some(next) = doms.next_runnable() {
-                doms.current = next;
-            }
-            return;
-        }
+        Some(Syscall::Yield) => yield_to(cur, a1),
         Some(Syscall::Exit) => {
-            let d = &mut doms.slots[cur];
             log::info!(
                 "domain '{}' exited with status {} after {} timer interrupts",
-                d.name(),
+                cur.name(),
                 a1 as i64,
-                this_core().ticks.get()
+                core.ticks.get()
             );
-            d.state = State::Exited;
+            core.unqueue(cur, DispatcherState::Ended);
             return;
         }
         Some(Syscall::Invoke) => {
-            let d = &mut doms.slots[cur];
-            let args: [u64; 7] = core::array::from_fn(|i| d.save.x[i + 1]);
-            let root = this_core().roots[cur].id();
-            match invoke::invoke(&mut this_core().mdb.borrow_mut(), root, &this_core().resume, args) {
+            let args: [u64; 7] = core::array::from_fn(|i| save.x[i + 1]);
+            let r = if args[1] & 0xff == Command::LmpSend as u64 {
+                lmp::send(cur, &args).map(|()| [0; 3])
+            } else {
+                invoke::invoke(&mut core.mdb.borrow_mut(), cur, &core.resume, args)
+            };
+            let save = cur.regs();
+            match r {
                 Ok(v) => {
-                    d.save.x[0] = 0;
-                    d.save.x[1..4].copy_from_slice(&v);
+                    save.x[0] = 0;
+                    save.x[1..4].copy_from_slice(&v);
                 }
                 Err(e) => {
-                    d.save.x[0] = e as u64;
-                    d.save.x[1..4].fill(0);
+                    save.x[0] = e as u64;
+                    save.x[1..4].fill(0);
                 }
             }
             return;
         }
+        Some(Syscall::Wait) => {
+            set_result(save, Ok(0));
+            if !cur.frame().haswork() {
+                core.unqueue(cur, DispatcherState::Waiting);
+                core.waiting.set(core.waiting.get() + 1);
+            }
+            return;
+        }
+        Some(Syscall::Resume) => match read_user_save(a1) {
+            Ok(s) => {
+                dispatch::resume_with(cur, s);
+                return;
+            }
+            Err(e) => Err(e),
+        },
         None => Err(ErrorCode::InvalidSyscall),
     };
-    set_result(&mut doms.slots[cur].save, result);
+    set_result(cur.regs(), result);
+}
+
+/// `Syscall::Yield`: to the named dispatcher if there is one and it can
+/// run, else to the next in turn.
+fn yield_to(cur: Dcb, target: u64) -> Result<u64, ErrorCode> {
+    let core = this_core();
+    if target == 0 {
+        set_result(cur.regs(), Ok(0));
+        core.runq.rotate();
+        return Ok(0);
+    }
+    let r = CapRef::from_raw(target).ok_or(ErrorCode::BadCapAddr)?;
+    let cap = invoke::lookup_cap(cur, r)?;
+    if cap.objtype != ObjType::Dispatcher {
+        return Err(ErrorCode::WrongCapType);
+    }
+    let to = Dcb(cap.base);
+    set_result(cur.regs(), Ok(0));
+    if to != cur && to.state() == DispatcherState::Runnable {
+        core.runq.remove(to);
+        core.runq.push_front(to);
+    } else {
+        core.runq.rotate();
+    }
+    Ok(0)
+}
+
+/// Reads a `RegisterSave` from the caller's address space, each page
+/// checked readable by EL0.
+fn read_user_save(va: u64) -> Result<RegisterSave, ErrorCode> {
+    let mut s = RegisterSave::default();
+    // SAFETY: RegisterSave is plain integers; any bytes are a valid value.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(&mut s as *mut RegisterSave as *mut u8, core::mem::size_of::<RegisterSave>())
+    };
+    copy_from_user(va, bytes)?;
+    Ok(s)
+}
+
+/// Copies user bytes at `va` into `out`, page by page, each page checked
+/// readable by EL0 in the current address space.
+fn copy_from_user(va: u64, out: &mut [u8]) -> Result<(), ErrorCode> {
+    let end = va.checked_add(out.len() as u64).ok_or(ErrorCode::BadUserAddress)?;
+    let mut at = va;
+    while at < end {
+        let chunk_end = at + (0x1000 - (at & 0xfff)).min(end - at);
+        let pa = mm::user_readable(at).ok_or(ErrorCode::BadUserAddress)?;
+        let dst = &mut out[(at - va) as usize..(chunk_end - va) as usize];
+        // SAFETY: `pa` is RAM the calling domain can read (checked with an
+        // EL0 translation), in the direct map; the chunk stays in its page.
+        dst.copy_from_slice(unsafe { core::slice::from_raw_parts(mm::phys(pa), dst.len()) });
+        at = chunk_end;
+    }
+    Ok(())
 }
 
 fn set_result(save: &mut RegisterSave, r: Result<u64, ErrorCode>) {
@@ -151,29 +209,28 @@ fn print(ptr: u64, len: u64) -> Result<(), ErrorCode> {
     Ok(())
 }
 
-/// Reports a fault in the current domain and ends it.
-fn fault(doms: &mut Domains, what: &str, esr: Syndrome) {
-    let cur = doms.current;
-    let d = &mut doms.slots[cur];
+/// Reports a fault in dispatcher `d` that it cannot handle, and ends it.
+fn end(d: Dcb, what: &str, esr: Syndrome) {
+    let save = d.regs();
     log::error!(
         "domain '{}' {what}: {esr}; FAR {:#x}, ELR {:#x}, SP {:#x}; domain ended",
         d.name(),
         FAR_EL1.get(),
-        d.save.pc,
-        d.save.sp
+        save.pc,
+        save.sp
     );
-    d.state = State::Exited;
+    this_core().unqueue(d, DispatcherState::Ended);
 }
 
-fn irq(doms: &mut Domains) {
+fn irq(cur: Dcb) {
     let core = this_core();
     let Some(intid) = gic::ack() else { return };
     if intid == gic::TIMER_INTID {
         gic::rearm(core.quantum);
         core.ticks.set(core.ticks.get() + 1);
-        if let Some(next) = doms.next_runnable() {
-            doms.current = next;
-        }
+        // Its quantum is over: its thread scheduler gets to run too.
+        dispatch::mark_upcall_due(cur);
+        core.runq.rotate();
     } else {
         log::warn!("unexpected interrupt {intid}");
     }

@@ -12,7 +12,11 @@ use cpu_driver::paging::{self, Attributes, Memory, Table};
 use kpi::ErrorCode;
 use kpi::invocation::{CapRef, Command, Dest};
 
+use kpi::invocation::DispatcherState;
+
+use super::core::this_core;
 use super::cspace::{self, Cte, Ctes};
+use super::dispatch::{self, Dcb};
 use super::mm;
 
 /// Most entries one `Revoke` deletes; more work returns `Retry`.
@@ -58,7 +62,7 @@ fn dest_slots(root: &Cap, dest: Option<Dest>, count: u64) -> Result<u64, ErrorCo
 /// Puts `cap` into the empty slot at `pa` and into the database.
 fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
     // SAFETY: `pa` is an empty slot checked by `dest_slots`.
-    unsafe { *cspace::cte_at(pa) = Cte { cap, links: caps::mdb::Links::EMPTY } };
+    unsafe { *cspace::cte_at(pa) = Cte::new(cap) };
     mdb.insert(&mut Ctes, cspace::id_of(pa));
 }
 
@@ -421,6 +425,9 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), Er
     if last && caps::types::mapping_type(cap.objtype).is_some() {
         remove_orphaned_mappings(mdb, me, &cap, budget)?;
     }
+    if last && cap.objtype == ObjType::Dispatcher {
+        teardown_dispatcher(mdb, Dcb(cap.base), &cap, budget)?;
+    }
     if budget.deletions == 0 {
         return Err(ErrorCode::Retry);
     }
@@ -494,6 +501,85 @@ fn cap_of(id: Id) -> Cap {
     unsafe { cspace::cte_at(u64::from(id) * CTE_SIZE) }.cap
 }
 
+/// The invocations on a dispatcher (see `Command`).
+fn dispatcher_command(mdb: &mut Mdb, caller: Dcb, d: Dcb, cmd: Command, a: &[u64; 7]) -> Result<[u64; 3], ErrorCode> {
+    let core = this_core();
+    match cmd {
+        Command::Setup => {
+            let get = |raw: u64, ty: ObjType| {
+                let cap = lookup_cap(caller, CapRef::from_raw(raw).ok_or(ErrorCode::BadCapAddr)?)?;
+                if cap.objtype == ty { Ok(cap) } else { Err(ErrorCode::WrongCapType) }
+            };
+            let args = dispatch::SetupArgs {
+                root: get(a[2], ObjType::L1CNode)?,
+                vroot: get(a[3], ObjType::VNodeL0)?,
+                frame: get(a[4], ObjType::Frame)?,
+                frame_va: a[5],
+            };
+            dispatch::setup(mdb, &core.asids, d, args)?;
+            Ok([0; 3])
+        }
+        Command::MakeRunnable => match d.state() {
+            DispatcherState::Stopped => {
+                dispatch::first_start(d);
+                core.enqueue(d);
+                Ok([0; 3])
+            }
+            DispatcherState::Runnable | DispatcherState::Waiting => Ok([0; 3]),
+            DispatcherState::New | DispatcherState::Ended => Err(ErrorCode::DispatcherState),
+        },
+        Command::Stop => match d.state() {
+            DispatcherState::Runnable | DispatcherState::Waiting | DispatcherState::Stopped => {
+                core.unqueue(d, DispatcherState::Stopped);
+                Ok([0; 3])
+            }
+            DispatcherState::New | DispatcherState::Ended => Err(ErrorCode::DispatcherState),
+        },
+        Command::Properties => Ok([d.state() as u64, d.frame_va(), 0]),
+        Command::SetRecvSlot => {
+            if d.state() == DispatcherState::New {
+                return Err(ErrorCode::DispatcherState);
+            }
+            if a[2] != 0 && CapRef::from_raw(a[2]).is_none() {
+                return Err(ErrorCode::BadCapAddr);
+            }
+            d.set_recv_slot(a[2]);
+            Ok([0; 3])
+        }
+        _ => Err(ErrorCode::InvalidCommand),
+    }
+}
+
+/// Before the last copy of a dispatcher goes, the dispatcher ends: it
+/// leaves the scheduler, its endpoints go (they would name freed memory),
+/// and so do the copies its DCB holds. Charged to `budget`; `Retry` while
+/// work remains. A dispatcher cannot delete its own last copy.
+fn teardown_dispatcher(mdb: &mut Mdb, d: Dcb, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
+    let core = this_core();
+    if d == core.current() {
+        return Err(ErrorCode::DispatcherState);
+    }
+    if d.state() != DispatcherState::New {
+        core.unqueue(d, DispatcherState::Ended);
+    }
+    let mut endpoints = Batch::up_to(budget.deletions);
+    let _ = mdb.descendants(&Ctes, cap, &mut |e| endpoints.push(e));
+    for &e in endpoints.ids() {
+        remove(mdb, u64::from(e) * CTE_SIZE);
+    }
+    budget.deletions -= endpoints.ids().len();
+    if endpoints.full {
+        return Err(ErrorCode::Retry);
+    }
+    for which in [dispatch::HELD_ROOT, dispatch::HELD_VROOT, dispatch::HELD_FRAME] {
+        if d.held(which).objtype != ObjType::Null {
+            delete_slot(mdb, d.held_pa(which), budget)?;
+        }
+    }
+    dispatch::release_asid(&core.asids, d);
+    Ok(())
+}
+
 /// Where an unfinished delete or revoke stopped clearing a CNode, kept
 /// between the calls of one repeated invocation (see [`clear_cnode`]).
 pub struct Resume {
@@ -509,18 +595,26 @@ impl Resume {
     pub const EMPTY: Resume = Resume { valid: false, call: [0; 3], top: 0, path: Path::EMPTY };
 }
 
-/// Runs one invocation for the domain whose CSpace root entry is `root_id`.
-/// `a` = x1..x7. Returns the values for x1..x3. `resume` carries a bounded
-/// delete's progress to the next call, if that call repeats this one; any
-/// other invocation drops it.
-pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &RefCell<Resume>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+/// The capability `r` names in `d`'s CSpace (not empty).
+pub fn lookup_cap(d: Dcb, r: CapRef) -> Result<Cap, ErrorCode> {
+    let pa = cspace::lookup(&cap_of(d.root_id()), r)?;
+    // SAFETY: `lookup` returned a slot of the dispatcher's CSpace.
+    let cap = unsafe { cspace::cte_at(pa) }.cap;
+    if cap.objtype == ObjType::Null { Err(ErrorCode::SlotEmpty) } else { Ok(cap) }
+}
+
+/// Runs one invocation for dispatcher `caller`. `a` = x1..x7. Returns the
+/// values for x1..x3. `resume` carries a bounded delete's progress to the
+/// next call, if that call repeats this one; any other invocation drops it.
+pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+    let root_id = caller.root_id();
     let call = [u64::from(root_id), a[0], a[1]];
     let mut cursor = resume.borrow_mut();
     let resumable = cursor.valid && cursor.call == call;
     cursor.valid = false;
     let mut budget =
         Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH, cursor: &mut cursor, resumable, stopped: false };
-    let result = run(mdb, root_id, &a, &mut budget);
+    let result = run(mdb, caller, &a, &mut budget);
     if result == Err(ErrorCode::Retry) && budget.stopped {
         cursor.valid = true;
         cursor.call = call;
@@ -528,7 +622,8 @@ pub fn invoke(mdb: &mut Mdb, root_id: Id, resume: &RefCell<Resume>, a: [u64; 7])
     result
 }
 
-fn run(mdb: &mut Mdb, root_id: Id, a: &[u64; 7], budget: &mut Budget<'_>) -> Result<[u64; 3], ErrorCode> {
+fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Result<[u64; 3], ErrorCode> {
+    let root_id = caller.root_id();
     let root_cap = cap_of(root_id);
     let root = &root_cap;
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
@@ -745,12 +840,19 @@ fn run(mdb: &mut Mdb, root_id: Id, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             mdb.remove(&mut Ctes, root_id);
             // SAFETY: the domain's kernel-held root entry, just removed.
-            unsafe {
-                *cspace::cte_at(u64::from(root_id) * CTE_SIZE) = Cte { cap: new, links: caps::mdb::Links::EMPTY }
-            };
+            unsafe { *cspace::cte_at(u64::from(root_id) * CTE_SIZE) = Cte::held(new) };
             mdb.insert(&mut Ctes, root_id);
             Ok([0; 3])
         }
+        Command::Setup | Command::MakeRunnable | Command::Stop | Command::Properties | Command::SetRecvSlot => {
+            if cap.objtype != ObjType::Dispatcher {
+                return Err(ErrorCode::WrongCapType);
+            }
+            dispatcher_command(mdb, caller, Dcb(cap.base), cmd, a)
+        }
+        // Sent through the fast path in `lmp`; reaching here means the
+        // command word carried bits the fast path did not accept.
+        Command::LmpSend => Err(ErrorCode::InvalidArgument),
         Command::DebugCheck => {
             if cap.objtype != ObjType::Kernel {
                 return Err(ErrorCode::WrongCapType);

@@ -4,9 +4,11 @@ mod boot;
 pub mod console;
 mod core;
 mod cspace;
+mod dispatch;
 mod domain;
 mod exception;
 mod invoke;
+mod lmp;
 mod mm;
 mod power;
 
@@ -103,16 +105,10 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
     core::init_boot_core(PerCore::new(0, alloc, gic::quantum()));
     let this = core::this_core();
     let boot = BootModules { base_pa: initrd.start, image };
-    let created = domain::create(
-        &mut this.domains.borrow_mut(),
-        &this.roots,
-        &mut this.alloc.borrow_mut(),
-        &mut this.mdb.borrow_mut(),
-        &init,
-        Some(&boot),
-    );
-    let slot = match created {
-        Ok(s) => s,
+    let created =
+        domain::create_init(&mut this.alloc.borrow_mut(), &mut this.mdb.borrow_mut(), &this.asids, &init, &boot);
+    let init_dcb = match created {
+        Ok(d) => d,
         Err(e) => boot_failed(format_args!("creating init from module '{}': {e}", init.name)),
     };
     let quantum = this.quantum;
@@ -122,18 +118,15 @@ extern "C" fn kernel_main(dtb: u64, entry_el: u64) -> ! {
     if let Err(e) = gic.init_core() {
         boot_failed(format_args!("interrupt controller: {e}"));
     }
-    let save = {
-        let mut doms = this.domains.borrow_mut();
-        let save = this.switch_to(&mut doms, slot);
-        log::info!(
-            "starting init '{}' ({} ticks since reset at {} Hz; {} KiB left for init)",
-            doms.slots[slot].name(),
-            reset_ticks,
-            CNTFRQ_EL0.get(),
-            this.alloc.borrow().free_bytes() >> 10
-        );
-        save
-    };
+    this.enqueue(init_dcb);
+    let save = this.schedule();
+    log::info!(
+        "starting init '{}' ({} ticks since reset at {} Hz; {} KiB left for init)",
+        init_dcb.name(),
+        reset_ticks,
+        CNTFRQ_EL0.get(),
+        this.alloc.borrow().free_bytes() >> 10
+    );
     if facts.has_arg("selftest=kernel-fault") {
         log::info!("selftest: reading unmapped kernel address {SELFTEST_FAULT_ADDR:#x}");
         // SAFETY: deliberately not sound: this read faults (nothing is
