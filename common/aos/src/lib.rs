@@ -13,7 +13,9 @@
 
 pub mod args;
 pub mod cap;
+pub mod dispatcher;
 pub mod io;
+pub mod lmp;
 pub mod ram;
 pub mod slab;
 pub mod slot;

@@ -24,7 +24,7 @@ pub fn raw(nr: u64, a1: u64, a2: u64) -> (u64, u64) {
     }
 }
 
-fn call(s: Syscall, a1: u64, a2: u64) -> Result<u64, ErrorCode> {
+pub(crate) fn call(s: Syscall, a1: u64, a2: u64) -> Result<u64, ErrorCode> {
     match raw(s as u64, a1, a2) {
         (0, v) => Ok(v),
         (code, _) => Err(ErrorCode::from_raw(code).unwrap_or(ErrorCode::InvalidArgument)),

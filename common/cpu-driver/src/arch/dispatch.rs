@@ -468,6 +468,9 @@ pub fn switch_hw(from: Option<Dcb>, to: Dcb) {
     // built soft-float, so nothing of its own is lost.
     unsafe { fpu_restore(&st.fpu) };
     aarch64_cpu::registers::TPIDR_EL0.set(st.tpidr_el0);
+    // EL0 reads its dispatcher frame's address here (read-only to it), as
+    // Barrelfish's `curdispatcher()` does.
+    aarch64_cpu::registers::TPIDRRO_EL0.set(st.frame_va);
     mm::switch_user_tables(st.ttbr0);
 }
 

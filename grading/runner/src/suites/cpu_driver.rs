@@ -188,6 +188,35 @@ fn capabilities(t: &Target) -> CheckResult {
     )
 }
 
+/// Dispatchers made from capabilities, upcalls and LMP (CPU driver III).
+/// Besides the program's own checks, the kernel's report of the child that
+/// faults without a handler must name it and the address it read.
+fn dispatch(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "dispatch")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(!text.contains("FAILED"), "a dispatcher or LMP check failed");
+            ensure!(text.contains("dispatch: all checks passed"), "the program did not finish its checks");
+            ensure!(text.matches("dispatch: ok ").count() >= 120, "fewer checks ran than the program makes");
+            let report = text
+                .lines()
+                .find(|l| l.contains("domain 'no-handler' faulted"))
+                .ok_or("no report for the child that faulted without a handler")?;
+            ensure!(report.contains("FAR 0x18") && report.contains("domain ended"), "report: {report}");
+            ensure!(
+                !text.contains("domain 'fault-handler' faulted"),
+                "the fault with a handler was reported instead of delivered"
+            );
+            ensure!(text.contains("domain 'dispatch' exited with status 0"), "the program did not exit cleanly");
+            ensure!(!text.contains("PANIC"), "the kernel panicked");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
 fn vspace(t: &Target) -> CheckResult {
     let (m, code) = boot_to_end(t, "vspace")?;
     let text = m.transcript();
@@ -320,6 +349,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         }
         let tt = t.clone();
         all.push(Trial::test(name("page_tables_built_from_capabilities"), move || Ok(vspace(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("dispatchers_upcalls_and_lmp"), move || Ok(dispatch(&tt)?)));
     }
     all
 }

@@ -1,0 +1,662 @@
+//! Dispatchers and LMP (CPU driver III): init makes dispatchers of its own
+//! from capabilities (sharing its CSpace and address space, each with its
+//! own stack and frame) and checks scheduling, stop, activation and
+//! upcalls, fault delivery, FP/SIMD state, LMP ping-pong, the full-buffer
+//! path and capability transfer. The runner also reads the kernel's
+//! report of a child that faults without a handler.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use aos::cap::{self, CapRef, Dest, ObjType};
+use aos::dispatcher::{self, Dispatcher};
+use aos::kpi::ErrorCode;
+use aos::kpi::cspace::*;
+use aos::kpi::dispatcher::{DispatcherShared, RegisterSave};
+use aos::kpi::invocation::DispatcherState;
+use aos::kpi::vspace::DISPFRAME_VADDR;
+use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_YIELD};
+use aos::println;
+use cpu_driver_programs::Checks;
+
+aos::main!(run);
+
+const A0: u32 = ROOTCN_SLOT_SLOT_ALLOC0 as u32;
+fn s(i: u8) -> CapRef {
+    CapRef::slot(A0, i)
+}
+fn d(i: u8) -> Dest {
+    Dest::l2(A0, u32::from(i))
+}
+
+/// Children's frames are mapped from here (L0 entry 2), one page each.
+const FRAMES_VA: u64 = 2 << 39;
+/// Every frame's LMP ring: the second half of the page.
+const RING_OFF: u64 = 2048;
+const RING_SIZE: u64 = 2048;
+/// Slots a 2 KiB ring holds (64-byte header, 128-byte slots).
+const RING_SLOTS: u64 = 15;
+
+// Children, by index: frame, dispatcher and endpoint slots follow from it.
+const SPIN: u8 = 0;
+const SELF_STOP: u8 = 1;
+const ECHO: u8 = 2;
+const UPCALL: u8 = 3;
+const FAULT: u8 = 4;
+const NO_HANDLER: u8 = 5;
+const FP: u8 = 6;
+const CHILDREN: u8 = 7;
+
+const fn frame_slot(i: u8) -> u8 {
+    10 + i
+}
+const fn disp_slot(i: u8) -> u8 {
+    30 + i
+}
+const fn mapping_slot(i: u8) -> u8 {
+    50 + i
+}
+const fn ep_slot(i: u8) -> u8 {
+    70 + i
+}
+/// An endpoint to init, with init's ring.
+const INIT_EP: u8 = 90;
+/// Where capability transfers land, and their sources.
+const RECV: u8 = 100;
+const RECV_2: u8 = 101;
+const SRC_RAM: u8 = 110;
+const SRC_FRAME: u8 = 111;
+
+fn frame_va(i: u8) -> u64 {
+    FRAMES_VA + u64::from(i) * 0x1000
+}
+
+const STACK: usize = 16 * 1024;
+#[repr(C, align(16))]
+struct Stacks([[u8; STACK]; CHILDREN as usize + 2]);
+static mut STACKS: Stacks = Stacks([[0; STACK]; CHILDREN as usize + 2]);
+
+fn stack_top(i: usize) -> u64 {
+    (&raw mut STACKS) as u64 + ((i + 1) * STACK) as u64
+}
+
+// What the children do, seen by init.
+static SPIN_COUNT: AtomicU64 = AtomicU64::new(0);
+static SELF_STOP_COUNT: AtomicU64 = AtomicU64::new(0);
+static UPCALL_COUNT: AtomicU64 = AtomicU64::new(0);
+static UPCALL_SAW_DISABLED: AtomicU64 = AtomicU64::new(0);
+static UPCALL_BODY: AtomicU64 = AtomicU64::new(0);
+static FAULT_ESR: AtomicU64 = AtomicU64::new(0);
+static FAULT_FAR: AtomicU64 = AtomicU64::new(0);
+static FAULT_DONE: AtomicU64 = AtomicU64::new(0);
+static FP_BAD: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The SUPERCN slot of the RAM everything here is made from.
+static RAM_SLOT: AtomicU64 = AtomicU64::new(0);
+
+fn ram_cap() -> CapRef {
+    CapRef::slot(ROOTCN_SLOT_SUPERCN as u32, RAM_SLOT.load(SeqCst) as u8)
+}
+
+/// Where the fault child reads: unmapped (below the lowest user address).
+const FAULT_ADDR: u64 = 0x18;
+
+fn ms(n: u64) -> u64 {
+    aos::time::frequency() * n / 1000
+}
+
+/// Spins (no syscalls) for `ticks` of counter time.
+fn spin_for(ticks: u64) {
+    let end = aos::time::counter() + ticks;
+    while aos::time::counter() < end {
+        core::hint::spin_loop();
+    }
+}
+
+fn shared(va: u64) -> *mut DispatcherShared {
+    va as *mut DispatcherShared
+}
+
+/// Makes child `i`: a frame mapped at `frame_va(i)` with its name and
+/// first state (entry(frame, arg) on its own stack), and a dispatcher set
+/// up on init's CSpace and VSpace.
+fn make_child(c: &mut Checks, i: u8, name: &str, entry: u64, arg: u64) -> Dispatcher {
+    let va = frame_va(i);
+    let ok = cap::map(s(2), s(frame_slot(i)), u16::from(i), 1, 3, 0, d(mapping_slot(i)));
+    c.is("map a child's frame", ok, Ok(()));
+    // SAFETY: the page was just mapped read-write and nothing else uses it.
+    unsafe {
+        let f = &mut *shared(va);
+        let n = name.as_bytes();
+        f.name[..n.len()].copy_from_slice(n);
+        f.disabled_save = RegisterSave { pc: entry, sp: stack_top(usize::from(i)), ..RegisterSave::default() };
+        f.disabled_save.x[0] = va;
+        f.disabled_save.x[1] = arg;
+    }
+    let disp = Dispatcher(s(disp_slot(i)));
+    let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
+    let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
+    c.is("set up a child dispatcher", disp.setup(root, vroot, s(frame_slot(i)), va), Ok(()));
+    disp
+}
+
+fn run(args: &aos::Args) -> i32 {
+    let mut c = Checks::new("dispatch");
+    let Some(bi) = args.bootinfo() else { return 1 };
+    let Some(r) = bi.regions().iter().find(|r| r.kind == aos::kpi::bootinfo::RegionKind::Free && r.size >= 8 << 20)
+    else {
+        println!("dispatch: FAILED no 8 MiB of RAM");
+        return 1;
+    };
+    let ram = CapRef::slot(ROOTCN_SLOT_SUPERCN as u32, r.slot as u8);
+    RAM_SLOT.store(u64::from(r.slot), SeqCst);
+    let l0 = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
+    c.is(
+        "retype tables, frames and dispatchers",
+        [
+            cap::retype(ram, d(0), ObjType::VNodeL1, 0, 0, 1),
+            cap::retype(ram, d(1), ObjType::VNodeL2, 0x1000, 0, 1),
+            cap::retype(ram, d(2), ObjType::VNodeL3, 0x2000, 0, 1),
+            cap::retype(ram, d(frame_slot(0)), ObjType::Frame, 0x10000, 0x1000, u64::from(CHILDREN)),
+            cap::retype(ram, d(disp_slot(0)), ObjType::Dispatcher, 0x20000, 0, u64::from(CHILDREN)),
+            cap::retype(ram, d(SRC_RAM), ObjType::Ram, 0x40000, 0x4000, 1),
+            cap::retype(ram, d(SRC_FRAME), ObjType::Frame, 0x48000, 0x2000, 1),
+        ],
+        [Ok(1), Ok(1), Ok(1), Ok(u64::from(CHILDREN)), Ok(u64::from(CHILDREN)), Ok(1), Ok(1)],
+    );
+    c.is("map L1 into L0", cap::map(l0, s(0), 2, 1, 3, 0, d(3)), Ok(()));
+    c.is("map L2 into L1", cap::map(s(0), s(1), 0, 1, 3, 0, d(4)), Ok(()));
+    c.is("map L3 into L2", cap::map(s(1), s(2), 0, 1, 3, 0, d(5)), Ok(()));
+
+    refusals(&mut c);
+    preemption_and_stop(&mut c);
+    lmp(&mut c);
+    upcalls(&mut c);
+    fp_state(&mut c);
+    teardown(&mut c);
+
+    if c.failed == 0 {
+        println!("dispatch: all checks passed");
+        0
+    } else {
+        println!("dispatch: {} checks FAILED", c.failed);
+        1
+    }
+}
+
+fn refusals(c: &mut Checks) {
+    let disp = Dispatcher(s(disp_slot(SPIN)));
+    let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
+    let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
+    c.is("a new dispatcher reports state New", disp.properties().map(|p| p.state), Ok(Some(DispatcherState::New)));
+    c.err("make_runnable before setup is refused", disp.make_runnable(), ErrorCode::DispatcherState);
+    c.err("stop before setup is refused", disp.stop(), ErrorCode::DispatcherState);
+    c.err("setup with a RAM cap as frame", disp.setup(root, vroot, s(SRC_RAM), 0), ErrorCode::WrongCapType);
+    c.err("setup with the VSpace as CSpace", disp.setup(vroot, vroot, s(frame_slot(SPIN)), 0), ErrorCode::WrongCapType);
+    c.err("setup with a CNode as VSpace", disp.setup(root, root, s(frame_slot(SPIN)), 0), ErrorCode::WrongCapType);
+    c.err("setup naming an empty slot", disp.setup(root, vroot, s(200), 0), ErrorCode::SlotEmpty);
+    c.err(
+        "dispatcher invocations on a frame",
+        Dispatcher(s(frame_slot(SPIN))).make_runnable(),
+        ErrorCode::WrongCapType,
+    );
+    c.err("yield to a frame", dispatcher::yield_to(s(frame_slot(SPIN))), ErrorCode::WrongCapType);
+    c.is("a refused setup leaves it New", disp.properties().map(|p| p.state), Ok(Some(DispatcherState::New)));
+}
+
+extern "C" fn spin_main(_frame: u64, _: u64) -> ! {
+    loop {
+        SPIN_COUNT.fetch_add(1, SeqCst);
+    }
+}
+
+extern "C" fn self_stop_main(_frame: u64, _: u64) -> ! {
+    SELF_STOP_COUNT.fetch_add(1, SeqCst);
+    let me = Dispatcher(s(disp_slot(SELF_STOP)));
+    let _ = me.stop();
+    // Runs again only when init makes it runnable.
+    loop {
+        SELF_STOP_COUNT.fetch_add(1, SeqCst);
+    }
+}
+
+fn preemption_and_stop(c: &mut Checks) {
+    let spin = make_child(c, SPIN, "spin", spin_main as *const () as u64, 0);
+    let setup_again = spin.setup(
+        CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8),
+        CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8),
+        s(frame_slot(SPIN)),
+        frame_va(SPIN),
+    );
+    c.err("a second setup is refused", setup_again, ErrorCode::DispatcherState);
+    c.is("after setup the child is Stopped", spin.properties().map(|p| p.state), Ok(Some(DispatcherState::Stopped)));
+    c.is("properties report the frame address", spin.properties().map(|p| p.frame_va), Ok(frame_va(SPIN)));
+    c.is("make the spinning child runnable", spin.make_runnable(), Ok(()));
+    c.is("it is Runnable", spin.properties().map(|p| p.state), Ok(Some(DispatcherState::Runnable)));
+    // Init spins without a syscall: only the timer can let the child run,
+    // and only the timer can bring init back to check.
+    let before = SPIN_COUNT.load(SeqCst);
+    spin_for(ms(60));
+    let during = SPIN_COUNT.load(SeqCst);
+    c.ok("a spinning child runs while init spins (preemption)", during > before, format_args!("{before} -> {during}"));
+    spin_for(ms(60));
+    let later = SPIN_COUNT.load(SeqCst);
+    c.ok("and init keeps getting turns too", later > during, format_args!("{during} -> {later}"));
+
+    let y0 = SPIN_COUNT.load(SeqCst);
+    c.is("yield to the named child", dispatcher::yield_to(spin.0), Ok(()));
+    let y1 = SPIN_COUNT.load(SeqCst);
+    c.ok("it ran before init came back", y1 > y0, format_args!("{y0} -> {y1}"));
+
+    c.is("stop the running child", spin.stop(), Ok(()));
+    c.is("it is Stopped", spin.properties().map(|p| p.state), Ok(Some(DispatcherState::Stopped)));
+    let stopped = SPIN_COUNT.load(SeqCst);
+    spin_for(ms(40));
+    let _ = aos::syscall::yield_now();
+    c.is("a stopped child does not run", SPIN_COUNT.load(SeqCst), stopped);
+    c.is("stop twice is fine", spin.stop(), Ok(()));
+    c.is("make it runnable again", spin.make_runnable(), Ok(()));
+    spin_for(ms(40));
+    let resumed = SPIN_COUNT.load(SeqCst);
+    c.ok("it continues from where it stopped", resumed > stopped, format_args!("{stopped} -> {resumed}"));
+    c.is("stop it for the rest of the run", spin.stop(), Ok(()));
+
+    let me = make_child(c, SELF_STOP, "self-stop", self_stop_main as *const () as u64, 0);
+    c.is("start a child that stops itself", me.make_runnable(), Ok(()));
+    let _ = aos::syscall::yield_now();
+    spin_for(ms(30));
+    c.is("it stopped itself", me.properties().map(|p| p.state), Ok(Some(DispatcherState::Stopped)));
+    c.is("after one step", SELF_STOP_COUNT.load(SeqCst), 1);
+    c.is("resume the self-stopped child", me.make_runnable(), Ok(()));
+    spin_for(ms(30));
+    c.ok(
+        "its stop call returned and it went on",
+        SELF_STOP_COUNT.load(SeqCst) > 1,
+        format_args!("{}", SELF_STOP_COUNT.load(SeqCst)),
+    );
+    c.is("stop it", me.stop(), Ok(()));
+}
+
+/// Echo: for a plain message, sends back every word complemented; for one
+/// with a capability, the identity of the slot named in word 0.
+extern "C" fn echo_main(frame: u64, _: u64) -> ! {
+    // SAFETY: the second half of this child's frame is its ring only.
+    let mut ring = unsafe { Ring::new(frame, RING_OFF, RING_SIZE) };
+    let reply = Endpoint(s(INIT_EP));
+    loop {
+        dispatcher::clear_haswork();
+        while let Some(m) = ring.recv() {
+            let mut out = [0u64; LMP_WORDS];
+            let len = if m.cap {
+                match cap::identify(CapRef::from_raw(m.words[0]).unwrap_or(s(255))) {
+                    Ok(id) => {
+                        out[..3].copy_from_slice(&[id.objtype.map_or(u64::MAX, |t| t as u64), id.base, id.size]);
+                        3
+                    }
+                    Err(e) => {
+                        out[0] = u64::MAX - e as u64;
+                        1
+                    }
+                }
+            } else {
+                for (o, w) in out.iter_mut().zip(m.words()) {
+                    *o = !w;
+                }
+                m.len
+            };
+            while reply.send(&out[..len], SEND_YIELD) == Err(ErrorCode::LmpBufferFull) {
+                let _ = aos::syscall::yield_now();
+            }
+        }
+        let _ = dispatcher::wait();
+    }
+}
+
+/// Init's ring: the second half of its frame.
+fn init_ring() -> Ring {
+    // SAFETY: init's frame is mapped at DISPFRAME_VADDR; its second half is
+    // this ring only.
+    unsafe { Ring::new(DISPFRAME_VADDR, RING_OFF, RING_SIZE) }
+}
+
+fn recv_blocking(ring: &mut Ring) -> Message {
+    loop {
+        dispatcher::clear_haswork();
+        if let Some(m) = ring.recv() {
+            return m;
+        }
+        let _ = dispatcher::wait();
+    }
+}
+
+fn message(i: u64, len: usize) -> [u64; LMP_WORDS] {
+    core::array::from_fn(|j| if j < len { i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (j as u64) << 56 } else { 0 })
+}
+
+fn lmp(c: &mut Checks) {
+    let init_disp = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
+    c.is(
+        "an endpoint to init, from its dispatcher",
+        cap::retype(init_disp, d(120), ObjType::EndPointLmp, 0, 0, 1),
+        Ok(1),
+    );
+    c.err(
+        "an endpoint buffer must fit its dispatcher",
+        cap::mint(s(120), d(INIT_EP), 0x1f, Some((RING_OFF as u32, 8192))),
+        ErrorCode::InvalidArgument,
+    );
+    c.is(
+        "mint it with init's ring",
+        cap::mint(s(120), d(INIT_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32))),
+        Ok(()),
+    );
+    c.err("an unminted endpoint has no buffer", Endpoint(s(120)).send(&[1], 0), ErrorCode::LmpBadBuffer);
+    let mut ring = init_ring();
+    c.is("init's ring holds 15 messages", ring.capacity(), RING_SLOTS);
+
+    // To itself, without a switch: the plain path.
+    c.is("send to oneself", Endpoint(s(INIT_EP)).send(&[7, 8, 9], 0), Ok(()));
+    let got = ring.recv();
+    c.is("and receive it", got.map(|m| (m.len, m.words[..3] == [7, 8, 9], m.cap)), Some((3, true, false)));
+    c.is("the ring is empty again", ring.recv(), None);
+    c.err("15 words are too many", Endpoint(s(INIT_EP)).send(&[0; 15], 0), ErrorCode::TooLong);
+    c.err(
+        "a send word with unknown flags",
+        cap::invoke_raw(s(INIT_EP).to_raw(), aos::kpi::lmp::send_word(1, 0x80), [0; 5]),
+        ErrorCode::InvalidArgument,
+    );
+    c.err("a send on a frame", Endpoint(s(SRC_FRAME)).send(&[1], 0), ErrorCode::WrongCapType);
+
+    let echo = make_child(c, ECHO, "echo", echo_main as *const () as u64, 0);
+    c.is("an endpoint to echo", cap::retype(echo.0, d(121), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
+    c.is(
+        "minted with echo's ring",
+        cap::mint(s(121), d(ep_slot(ECHO)), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32))),
+        Ok(()),
+    );
+    let to_echo = Endpoint(s(ep_slot(ECHO)));
+    c.is("start echo", echo.make_runnable(), Ok(()));
+    let _ = aos::syscall::yield_now();
+    c.is("with nothing to do, echo waits", echo.properties().map(|p| p.state), Ok(Some(DispatcherState::Waiting)));
+
+    // Ping-pong: every word of every message checked.
+    let mut bad = 0u64;
+    let mut first_bad = None;
+    for i in 0..10_000u64 {
+        let len = (i % (LMP_WORDS as u64 + 1)) as usize;
+        let msg = message(i, len);
+        if to_echo.send(&msg[..len], SEND_YIELD).is_err() {
+            bad += 1;
+            continue;
+        }
+        let m = recv_blocking(&mut ring);
+        let ok = m.len == len && !m.cap && m.words().iter().zip(&msg).all(|(r, w)| *r == !w);
+        if !ok {
+            bad += 1;
+            first_bad.get_or_insert((i, m));
+        }
+    }
+    c.ok("10^4 LMP round trips, every payload intact", bad == 0, format_args!("{bad} bad, first {first_bad:?}"));
+
+    // The full-buffer path: echo stopped, its ring fills, and the send that
+    // does not fit changes nothing.
+    c.is("stop echo", echo.stop(), Ok(()));
+    let echo_ring = frame_va(ECHO) + RING_OFF;
+    // SAFETY: echo's frame is mapped in this shared address space; its
+    // ring header is two words.
+    let tail = || unsafe { ((echo_ring + 8) as *const u64).read_volatile() };
+    let mut sent = 0;
+    let full = loop {
+        match to_echo.send(&message(1000 + sent, 14), 0) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        if sent > 100 {
+            break ErrorCode::InvalidArgument;
+        }
+    };
+    c.is("a full ring refuses the send as transient", full, ErrorCode::LmpBufferFull);
+    c.is("after exactly its capacity", sent, RING_SLOTS);
+    let t = tail();
+    c.err("the refused send again", to_echo.send(&[1, 2, 3], 0), ErrorCode::LmpBufferFull);
+    c.is("and the refusal wrote nothing", tail(), t);
+    c.is(
+        "echo stays stopped though it has work",
+        echo.properties().map(|p| p.state),
+        Ok(Some(DispatcherState::Stopped)),
+    );
+    c.is("restart echo", echo.make_runnable(), Ok(()));
+    let mut intact = 0;
+    for k in 0..sent {
+        let m = recv_blocking(&mut ring);
+        let want = message(1000 + k, 14);
+        intact += u64::from(m.len == 14 && m.words.iter().zip(&want).all(|(r, w)| *r == !w));
+    }
+    c.is("every queued message answered, in order", intact, sent);
+    c.is("the retry now succeeds", to_echo.send(&[5], SEND_YIELD), Ok(()));
+    c.is("answered", recv_blocking(&mut ring).words(), &[!5u64][..]);
+
+    // Capability transfer.
+    let id_of = |r: CapRef| cap::identify(r).map(|i| (i.objtype.map(|t| t as u64), i.base, i.size));
+    c.err(
+        "a capability with no receive slot set",
+        to_echo.send_cap(&[s(RECV).to_raw()], s(SRC_RAM), SEND_YIELD),
+        ErrorCode::LmpNoRecvSlot,
+    );
+    c.is("is not sent", ring.pending(), 0);
+    c.is("and stays with the sender", id_of(s(SRC_RAM)).is_ok(), true);
+    c.is("echo's receive slot", echo.set_recv_slot(Some(s(SRC_FRAME))), Ok(()));
+    c.err(
+        "into an occupied slot",
+        to_echo.send_cap(&[s(SRC_FRAME).to_raw()], s(SRC_RAM), SEND_YIELD),
+        ErrorCode::LmpNoRecvSlot,
+    );
+    c.is("the occupied slot keeps its capability", id_of(s(SRC_FRAME)).map(|t| t.0), Ok(Some(ObjType::Frame as u64)));
+    c.err(
+        "a receive slot that cannot exist",
+        cap::invoke_raw(echo.0.to_raw(), cap::Command::SetRecvSlot as u64, [7 << 32, 0, 0, 0, 0]),
+        ErrorCode::BadCapAddr,
+    );
+    for (name, src, ty) in [
+        ("transfer a RAM capability", SRC_RAM, ObjType::Ram),
+        ("transfer a Frame capability", SRC_FRAME, ObjType::Frame),
+        ("transfer an EndPoint capability", INIT_EP, ObjType::EndPointLmp),
+    ] {
+        let _ = cap::delete(s(RECV));
+        c.is("set echo's receive slot", echo.set_recv_slot(Some(s(RECV))), Ok(()));
+        c.is(name, to_echo.send_cap(&[s(RECV).to_raw()], s(src), SEND_YIELD), Ok(()));
+        let m = recv_blocking(&mut ring);
+        let want = id_of(s(src)).map(|(t, b, sz)| [t.unwrap_or(0), b, sz]);
+        c.is("echo identified what arrived", Ok::<_, ErrorCode>(m.words[..3].try_into().unwrap_or([0; 3])), want);
+        c.is("of the right type", m.words[0], ty as u64);
+        c.is("the sender keeps its copy", id_of(s(src)).map(|t| t.0), Ok(Some(ty as u64)));
+    }
+    c.err(
+        "the receive slot is used up by a transfer",
+        to_echo.send_cap(&[s(RECV_2).to_raw()], s(SRC_RAM), SEND_YIELD),
+        ErrorCode::LmpNoRecvSlot,
+    );
+    // The transferred endpoint works: echo's copy of init's endpoint.
+    c.is("send on the endpoint that was transferred", Endpoint(s(RECV)).send(&[42], 0), Ok(()));
+    c.is("arrives in init's ring", ring.recv().map(|m| m.words[0]), Some(42));
+    c.is("stop echo", echo.stop(), Ok(()));
+}
+
+/// Enables upcalls and counts; the run upcall counts and resumes it.
+extern "C" fn upcall_main(frame: u64, _: u64) -> ! {
+    // SAFETY: this child's own frame, mapped read-write.
+    unsafe {
+        let f = &mut *shared(frame);
+        f.upcall_entry = upcall_entry as *const () as u64;
+        f.upcall_stack = stack_top(CHILDREN as usize);
+    }
+    dispatcher::enable();
+    loop {
+        UPCALL_BODY.fetch_add(1, SeqCst);
+    }
+}
+
+extern "C" fn upcall_entry(frame: u64, reason: u64) -> ! {
+    if dispatcher::is_disabled() && reason == aos::kpi::dispatcher::UPCALL_RUN {
+        UPCALL_SAW_DISABLED.fetch_add(1, SeqCst);
+    }
+    UPCALL_COUNT.fetch_add(1, SeqCst);
+    // SAFETY: the frame's enabled area, which the kernel just filled.
+    let e = dispatcher::resume(unsafe { &raw const (*shared(frame)).enabled_save });
+    println!("dispatch: FAILED resume returned {e:?}");
+    aos::syscall::exit(3)
+}
+
+/// Faults with a handler that records and skips the faulting load.
+extern "C" fn fault_main(frame: u64, _: u64) -> ! {
+    // SAFETY: this child's own frame.
+    unsafe {
+        let f = &mut *shared(frame);
+        f.fault_entry = fault_entry as *const () as u64;
+        f.upcall_stack = stack_top(CHILDREN as usize + 1);
+    }
+    dispatcher::enable();
+    // SAFETY: deliberately faults: nothing is mapped at FAULT_ADDR. The
+    // handler skips the load, so the value is never used.
+    let _ = unsafe { core::ptr::read_volatile(FAULT_ADDR as *const u64) };
+    FAULT_DONE.store(1, SeqCst);
+    aos::syscall::exit(0)
+}
+
+extern "C" fn fault_entry(frame: u64, esr: u64, far: u64) -> ! {
+    FAULT_ESR.store(esr, SeqCst);
+    FAULT_FAR.store(far, SeqCst);
+    // SAFETY: the frame's trap area, filled by the kernel at the fault.
+    let trap = unsafe { &mut (*shared(frame)).trap_save };
+    trap.pc += 4;
+    let e = dispatcher::resume(trap);
+    println!("dispatch: FAILED resume returned {e:?}");
+    aos::syscall::exit(3)
+}
+
+extern "C" fn no_handler_main(_: u64, _: u64) -> ! {
+    // SAFETY: deliberately faults with no handler: the kernel ends us.
+    let _ = unsafe { core::ptr::read_volatile(FAULT_ADDR as *const u64) };
+    aos::syscall::exit(0)
+}
+
+fn upcalls(c: &mut Checks) {
+    let up = make_child(c, UPCALL, "upcall", upcall_main as *const () as u64, 0);
+    c.is("start a child with a run upcall", up.make_runnable(), Ok(()));
+    spin_for(ms(100));
+    let b0 = UPCALL_BODY.load(SeqCst);
+    spin_for(ms(40));
+    let b1 = UPCALL_BODY.load(SeqCst);
+    c.is("stop it", up.stop(), Ok(()));
+    let n = UPCALL_COUNT.load(SeqCst);
+    c.ok("preempted while enabled, it is upcalled", n >= 2, format_args!("{n} upcalls"));
+    c.is("with upcalls disabled and reason 'run'", UPCALL_SAW_DISABLED.load(SeqCst), n);
+    c.ok("resume returns to the body each time", b1 > b0, format_args!("{b0} -> {b1}"));
+
+    let f = make_child(c, FAULT, "fault-handler", fault_main as *const () as u64, 0);
+    c.is("start a child that faults with a handler", f.make_runnable(), Ok(()));
+    spin_for(ms(30));
+    c.is("its handler got FAR", FAULT_FAR.load(SeqCst), FAULT_ADDR);
+    c.is("and ESR: a data abort from EL0", (FAULT_ESR.load(SeqCst) >> 26) & 0x3f, 0x24);
+    c.is("and resumed after the fault", FAULT_DONE.load(SeqCst), 1);
+    c.is("then it exited", f.properties().map(|p| p.state), Ok(Some(DispatcherState::Ended)));
+
+    let g = make_child(c, NO_HANDLER, "no-handler", no_handler_main as *const () as u64, 0);
+    c.is("start a child that faults with no handler", g.make_runnable(), Ok(()));
+    spin_for(ms(30));
+    c.is("the kernel ended it", g.properties().map(|p| p.state), Ok(Some(DispatcherState::Ended)));
+    c.err("an ended dispatcher cannot run again", g.make_runnable(), ErrorCode::DispatcherState);
+}
+
+/// Fills v0–v31 with a pattern from `seed`, spins across several
+/// preemptions, and counts registers that changed.
+fn fp_check(seed: u64, rounds: u64) -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        let mut bad = 0u64;
+        for _ in 0..rounds {
+            let changed: u64;
+            // SAFETY: registers only; every clobbered one is declared.
+            unsafe {
+                core::arch::asm!(
+                    ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+                    "add x9, {seed}, #\\n",
+                    "dup v\\n\\().2d, x9",
+                    ".endr",
+                    "mov x10, #60000",
+                    "1: subs x10, x10, #1",
+                    "b.ne 1b",
+                    "mov {changed}, #0",
+                    ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+                    "add x9, {seed}, #\\n",
+                    "umov x10, v\\n\\().d[1]",
+                    "cmp x9, x10",
+                    "cinc {changed}, {changed}, ne",
+                    ".endr",
+                    seed = in(reg) seed,
+                    changed = out(reg) changed,
+                    out("x9") _, out("x10") _,
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+                    out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _, out("v13") _,
+                    out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                    out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _, out("v25") _,
+                    out("v26") _, out("v27") _, out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                );
+            }
+            bad += changed;
+        }
+        bad
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = (seed, rounds);
+        0
+    }
+}
+
+extern "C" fn fp_main(_: u64, _: u64) -> ! {
+    FP_BAD.store(fp_check(0x5000, 400), SeqCst);
+    aos::syscall::exit(0)
+}
+
+fn fp_state(c: &mut Checks) {
+    let fp = make_child(c, FP, "fp", fp_main as *const () as u64, 0);
+    c.is("start a child that checks its FP/SIMD registers", fp.make_runnable(), Ok(()));
+    let mine = fp_check(0x1000, 400);
+    while FP_BAD.load(SeqCst) == u64::MAX {
+        let _ = aos::syscall::yield_now();
+    }
+    c.is("init's FP/SIMD registers survive the switches", mine, 0);
+    c.is("and the child's", FP_BAD.load(SeqCst), 0);
+}
+
+fn teardown(c: &mut Checks) {
+    let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
+    let echo = Dispatcher(s(disp_slot(ECHO)));
+    c.is("delete echo's last dispatcher capability", cap::delete(echo.0), Ok(()));
+    c.err("its endpoints went with it", cap::identify(s(ep_slot(ECHO))), ErrorCode::SlotEmpty);
+    c.err("the unminted one too", cap::identify(s(121)), ErrorCode::SlotEmpty);
+    c.is("sending to it is impossible now", Endpoint(s(ep_slot(ECHO))).send(&[1], 0), Err(ErrorCode::SlotEmpty));
+    let spin = Dispatcher(s(disp_slot(SPIN)));
+    c.is("delete the stopped spinner", cap::delete(spin.0), Ok(()));
+    let before = SPIN_COUNT.load(SeqCst);
+    spin_for(ms(30));
+    c.is("it never runs again", SPIN_COUNT.load(SeqCst), before);
+    let ended = Dispatcher(s(disp_slot(NO_HANDLER)));
+    let ram = ram_cap();
+    let dcb_off = 0x20000 + u64::from(NO_HANDLER) * 0x1000;
+    c.err(
+        "a dispatcher's memory cannot be retyped while it exists",
+        cap::retype(ram, d(200), ObjType::Frame, dcb_off, 0x1000, 1),
+        ErrorCode::RetypeOverlap,
+    );
+    c.is("delete an ended one", cap::delete(ended.0), Ok(()));
+    c.is("its memory can be retyped again", cap::retype(ram, d(200), ObjType::Frame, dcb_off, 0x1000, 1), Ok(1));
+    let init_disp = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
+    c.is("a copy of init's own dispatcher", cap::copy(init_disp, d(201)), Ok(()));
+    c.is("deleting a copy is fine", cap::delete(s(201)), Ok(()));
+    c.err("init cannot delete its own last dispatcher capability", cap::delete(init_disp), ErrorCode::DispatcherState);
+    let checked = cap::debug_check(kernel);
+    c.ok("the kernel's capability invariants hold", checked.is_ok(), format_args!("{checked:?}"));
+}
