@@ -13,6 +13,7 @@
 
 pub mod args;
 pub mod cap;
+pub mod dispatcher;
 pub mod io;
 pub mod ram;
 pub mod slab;
