@@ -5,10 +5,10 @@
 //!
 //! Owns the domain's one scheduler, every thread's context record and TLS
 //! block, the stack pool the program handed over at [`init`], and the one
-//! place the runtime gives the core back to the kernel ([`idle_wait`]). All
-//! of it lives in one static, [`RUNTIME`], whose scheduler and bookkeeping
+//! place the runtime gives the core back to the kernel (`idle_wait`). All
+//! of it lives in one static, `RUNTIME`, whose scheduler and bookkeeping
 //! are reached only between [`dispatcher::disable`] and
-//! [`dispatcher::enable`] (see [`call`]). It decides nothing the scheduler
+//! [`dispatcher::enable`] (see `call`). It decides nothing the scheduler
 //! decides and touches no register itself.
 //!
 //! Upcalls stay disabled across a switch: a thread disables, asks the
@@ -27,7 +27,7 @@
 //! Preemption (CPU driver III) will add a run upcall that calls
 //! [`Scheduler::run_upcall`] with upcalls disabled and switches to the
 //! thread it names, and records of the `Preempted` kind (see `context`);
-//! [`idle_wait`] will become a blocking wait with upcalls enabled.
+//! `idle_wait` will become a blocking wait with upcalls enabled.
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
@@ -230,6 +230,8 @@ fn idle_wait() {
 /// Starts the runtime: the calling thread (the one running `aos_main`)
 /// becomes thread 0, and `stacks` the pool other threads' stacks come from.
 /// Refused on the host ([`ThreadError::Unsupported`]) and when called again.
+/// As in C, returning from `aos_main` ends the domain, other threads or not;
+/// `thread::exit` in the main thread ends only it.
 pub fn init<const K: usize>(stacks: &'static Stacks<K>) -> Result<Tid, ThreadError> {
     if cfg!(not(target_os = "none")) {
         return Err(ThreadError::Unsupported);
@@ -537,5 +539,40 @@ impl Condvar {
 impl Default for Condvar {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static POOL: Stacks<1> = Stacks::new();
+
+    /// One test, since the disabled flag is one static for the process.
+    #[test]
+    fn without_a_dispatcher_every_call_is_refused_and_leaves_upcalls_enabled() {
+        assert_eq!(init(&POOL), Err(ThreadError::Unsupported));
+        assert_eq!(spawn(|a| a as i32, 0), Err(ThreadError::NotStarted));
+        assert_eq!(join(Tid::from_raw(0)), Err(ThreadError::NotStarted));
+        assert_eq!(detach(Tid::from_raw(0)), Err(ThreadError::NotStarted));
+        assert_eq!(current(), Err(ThreadError::NotStarted));
+        assert_eq!(tls_get(0), Err(ThreadError::NotStarted));
+        assert_eq!(tls_set(0, 1), Err(ThreadError::NotStarted));
+        let m = Mutex::new(0u32);
+        assert_eq!(m.lock().err(), Some(ThreadError::NotStarted));
+        assert_eq!(m.try_lock().err(), Some(ThreadError::NotStarted));
+        let cv = Condvar::new();
+        cv.signal();
+        cv.broadcast();
+        yield_now();
+        assert!(!dispatcher::is_disabled(), "a refused call enables upcalls again");
+
+        // From dispatcher code (upcalls disabled), nothing re-enters.
+        assert!(dispatcher::disable());
+        assert!(!dispatcher::disable(), "disable says it was disabled already");
+        assert_eq!(current(), Err(ThreadError::Disabled));
+        assert_eq!(m.lock().err(), Some(ThreadError::Disabled));
+        assert!(dispatcher::is_disabled(), "a refused nested call leaves the flag to its owner");
+        dispatcher::enable();
     }
 }
