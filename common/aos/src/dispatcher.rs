@@ -4,7 +4,8 @@
 //! `haswork`, the upcall entries; layout in `kpi::dispatcher`) and the
 //! dispatcher invocations. The frame of the dispatcher running now is found
 //! through TPIDRRO_EL0, which the kernel sets on every switch; nothing here
-//! keeps a global.
+//! keeps a global (on the host, where there is no frame, one flag stands in
+//! for `disabled` so the thread runtime's logic can be tested).
 
 use kpi::ErrorCode;
 use kpi::dispatcher::{DispatcherShared, RegisterSave};
@@ -26,6 +27,7 @@ pub fn current_frame() -> *mut DispatcherShared {
     core::ptr::null_mut()
 }
 
+#[cfg(target_os = "none")]
 /// A word of the running dispatcher's frame, by byte offset.
 fn word<T>(offset: usize) -> *mut T {
     current_frame().cast::<u8>().wrapping_add(offset).cast()
@@ -33,16 +35,25 @@ fn word<T>(offset: usize) -> *mut T {
 
 /// Whether upcalls are disabled (the book's resume bit).
 pub fn is_disabled() -> bool {
-    let p = word::<u32>(core::mem::offset_of!(DispatcherShared, disabled));
-    // SAFETY: the kernel maps the running dispatcher's frame read-write for
-    // as long as it runs, at the address in TPIDRRO_EL0.
-    unsafe { p.read_volatile() != 0 }
+    #[cfg(target_os = "none")]
+    {
+        let p = word::<u32>(core::mem::offset_of!(DispatcherShared, disabled));
+        // SAFETY: the kernel maps the running dispatcher's frame read-write
+        // for as long as it runs, at the address in TPIDRRO_EL0.
+        unsafe { p.read_volatile() != 0 }
+    }
+    #[cfg(not(target_os = "none"))]
+    host::DISABLED.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// Disables upcalls: until [`enable`], a preemption resumes this code where
-/// it was instead of entering the run upcall.
-pub fn disable() {
+/// it was instead of entering the run upcall. Returns whether this call
+/// disabled them (false: they already were, so the caller is inside
+/// dispatcher code and must not use its state).
+pub fn disable() -> bool {
+    let was = is_disabled();
     set_disabled(true);
+    !was
 }
 
 /// Enables upcalls again.
@@ -51,30 +62,49 @@ pub fn enable() {
 }
 
 fn set_disabled(on: bool) {
-    let p = word::<u32>(core::mem::offset_of!(DispatcherShared, disabled));
-    // SAFETY: as in `is_disabled`; the compiler fences keep the accesses of
-    // the disabled region inside it.
-    unsafe {
-        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-        p.write_volatile(u32::from(on));
-        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    use core::sync::atomic::{Ordering, compiler_fence};
+    // The accesses of the disabled region stay inside it.
+    compiler_fence(Ordering::SeqCst);
+    #[cfg(target_os = "none")]
+    {
+        let p = word::<u32>(core::mem::offset_of!(DispatcherShared, disabled));
+        // SAFETY: as in `is_disabled`.
+        unsafe { p.write_volatile(u32::from(on)) };
     }
+    #[cfg(not(target_os = "none"))]
+    host::DISABLED.store(on, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// On the host there is no frame: a flag of our own stands in for it, so
+/// the runtime's logic runs in host tests.
+#[cfg(not(target_os = "none"))]
+mod host {
+    pub static DISABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 }
 
 /// Whether the kernel delivered work (an LMP message) since the last
 /// [`clear_haswork`].
 pub fn haswork() -> bool {
-    let p = word::<u32>(core::mem::offset_of!(DispatcherShared, haswork));
-    // SAFETY: as in `is_disabled`.
-    unsafe { p.read_volatile() != 0 }
+    #[cfg(target_os = "none")]
+    {
+        let p = word::<u32>(core::mem::offset_of!(DispatcherShared, haswork));
+        // SAFETY: as in `is_disabled`.
+        unsafe { p.read_volatile() != 0 }
+    }
+    #[cfg(not(target_os = "none"))]
+    false
 }
 
 /// Clear before looking for work; then [`wait`] cannot miss a message that
 /// arrives in between (the kernel sets the flag with every delivery).
 pub fn clear_haswork() {
-    let p = word::<u32>(core::mem::offset_of!(DispatcherShared, haswork));
-    // SAFETY: as in `is_disabled`.
-    unsafe { p.write_volatile(0) };
+    #[cfg(target_os = "none")]
+    {
+        let p = word::<u32>(core::mem::offset_of!(DispatcherShared, haswork));
+        // SAFETY: as in `is_disabled`.
+        unsafe { p.write_volatile(0) };
+    }
 }
 
 /// Sleeps until work arrives (returns at once if `haswork` is set).

@@ -80,6 +80,10 @@ _start:
         // address it passes in x0 for the domain's lifetime; `Args` checks
         // its contents before use.
         let args = Args::new(unsafe { &*page });
+        // Every dispatcher starts disabled (book ch. 4.14). The runtime has
+        // no upcall entry yet, so the kernel resumes it in place either way;
+        // enabled is the state its thread calls expect outside themselves.
+        crate::dispatcher::enable();
         // SAFETY: `aos_main` is defined by the program through `aos::main!`.
         let status = unsafe { aos_main(&args) };
         syscall::exit(status)

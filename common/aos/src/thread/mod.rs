@@ -30,15 +30,26 @@
 //! disabled (the resume bit of ch. 4.14), so it is never entered twice at
 //! once: plain `&mut self`, no lock, no atomics. The arch code keeps the
 //! [`Scheduler`] where only disabled code reaches it.
+//!
+//! That arch code is [`runtime`] (the calls programs make, re-exported here:
+//! [`spawn`], [`join`], [`Mutex`], ...) and `context` (the register-level
+//! switch). The pure mutex and condition variable are [`sync::Mutex`] and
+//! [`sync::Condvar`]; [`Mutex`] and [`Condvar`] here are the runtime's
+//! wrappers that programs use.
 
-mod sync;
+mod context;
+pub mod runtime;
+pub mod sync;
 
 #[cfg(test)]
 pub(crate) mod machine;
 #[cfg(test)]
 mod tests;
 
-pub use sync::{Condvar, Mutex};
+pub use runtime::{
+    Condvar, MAX_THREADS, Mutex, MutexGuard, STACK_SIZE, Stack, Stacks, TLS_WORDS, current, detach, exit, init, join,
+    spawn, tls_get, tls_set, yield_now,
+};
 
 /// A thread's name: its slot in the table and the slot's generation.
 ///
@@ -152,6 +163,19 @@ pub enum ThreadError {
     NotOwner,
     /// Locking a mutex the caller already holds (it is not recursive).
     AlreadyOwner,
+    /// The thread runtime is not running: `thread::init` was not called.
+    NotStarted,
+    /// `thread::init` was called already.
+    AlreadyStarted,
+    /// There are no threads here: the host has no dispatcher to run them.
+    Unsupported,
+    /// Every stack the program gave the runtime holds a thread.
+    NoStack,
+    /// Called with upcalls disabled, from the dispatcher's own code, which
+    /// must not re-enter the runtime.
+    Disabled,
+    /// A thread-local word index at or past `TLS_WORDS`.
+    BadTlsIndex,
 }
 
 impl core::fmt::Display for ThreadError {
@@ -165,6 +189,12 @@ impl core::fmt::Display for ThreadError {
             ThreadError::JoinerExists => "another thread is already joining this thread",
             ThreadError::NotOwner => "the calling thread does not hold the mutex",
             ThreadError::AlreadyOwner => "the calling thread already holds the mutex",
+            ThreadError::NotStarted => "the thread runtime is not running (thread::init was not called)",
+            ThreadError::AlreadyStarted => "the thread runtime is running already",
+            ThreadError::Unsupported => "threads run only on AOS, not on the host",
+            ThreadError::NoStack => "every thread stack is in use",
+            ThreadError::Disabled => "thread call with upcalls disabled (from dispatcher code)",
+            ThreadError::BadTlsIndex => "no such thread-local word",
         })
     }
 }

@@ -11,6 +11,7 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::machine::{Env, check};
+use super::sync::{Condvar, Mutex};
 use super::*;
 
 fn switch(from: Option<Tid>, to: Tid) -> Next {

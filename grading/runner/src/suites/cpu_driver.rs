@@ -1,8 +1,9 @@
 //! The CPU driver suite (CPU driver I): boot to init at EL0 on every QEMU
 //! board, init's arguments and bootinfo against `menu.lst`, one image per
 //! kind of user fault (reported decoded, only the domain ends, the kernel
-//! powers off with "nothing to run"), hostile syscall arguments, and the
-//! register file surviving timer interrupts.
+//! powers off with "nothing to run"), hostile syscall arguments, the
+//! register file surviving timer interrupts, and the user-level thread
+//! runtime.
 //!
 //! Outcomes are read from QEMU's exit status (semihosting carries the
 //! kernel's verdict) and from the console; expected values come from the
@@ -172,6 +173,23 @@ fn preempt(t: &Target) -> CheckResult {
     )
 }
 
+fn threads(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "threads")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(!text.contains("FAILED"), "a thread check failed");
+            ensure!(text.contains("threads: all checks passed"), "the program did not finish its checks");
+            ensure!(text.matches("threads: ok ").count() >= 33, "fewer checks ran than the program makes");
+            ensure!(text.contains("domain 'threads' exited with status 0"), "the program did not exit cleanly");
+            ensure!(!text.contains("PANIC"), "the kernel panicked");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
 fn capabilities(t: &Target) -> CheckResult {
     let (m, code) = boot_to_end(t, "caps")?;
     let text = m.transcript();
@@ -332,6 +350,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("hostile_syscall_arguments_return_errors"), move || Ok(syscalls(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("registers_survive_timer_interrupts"), move || Ok(preempt(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("user_threads_switch_lock_wait_and_keep_tls"), move || Ok(threads(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("kernel_exception_is_reported_with_registers"), move || Ok(kernel_fault(&tt)?)));
         let tt = t.clone();
