@@ -18,6 +18,7 @@ pub struct Endpoint(pub CapRef);
 impl Endpoint {
     /// Sends `words` (at most [`LMP_WORDS`]); `flags` may hold
     /// [`SEND_YIELD`]. `LmpBufferFull` is transient: nothing was sent.
+    #[inline]
     pub fn send(self, words: &[u64], flags: u64) -> Result<(), ErrorCode> {
         self.send_raw(words, flags & !SEND_CAP, 0)
     }
@@ -29,6 +30,7 @@ impl Endpoint {
         self.send_raw(words, flags | SEND_CAP, cap.to_raw())
     }
 
+    #[inline]
     fn send_raw(self, words: &[u64], flags: u64, cap: u64) -> Result<(), ErrorCode> {
         if words.len() > LMP_WORDS {
             return Err(ErrorCode::TooLong);
@@ -69,7 +71,7 @@ impl Endpoint {
 }
 
 /// A received message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Message {
     pub words: [u64; LMP_WORDS],
     pub len: usize,
@@ -100,11 +102,13 @@ impl Ring {
         Ring { base: (frame_va + offset) as *mut u64, slots: ring_slots(size) }
     }
 
+    #[inline]
     fn word(&self, i: u64) -> *mut u64 {
         self.base.wrapping_add(i as usize)
     }
 
     /// Messages waiting.
+    #[inline]
     pub fn pending(&self) -> u64 {
         // SAFETY: `new`'s contract: the ring's words are mapped.
         let (head, tail) = unsafe { (self.word(0).read_volatile(), self.word(1).read_volatile()) };
@@ -112,27 +116,37 @@ impl Ring {
     }
 
     /// Takes the oldest message, if any.
+    #[inline]
     pub fn recv(&mut self) -> Option<Message> {
-        // SAFETY: as in `pending`.
-        let head = unsafe { self.word(0).read_volatile() };
-        if self.pending() == 0 || self.slots == 0 {
-            return None;
+        let mut m = Message { words: [0; LMP_WORDS], len: 0, cap: false };
+        self.recv_into(&mut m).then_some(m)
+    }
+
+    /// Takes the oldest message into `m` (only its first `m.len` words are
+    /// written); `false` if there is none. The form for hot loops: a
+    /// `Message` is 128 bytes, and moving one costs a `memcpy`.
+    #[inline]
+    pub fn recv_into(&mut self, m: &mut Message) -> bool {
+        // SAFETY: `new`'s contract: the ring's words are mapped.
+        let (head, tail) = unsafe { (self.word(0).read_volatile(), self.word(1).read_volatile()) };
+        if tail == head || self.slots == 0 {
+            return false;
         }
         // The slot's contents are read after `tail` said it is complete.
         core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
         let first = (HEADER_BYTES + (head % self.slots) * SLOT_BYTES) / 8;
         // SAFETY: a slot inside the ring.
         let h = SlotHeader::from_raw(unsafe { self.word(first).read_volatile() });
-        let len = usize::from(h.words).min(LMP_WORDS);
-        let mut m = Message { words: [0; LMP_WORDS], len, cap: h.cap };
-        for (i, w) in m.words[..len].iter_mut().enumerate() {
+        m.len = usize::from(h.words).min(LMP_WORDS);
+        m.cap = h.cap;
+        for (i, w) in m.words[..m.len].iter_mut().enumerate() {
             // SAFETY: as above.
             *w = unsafe { self.word(first + 1 + i as u64).read_volatile() };
         }
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
         // SAFETY: as above; the receiver owns `head`.
         unsafe { self.word(0).write_volatile(head.wrapping_add(1)) };
-        Some(m)
+        true
     }
 
     /// Slots in the ring.

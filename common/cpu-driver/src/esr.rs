@@ -75,19 +75,23 @@ impl Class {
 pub struct Syndrome(pub u64);
 
 impl Syndrome {
+    #[inline]
     pub fn ec(self) -> u8 {
         ((self.0 >> 26) & 0x3f) as u8
     }
 
+    #[inline]
     pub fn class(self) -> Class {
         Class::from_ec(self.ec())
     }
 
+    #[inline]
     pub fn iss(self) -> u32 {
         (self.0 & 0x1ff_ffff) as u32
     }
 
     /// The immediate of an SVC.
+    #[inline]
     pub fn svc_immediate(self) -> u16 {
         self.iss() as u16
     }

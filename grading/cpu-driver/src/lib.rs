@@ -1,8 +1,11 @@
 //! What the suite's guest programs share: named checks printed as
 //! `PROGRAM: ok NAME` or `PROGRAM: FAILED NAME: DETAIL`, the lines the
-//! grading runner reads. Owns only that output format.
+//! grading runner reads (this file owns only that format), and child
+//! dispatchers ([`children`]).
 
 #![no_std]
+
+pub mod children;
 
 use core::fmt::{Arguments, Debug};
 

@@ -79,17 +79,25 @@ impl Dcb {
     }
 
     /// Physical address of held CTE `which`.
+    #[inline]
     pub fn held_pa(self, which: u64) -> u64 {
-        self.0 + HELD_BASE + which * CTE_SIZE
+        debug_assert!(which < HELD_COUNT);
+        // A DCB is a page-aligned object: the held CTEs lie inside it.
+        self.0 | (HELD_BASE + which * CTE_SIZE)
     }
 
     pub fn held_id(self, which: u64) -> Id {
         cspace::id_of(self.held_pa(which))
     }
 
-    pub fn held(self, which: u64) -> Cap {
-        // SAFETY: a held CTE of a live DCB.
-        unsafe { cspace::cte_at(self.held_pa(which)) }.cap
+    /// Held capability `which`, by reference: the fast paths read a field
+    /// or two, and a `Cap` copy is a call to `memcpy` in this soft-float
+    /// kernel. Not kept across a database operation.
+    #[inline]
+    pub fn held(self, which: u64) -> &'static Cap {
+        // SAFETY: a held CTE of a live DCB; the kernel runs one event at a
+        // time and the caller drops the reference before changing it.
+        &unsafe { cspace::cte_at(self.held_pa(which)) }.cap
     }
 
     /// Its CSpace root's CTE (where capability addresses resolve from).
@@ -128,6 +136,7 @@ impl Dcb {
     }
 
     /// Its dispatcher frame.
+    #[inline]
     pub fn frame(self) -> Frame {
         Frame(self.held(HELD_FRAME).base)
     }
@@ -206,6 +215,7 @@ impl Frame {
     }
 
     /// The frame's bytes `[off, off + len)`, physical; `None` if outside.
+    #[inline]
     pub fn region(self, frame_size: u64, off: u64, len: u64) -> Option<u64> {
         let end = off.checked_add(len)?;
         (off >= SHARED_SIZE as u64 && end <= frame_size).then_some(self.0 + off)

@@ -508,7 +508,7 @@ fn dispatcher_command(mdb: &mut Mdb, caller: Dcb, d: Dcb, cmd: Command, a: &[u64
         Command::Setup => {
             let get = |raw: u64, ty: ObjType| {
                 let cap = lookup_cap(caller, CapRef::from_raw(raw).ok_or(ErrorCode::BadCapAddr)?)?;
-                if cap.objtype == ty { Ok(cap) } else { Err(ErrorCode::WrongCapType) }
+                if cap.objtype == ty { Ok(*cap) } else { Err(ErrorCode::WrongCapType) }
             };
             let args = dispatch::SetupArgs {
                 root: get(a[2], ObjType::L1CNode)?,
@@ -595,11 +595,14 @@ impl Resume {
     pub const EMPTY: Resume = Resume { valid: false, call: [0; 3], top: 0, path: Path::EMPTY };
 }
 
-/// The capability `r` names in `d`'s CSpace (not empty).
-pub fn lookup_cap(d: Dcb, r: CapRef) -> Result<Cap, ErrorCode> {
-    let pa = cspace::lookup(&cap_of(d.root_id()), r)?;
-    // SAFETY: `lookup` returned a slot of the dispatcher's CSpace.
-    let cap = unsafe { cspace::cte_at(pa) }.cap;
+/// The capability `r` names in `d`'s CSpace (not empty), by reference:
+/// for fast paths that read a few fields (a copy costs a `memcpy` call).
+/// Not kept across a database operation.
+pub fn lookup_cap(d: Dcb, r: CapRef) -> Result<&'static Cap, ErrorCode> {
+    let pa = cspace::lookup(d.held(dispatch::HELD_ROOT), r)?;
+    // SAFETY: `lookup` returned a slot of the dispatcher's CSpace; the
+    // kernel runs one event at a time.
+    let cap = &unsafe { cspace::cte_at(pa) }.cap;
     if cap.objtype == ObjType::Null { Err(ErrorCode::SlotEmpty) } else { Ok(cap) }
 }
 

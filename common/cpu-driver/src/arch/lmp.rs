@@ -34,7 +34,8 @@ pub fn send(from: Dcb, a: &[u64; 7]) -> Result<(), ErrorCode> {
     }
     let (offset, size) = (u64::from(offset), u64::from(size));
     let slots = ring_slots(size);
-    let ring = match to.frame().region(to.held(HELD_FRAME).size, offset, size) {
+    let frame = to.frame();
+    let ring = match frame.region(to.held(HELD_FRAME).size, offset, size) {
         Some(pa) if offset.is_multiple_of(HEADER_BYTES) && slots > 0 => pa,
         _ => return Err(ErrorCode::LmpBadBuffer),
     };
@@ -57,7 +58,7 @@ pub fn send(from: Dcb, a: &[u64; 7]) -> Result<(), ErrorCode> {
     // SAFETY: a barrier only.
     unsafe { core::arch::asm!("dmb ishst", options(nostack)) };
     write(ring + 8, tail.wrapping_add(1));
-    to.frame().set_haswork();
+    frame.set_haswork();
 
     let core = this_core();
     if to.state() == DispatcherState::Waiting {
@@ -74,9 +75,9 @@ pub fn send(from: Dcb, a: &[u64; 7]) -> Result<(), ErrorCode> {
 /// slot, which must be set and empty; the slot is used up.
 fn transfer_cap(from: Dcb, to: Dcb, raw: u64) -> Result<(), ErrorCode> {
     let cap = invoke::lookup_cap(from, CapRef::from_raw(raw).ok_or(ErrorCode::BadCapAddr)?)?;
-    let copy = caps::retype::copy(&cap).map_err(|_| ErrorCode::WrongCapType)?;
+    let copy = caps::retype::copy(cap).map_err(|_| ErrorCode::WrongCapType)?;
     let recv = CapRef::from_raw(to.recv_slot()).ok_or(ErrorCode::LmpNoRecvSlot)?;
-    let dst = cspace::lookup(&to.held(HELD_ROOT), recv).map_err(|_| ErrorCode::LmpNoRecvSlot)?;
+    let dst = cspace::lookup(to.held(HELD_ROOT), recv).map_err(|_| ErrorCode::LmpNoRecvSlot)?;
     // SAFETY: `lookup` returned a slot of the receiver's CSpace.
     if unsafe { cspace::cte_at(dst) }.cap.objtype != ObjType::Null {
         return Err(ErrorCode::LmpNoRecvSlot);

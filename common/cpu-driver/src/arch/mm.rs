@@ -35,9 +35,13 @@ pub fn stack_guard() -> Range {
     unsafe { Range { start: sym(&__stack_guard), end: sym(&__stack_bottom) } }
 }
 
-/// A kernel pointer to physical memory.
+/// A kernel pointer to physical memory. Physical addresses fit in 48
+/// bits, so the sum cannot wrap (checked in debug builds only: this is on
+/// every fast path).
+#[inline]
 pub fn phys(pa: u64) -> *mut u8 {
-    (KERNEL_BASE + pa) as *mut u8
+    debug_assert!(pa >> 48 == 0, "physical address {pa:#x} out of range");
+    KERNEL_BASE.wrapping_add(pa) as *mut u8
 }
 
 /// Copies bytes to physical memory through the direct map.

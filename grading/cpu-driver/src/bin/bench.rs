@@ -7,11 +7,20 @@
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
 use aos::cap::{self, CapRef, Dest, ObjType};
+use aos::dispatcher;
+use aos::kpi::ErrorCode;
 use aos::kpi::bootinfo::RegionKind;
 use aos::kpi::cspace::*;
+use aos::kpi::dispatcher::DispatcherShared;
+use aos::kpi::vspace::DISPFRAME_VADDR;
+use aos::lmp::{Endpoint, Message, Ring, SEND_YIELD};
 use aos::println;
-use aos::time::measure;
+use aos::thread;
+use aos::time::{counter, measure};
+use cpu_driver_programs::children::{self, Children};
 
 aos::main!(run);
 
@@ -93,5 +102,215 @@ fn run(args: &aos::Args) -> i32 {
                     && cap::delete(slot(a1, 200)).is_ok()
             };
     }
-    if all { 0 } else { 1 }
+    if !all {
+        return 1;
+    }
+    if dispatchers(ram).is_err() { 1 } else { 0 }
+}
+
+// Children for the dispatch benchmarks: in SEGCN, frames under L0 entry 3,
+// from RAM at 220 MiB.
+const ECHO: u8 = 0;
+const YIELDER: u8 = 1;
+const UPCALLED: u8 = 2;
+const FAULTER: u8 = 3;
+const KIDS: u8 = 4;
+const KIDS_CN: u32 = ROOTCN_SLOT_SEGCN as u32;
+const RING_OFF: u64 = 2048;
+const RING_SIZE: u64 = 2048;
+const INIT_EP: u8 = children::FREE_SLOTS;
+const ECHO_EP: u8 = children::FREE_SLOTS + 1;
+/// Where the faulting child reads: nothing is mapped there.
+const FAULT_ADDR: u64 = 0x18;
+
+const STACK: usize = 16 * 1024;
+#[repr(C, align(16))]
+struct Stacks([[u8; STACK]; KIDS as usize + 2]);
+static mut STACKS: Stacks = Stacks([[0; STACK]; KIDS as usize + 2]);
+
+fn stack_top(i: usize) -> u64 {
+    (&raw mut STACKS) as u64 + ((i + 1) * STACK) as u64
+}
+
+/// Echo's one-way accounting: counter ticks from send to receipt, summed.
+static ONE_WAY_TICKS: AtomicU64 = AtomicU64::new(0);
+static FAULTER_DONE: AtomicBool = AtomicBool::new(false);
+static FAULTER_OK: AtomicBool = AtomicBool::new(false);
+static THREAD_STOP: AtomicBool = AtomicBool::new(false);
+static THREAD_STACKS: thread::Stacks<1> = thread::Stacks::new();
+
+/// Waits for a message in `ring` and takes it into `m`.
+fn recv_blocking(ring: &mut Ring, m: &mut Message) {
+    loop {
+        dispatcher::clear_haswork();
+        if ring.recv_into(m) {
+            return;
+        }
+        let _ = dispatcher::wait();
+    }
+}
+
+/// Replies to every message at once with an empty one; a one-word message
+/// carries its send time, and the time to receipt is added up.
+extern "C" fn echo_main(frame: u64, _: u64) -> ! {
+    // SAFETY: the second half of this child's frame is its ring only.
+    let mut ring = unsafe { Ring::new(frame, RING_OFF, RING_SIZE) };
+    let reply = Endpoint(CapRef::slot(KIDS_CN, INIT_EP));
+    let mut m = Message::default();
+    loop {
+        recv_blocking(&mut ring, &mut m);
+        if m.len == 1 {
+            ONE_WAY_TICKS.fetch_add(counter() - m.words[0], SeqCst);
+        }
+        while reply.send(&[], SEND_YIELD) == Err(ErrorCode::LmpBufferFull) {
+            let _ = aos::syscall::yield_now();
+        }
+    }
+}
+
+extern "C" fn yielder_main(_: u64, _: u64) -> ! {
+    loop {
+        let _ = aos::syscall::yield_now();
+    }
+}
+
+/// Enabled, yields for ever; each time it is dispatched again it is
+/// upcalled, and the upcall resumes it.
+extern "C" fn upcalled_main(frame: u64, _: u64) -> ! {
+    // SAFETY: this child's own frame, mapped read-write.
+    unsafe {
+        let f = &mut *(frame as *mut DispatcherShared);
+        f.upcall_entry = resume_upcall as *const () as u64;
+        f.upcall_stack = stack_top(KIDS as usize);
+    }
+    dispatcher::enable();
+    loop {
+        let _ = aos::syscall::yield_now();
+    }
+}
+
+extern "C" fn resume_upcall(frame: u64, _: u64) -> ! {
+    // SAFETY: the frame's enabled area, which the kernel just filled.
+    let _ = dispatcher::resume(unsafe { &raw const (*(frame as *const DispatcherShared)).enabled_save });
+    aos::syscall::exit(3)
+}
+
+/// Measures its own faults: each is delivered to the handler, which skips
+/// the load and resumes.
+extern "C" fn faulter_main(frame: u64, _: u64) -> ! {
+    // SAFETY: this child's own frame.
+    unsafe {
+        let f = &mut *(frame as *mut DispatcherShared);
+        f.fault_entry = skip_fault as *const () as u64;
+        f.upcall_stack = stack_top(KIDS as usize + 1);
+    }
+    dispatcher::enable();
+    let mut ok = true;
+    for _ in 0..REPS {
+        ok &= measure("fault-upcall-resume", ROUNDS, || {
+            for _ in 0..ROUNDS {
+                // SAFETY: faults on purpose; the handler skips the load.
+                let _ = unsafe { core::ptr::read_volatile(FAULT_ADDR as *const u64) };
+            }
+            true
+        });
+    }
+    FAULTER_OK.store(ok, SeqCst);
+    FAULTER_DONE.store(true, SeqCst);
+    aos::syscall::exit(0)
+}
+
+extern "C" fn skip_fault(frame: u64, _esr: u64, _far: u64) -> ! {
+    // SAFETY: the frame's trap area, filled by the kernel at the fault.
+    let trap = unsafe { &mut (*(frame as *mut DispatcherShared)).trap_save };
+    trap.pc += 4;
+    let _ = dispatcher::resume(trap);
+    aos::syscall::exit(3)
+}
+
+fn thread_yielder(_: u64) -> i32 {
+    while !THREAD_STOP.load(SeqCst) {
+        thread::yield_now();
+    }
+    0
+}
+
+/// LMP, dispatcher switches, upcalls and thread switches.
+fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
+    let kids = Children::new(ram, 220 << 20, KIDS_CN, 3, KIDS)?;
+    let s = |i: u8| CapRef::slot(KIDS_CN, i);
+    let d = |i: u8| Dest::l2(KIDS_CN, u32::from(i));
+    let init_disp = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
+    cap::retype(init_disp, d(INIT_EP + 10), ObjType::EndPointLmp, 0, 0, 1)?;
+    cap::mint(s(INIT_EP + 10), d(INIT_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32)))?;
+    let echo = kids.make(ECHO, "echo", echo_main, 0, stack_top(usize::from(ECHO)))?;
+    cap::retype(echo.0, d(ECHO_EP + 10), ObjType::EndPointLmp, 0, 0, 1)?;
+    cap::mint(s(ECHO_EP + 10), d(ECHO_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32)))?;
+    echo.make_runnable()?;
+    // SAFETY: init's frame is mapped at DISPFRAME_VADDR; its second half is
+    // this ring only.
+    let mut ring = unsafe { Ring::new(DISPFRAME_VADDR, RING_OFF, RING_SIZE) };
+    let to_echo = Endpoint(s(ECHO_EP));
+    let mut ok = true;
+    let mut m = Message::default();
+    let to_self = Endpoint(s(INIT_EP));
+    for _ in 0..REPS {
+        ok &= measure("lmp-send-recv-self", ROUNDS, || {
+            (0..ROUNDS).all(|_| to_self.send(&[], 0).is_ok() && ring.recv_into(&mut m))
+        });
+    }
+    for _ in 0..REPS {
+        ok &= measure("ipc-round-trip", ROUNDS, || {
+            (0..ROUNDS).all(|_| {
+                to_echo.send(&[], SEND_YIELD).is_ok() && {
+                    recv_blocking(&mut ring, &mut m);
+                    m.len == 0
+                }
+            })
+        });
+        ONE_WAY_TICKS.store(0, SeqCst);
+        ok &= (0..ROUNDS).all(|_| {
+            to_echo.send(&[counter()], SEND_YIELD).is_ok() && {
+                recv_blocking(&mut ring, &mut m);
+                m.len == 0
+            }
+        });
+        println!("bench: lmp-one-way {} {ROUNDS}", ONE_WAY_TICKS.load(SeqCst));
+    }
+    echo.stop()?;
+
+    let yielder = kids.make(YIELDER, "yielder", yielder_main, 0, stack_top(usize::from(YIELDER)))?;
+    yielder.make_runnable()?;
+    for _ in 0..REPS {
+        ok &= measure("yield-to-dispatcher", 2 * ROUNDS, || (0..ROUNDS).all(|_| aos::syscall::yield_now().is_ok()));
+    }
+    yielder.stop()?;
+
+    let upcalled = kids.make(UPCALLED, "upcalled", upcalled_main, 0, stack_top(usize::from(UPCALLED)))?;
+    upcalled.make_runnable()?;
+    for _ in 0..REPS {
+        ok &=
+            measure("yield-to-upcalled-dispatcher", ROUNDS, || (0..ROUNDS).all(|_| aos::syscall::yield_now().is_ok()));
+    }
+    upcalled.stop()?;
+
+    let faulter = kids.make(FAULTER, "faulter", faulter_main, 0, stack_top(usize::from(FAULTER)))?;
+    faulter.make_runnable()?;
+    while !FAULTER_DONE.load(SeqCst) {
+        let _ = aos::syscall::yield_now();
+    }
+    ok &= FAULTER_OK.load(SeqCst);
+
+    ok &= thread::init(&THREAD_STACKS).is_ok();
+    let t = thread::spawn(thread_yielder, 0);
+    ok &= t.is_ok();
+    for _ in 0..REPS {
+        ok &= measure("thread-switch", 2 * ROUNDS, || {
+            (0..ROUNDS).for_each(|_| thread::yield_now());
+            true
+        });
+    }
+    THREAD_STOP.store(true, SeqCst);
+    ok &= t.is_ok_and(|t| thread::join(t) == Ok(0));
+    if ok { Ok(()) } else { Err(ErrorCode::InvalidArgument) }
 }

@@ -13,12 +13,13 @@ use aos::cap::{self, CapRef, Dest, ObjType};
 use aos::dispatcher::{self, Dispatcher};
 use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
-use aos::kpi::dispatcher::{DispatcherShared, RegisterSave};
+use aos::kpi::dispatcher::DispatcherShared;
 use aos::kpi::invocation::DispatcherState;
 use aos::kpi::vspace::DISPFRAME_VADDR;
 use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_YIELD};
 use aos::println;
 use cpu_driver_programs::Checks;
+use cpu_driver_programs::children::{self, Children, Entry};
 
 aos::main!(run);
 
@@ -30,8 +31,6 @@ fn d(i: u8) -> Dest {
     Dest::l2(A0, u32::from(i))
 }
 
-/// Children's frames are mapped from here (L0 entry 2), one page each.
-const FRAMES_VA: u64 = 2 << 39;
 /// Every frame's LMP ring: the second half of the page.
 const RING_OFF: u64 = 2048;
 const RING_SIZE: u64 = 2048;
@@ -48,17 +47,8 @@ const NO_HANDLER: u8 = 5;
 const FP: u8 = 6;
 const CHILDREN: u8 = 7;
 
-const fn frame_slot(i: u8) -> u8 {
-    10 + i
-}
-const fn disp_slot(i: u8) -> u8 {
-    30 + i
-}
-const fn mapping_slot(i: u8) -> u8 {
-    50 + i
-}
 const fn ep_slot(i: u8) -> u8 {
-    70 + i
+    children::FREE_SLOTS + i
 }
 /// An endpoint to init, with init's ring.
 const INIT_EP: u8 = 90;
@@ -67,10 +57,6 @@ const RECV: u8 = 100;
 const RECV_2: u8 = 101;
 const SRC_RAM: u8 = 110;
 const SRC_FRAME: u8 = 111;
-
-fn frame_va(i: u8) -> u64 {
-    FRAMES_VA + u64::from(i) * 0x1000
-}
 
 const STACK: usize = 16 * 1024;
 #[repr(C, align(16))]
@@ -118,27 +104,11 @@ fn shared(va: u64) -> *mut DispatcherShared {
     va as *mut DispatcherShared
 }
 
-/// Makes child `i`: a frame mapped at `frame_va(i)` with its name and
-/// first state (entry(frame, arg) on its own stack), and a dispatcher set
-/// up on init's CSpace and VSpace.
-fn make_child(c: &mut Checks, i: u8, name: &str, entry: u64, arg: u64) -> Dispatcher {
-    let va = frame_va(i);
-    let ok = cap::map(s(2), s(frame_slot(i)), u16::from(i), 1, 3, 0, d(mapping_slot(i)));
-    c.is("map a child's frame", ok, Ok(()));
-    // SAFETY: the page was just mapped read-write and nothing else uses it.
-    unsafe {
-        let f = &mut *shared(va);
-        let n = name.as_bytes();
-        f.name[..n.len()].copy_from_slice(n);
-        f.disabled_save = RegisterSave { pc: entry, sp: stack_top(usize::from(i)), ..RegisterSave::default() };
-        f.disabled_save.x[0] = va;
-        f.disabled_save.x[1] = arg;
-    }
-    let disp = Dispatcher(s(disp_slot(i)));
-    let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
-    let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
-    c.is("set up a child dispatcher", disp.setup(root, vroot, s(frame_slot(i)), va), Ok(()));
-    disp
+/// Makes child `i` (see `Children::make`), as a check.
+fn make_child(c: &mut Checks, k: &Children, i: u8, name: &str, entry: Entry) -> Dispatcher {
+    let made = k.make(i, name, entry, 0, stack_top(usize::from(i)));
+    c.ok("make and set up a child dispatcher", made.is_ok(), format_args!("{made:?}"));
+    k.dispatcher(i)
 }
 
 fn run(args: &aos::Args) -> i32 {
@@ -151,30 +121,28 @@ fn run(args: &aos::Args) -> i32 {
     };
     let ram = CapRef::slot(ROOTCN_SLOT_SUPERCN as u32, r.slot as u8);
     RAM_SLOT.store(u64::from(r.slot), SeqCst);
-    let l0 = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
+    let kids = match Children::new(ram, 0, A0, 2, CHILDREN) {
+        Ok(k) => k,
+        Err(e) => {
+            println!("dispatch: FAILED making room for children: {e:?}");
+            return 1;
+        }
+    };
     c.is(
-        "retype tables, frames and dispatchers",
+        "retype capabilities to transfer",
         [
-            cap::retype(ram, d(0), ObjType::VNodeL1, 0, 0, 1),
-            cap::retype(ram, d(1), ObjType::VNodeL2, 0x1000, 0, 1),
-            cap::retype(ram, d(2), ObjType::VNodeL3, 0x2000, 0, 1),
-            cap::retype(ram, d(frame_slot(0)), ObjType::Frame, 0x10000, 0x1000, u64::from(CHILDREN)),
-            cap::retype(ram, d(disp_slot(0)), ObjType::Dispatcher, 0x20000, 0, u64::from(CHILDREN)),
-            cap::retype(ram, d(SRC_RAM), ObjType::Ram, 0x40000, 0x4000, 1),
-            cap::retype(ram, d(SRC_FRAME), ObjType::Frame, 0x48000, 0x2000, 1),
+            cap::retype(ram, d(SRC_RAM), ObjType::Ram, children::RAM_BYTES, 0x4000, 1),
+            cap::retype(ram, d(SRC_FRAME), ObjType::Frame, children::RAM_BYTES + 0x8000, 0x2000, 1),
         ],
-        [Ok(1), Ok(1), Ok(1), Ok(u64::from(CHILDREN)), Ok(u64::from(CHILDREN)), Ok(1), Ok(1)],
+        [Ok(1), Ok(1)],
     );
-    c.is("map L1 into L0", cap::map(l0, s(0), 2, 1, 3, 0, d(3)), Ok(()));
-    c.is("map L2 into L1", cap::map(s(0), s(1), 0, 1, 3, 0, d(4)), Ok(()));
-    c.is("map L3 into L2", cap::map(s(1), s(2), 0, 1, 3, 0, d(5)), Ok(()));
 
-    refusals(&mut c);
-    preemption_and_stop(&mut c);
-    lmp(&mut c);
-    upcalls(&mut c);
-    fp_state(&mut c);
-    teardown(&mut c);
+    refusals(&mut c, &kids);
+    preemption_and_stop(&mut c, &kids);
+    lmp(&mut c, &kids);
+    upcalls(&mut c, &kids);
+    fp_state(&mut c, &kids);
+    teardown(&mut c, &kids);
 
     if c.failed == 0 {
         println!("dispatch: all checks passed");
@@ -185,23 +153,19 @@ fn run(args: &aos::Args) -> i32 {
     }
 }
 
-fn refusals(c: &mut Checks) {
-    let disp = Dispatcher(s(disp_slot(SPIN)));
+fn refusals(c: &mut Checks, k: &Children) {
+    let disp = k.dispatcher(SPIN);
     let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
     let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
     c.is("a new dispatcher reports state New", disp.properties().map(|p| p.state), Ok(Some(DispatcherState::New)));
     c.err("make_runnable before setup is refused", disp.make_runnable(), ErrorCode::DispatcherState);
     c.err("stop before setup is refused", disp.stop(), ErrorCode::DispatcherState);
     c.err("setup with a RAM cap as frame", disp.setup(root, vroot, s(SRC_RAM), 0), ErrorCode::WrongCapType);
-    c.err("setup with the VSpace as CSpace", disp.setup(vroot, vroot, s(frame_slot(SPIN)), 0), ErrorCode::WrongCapType);
-    c.err("setup with a CNode as VSpace", disp.setup(root, root, s(frame_slot(SPIN)), 0), ErrorCode::WrongCapType);
+    c.err("setup with the VSpace as CSpace", disp.setup(vroot, vroot, k.frame(SPIN), 0), ErrorCode::WrongCapType);
+    c.err("setup with a CNode as VSpace", disp.setup(root, root, k.frame(SPIN), 0), ErrorCode::WrongCapType);
     c.err("setup naming an empty slot", disp.setup(root, vroot, s(200), 0), ErrorCode::SlotEmpty);
-    c.err(
-        "dispatcher invocations on a frame",
-        Dispatcher(s(frame_slot(SPIN))).make_runnable(),
-        ErrorCode::WrongCapType,
-    );
-    c.err("yield to a frame", dispatcher::yield_to(s(frame_slot(SPIN))), ErrorCode::WrongCapType);
+    c.err("dispatcher invocations on a frame", Dispatcher(k.frame(SPIN)).make_runnable(), ErrorCode::WrongCapType);
+    c.err("yield to a frame", dispatcher::yield_to(k.frame(SPIN)), ErrorCode::WrongCapType);
     c.is("a refused setup leaves it New", disp.properties().map(|p| p.state), Ok(Some(DispatcherState::New)));
 }
 
@@ -213,7 +177,7 @@ extern "C" fn spin_main(_frame: u64, _: u64) -> ! {
 
 extern "C" fn self_stop_main(_frame: u64, _: u64) -> ! {
     SELF_STOP_COUNT.fetch_add(1, SeqCst);
-    let me = Dispatcher(s(disp_slot(SELF_STOP)));
+    let me = Children::dispatcher_in(A0, SELF_STOP);
     let _ = me.stop();
     // Runs again only when init makes it runnable.
     loop {
@@ -221,17 +185,17 @@ extern "C" fn self_stop_main(_frame: u64, _: u64) -> ! {
     }
 }
 
-fn preemption_and_stop(c: &mut Checks) {
-    let spin = make_child(c, SPIN, "spin", spin_main as *const () as u64, 0);
+fn preemption_and_stop(c: &mut Checks, k: &Children) {
+    let spin = make_child(c, k, SPIN, "spin", spin_main);
     let setup_again = spin.setup(
         CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8),
         CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8),
-        s(frame_slot(SPIN)),
-        frame_va(SPIN),
+        k.frame(SPIN),
+        k.frame_va(SPIN),
     );
     c.err("a second setup is refused", setup_again, ErrorCode::DispatcherState);
     c.is("after setup the child is Stopped", spin.properties().map(|p| p.state), Ok(Some(DispatcherState::Stopped)));
-    c.is("properties report the frame address", spin.properties().map(|p| p.frame_va), Ok(frame_va(SPIN)));
+    c.is("properties report the frame address", spin.properties().map(|p| p.frame_va), Ok(k.frame_va(SPIN)));
     c.is("make the spinning child runnable", spin.make_runnable(), Ok(()));
     c.is("it is Runnable", spin.properties().map(|p| p.state), Ok(Some(DispatcherState::Runnable)));
     // Init spins without a syscall: only the timer can let the child run,
@@ -262,7 +226,7 @@ fn preemption_and_stop(c: &mut Checks) {
     c.ok("it continues from where it stopped", resumed > stopped, format_args!("{stopped} -> {resumed}"));
     c.is("stop it for the rest of the run", spin.stop(), Ok(()));
 
-    let me = make_child(c, SELF_STOP, "self-stop", self_stop_main as *const () as u64, 0);
+    let me = make_child(c, k, SELF_STOP, "self-stop", self_stop_main);
     c.is("start a child that stops itself", me.make_runnable(), Ok(()));
     let _ = aos::syscall::yield_now();
     spin_for(ms(30));
@@ -334,7 +298,7 @@ fn message(i: u64, len: usize) -> [u64; LMP_WORDS] {
     core::array::from_fn(|j| if j < len { i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (j as u64) << 56 } else { 0 })
 }
 
-fn lmp(c: &mut Checks) {
+fn lmp(c: &mut Checks, k: &Children) {
     let init_disp = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
     c.is(
         "an endpoint to init, from its dispatcher",
@@ -368,7 +332,7 @@ fn lmp(c: &mut Checks) {
     );
     c.err("a send on a frame", Endpoint(s(SRC_FRAME)).send(&[1], 0), ErrorCode::WrongCapType);
 
-    let echo = make_child(c, ECHO, "echo", echo_main as *const () as u64, 0);
+    let echo = make_child(c, k, ECHO, "echo", echo_main);
     c.is("an endpoint to echo", cap::retype(echo.0, d(121), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
     c.is(
         "minted with echo's ring",
@@ -402,7 +366,7 @@ fn lmp(c: &mut Checks) {
     // The full-buffer path: echo stopped, its ring fills, and the send that
     // does not fit changes nothing.
     c.is("stop echo", echo.stop(), Ok(()));
-    let echo_ring = frame_va(ECHO) + RING_OFF;
+    let echo_ring = k.frame_va(ECHO) + RING_OFF;
     // SAFETY: echo's frame is mapped in this shared address space; its
     // ring header is two words.
     let tail = || unsafe { ((echo_ring + 8) as *const u64).read_volatile() };
@@ -541,8 +505,8 @@ extern "C" fn no_handler_main(_: u64, _: u64) -> ! {
     aos::syscall::exit(0)
 }
 
-fn upcalls(c: &mut Checks) {
-    let up = make_child(c, UPCALL, "upcall", upcall_main as *const () as u64, 0);
+fn upcalls(c: &mut Checks, k: &Children) {
+    let up = make_child(c, k, UPCALL, "upcall", upcall_main);
     c.is("start a child with a run upcall", up.make_runnable(), Ok(()));
     spin_for(ms(100));
     let b0 = UPCALL_BODY.load(SeqCst);
@@ -554,7 +518,7 @@ fn upcalls(c: &mut Checks) {
     c.is("with upcalls disabled and reason 'run'", UPCALL_SAW_DISABLED.load(SeqCst), n);
     c.ok("resume returns to the body each time", b1 > b0, format_args!("{b0} -> {b1}"));
 
-    let f = make_child(c, FAULT, "fault-handler", fault_main as *const () as u64, 0);
+    let f = make_child(c, k, FAULT, "fault-handler", fault_main);
     c.is("start a child that faults with a handler", f.make_runnable(), Ok(()));
     spin_for(ms(30));
     c.is("its handler got FAR", FAULT_FAR.load(SeqCst), FAULT_ADDR);
@@ -562,7 +526,7 @@ fn upcalls(c: &mut Checks) {
     c.is("and resumed after the fault", FAULT_DONE.load(SeqCst), 1);
     c.is("then it exited", f.properties().map(|p| p.state), Ok(Some(DispatcherState::Ended)));
 
-    let g = make_child(c, NO_HANDLER, "no-handler", no_handler_main as *const () as u64, 0);
+    let g = make_child(c, k, NO_HANDLER, "no-handler", no_handler_main);
     c.is("start a child that faults with no handler", g.make_runnable(), Ok(()));
     spin_for(ms(30));
     c.is("the kernel ended it", g.properties().map(|p| p.state), Ok(Some(DispatcherState::Ended)));
@@ -620,8 +584,8 @@ extern "C" fn fp_main(_: u64, _: u64) -> ! {
     aos::syscall::exit(0)
 }
 
-fn fp_state(c: &mut Checks) {
-    let fp = make_child(c, FP, "fp", fp_main as *const () as u64, 0);
+fn fp_state(c: &mut Checks, k: &Children) {
+    let fp = make_child(c, k, FP, "fp", fp_main);
     c.is("start a child that checks its FP/SIMD registers", fp.make_runnable(), Ok(()));
     let mine = fp_check(0x1000, 400);
     while FP_BAD.load(SeqCst) == u64::MAX {
@@ -631,21 +595,21 @@ fn fp_state(c: &mut Checks) {
     c.is("and the child's", FP_BAD.load(SeqCst), 0);
 }
 
-fn teardown(c: &mut Checks) {
+fn teardown(c: &mut Checks, k: &Children) {
     let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
-    let echo = Dispatcher(s(disp_slot(ECHO)));
+    let echo = k.dispatcher(ECHO);
     c.is("delete echo's last dispatcher capability", cap::delete(echo.0), Ok(()));
     c.err("its endpoints went with it", cap::identify(s(ep_slot(ECHO))), ErrorCode::SlotEmpty);
     c.err("the unminted one too", cap::identify(s(121)), ErrorCode::SlotEmpty);
     c.is("sending to it is impossible now", Endpoint(s(ep_slot(ECHO))).send(&[1], 0), Err(ErrorCode::SlotEmpty));
-    let spin = Dispatcher(s(disp_slot(SPIN)));
+    let spin = k.dispatcher(SPIN);
     c.is("delete the stopped spinner", cap::delete(spin.0), Ok(()));
     let before = SPIN_COUNT.load(SeqCst);
     spin_for(ms(30));
     c.is("it never runs again", SPIN_COUNT.load(SeqCst), before);
-    let ended = Dispatcher(s(disp_slot(NO_HANDLER)));
+    let ended = k.dispatcher(NO_HANDLER);
     let ram = ram_cap();
-    let dcb_off = 0x20000 + u64::from(NO_HANDLER) * 0x1000;
+    let dcb_off = k.dcb_offset + u64::from(NO_HANDLER) * 0x1000;
     c.err(
         "a dispatcher's memory cannot be retyped while it exists",
         cap::retype(ram, d(200), ObjType::Frame, dcb_off, 0x1000, 1),
