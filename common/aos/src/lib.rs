@@ -15,6 +15,7 @@ pub mod args;
 pub mod cap;
 pub mod dispatcher;
 pub mod io;
+pub mod irq;
 pub mod lmp;
 pub mod ram;
 pub mod slab;

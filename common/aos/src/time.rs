@@ -30,6 +30,33 @@ pub fn frequency() -> u64 {
     1
 }
 
+/// The virtual timer, which the kernel lets EL0 program: a device user
+/// space can own. Its interrupt (INTID 27, `platform::gic`) reaches a domain
+/// only through an IRQ route (`aos::irq`). One per core, shared by every
+/// dispatcher on it.
+pub mod virtual_timer {
+    /// Fires once, `ticks` counter ticks from now.
+    pub fn arm(ticks: u64) {
+        #[cfg(target_os = "none")]
+        // SAFETY: writes CNTV_TVAL_EL0 and CNTV_CTL_EL0 (enable, unmasked),
+        // which the kernel lets EL0 write; no memory is touched.
+        unsafe {
+            core::arch::asm!("msr cntv_tval_el0, {}", "msr cntv_ctl_el0, {}", "isb", in(reg) ticks, in(reg) 1u64, options(nomem, nostack));
+        }
+        #[cfg(not(target_os = "none"))]
+        let _ = ticks;
+    }
+
+    /// Stops it, which also lowers its interrupt line.
+    pub fn disarm() {
+        #[cfg(target_os = "none")]
+        // SAFETY: as in `arm`.
+        unsafe {
+            core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nomem, nostack));
+        }
+    }
+}
+
 /// Runs `f` (`count` operations) and prints one benchmark sample in the
 /// format `cargo xtask bench` reads: `bench: NAME TICKS COUNT`, or
 /// `bench: FAILED NAME` if `f` reports a failure. Returns `f`'s verdict.

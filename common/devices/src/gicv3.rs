@@ -37,7 +37,10 @@ register_structs! {
         (0x0400 => pub ipriorityr: [ReadWrite<u32>; 255]),
         (0x07fc => _reserved2),
         (0x0c00 => pub icfgr: [ReadWrite<u32>; 64]),
-        (0x0d00 => @END),
+        (0x0d00 => _reserved3),
+        /// GICD_IROUTER<n>, from SPI 32 on: the core an SPI goes to.
+        (0x6100 => pub irouter: [ReadWrite<u64>; 988]),
+        (0x7fe0 => @END),
     }
 }
 
@@ -87,6 +90,7 @@ mod tests {
     fn offsets_match_the_specification() {
         assert_eq!(offset_of!(GicdRegs, igroupr), 0x80);
         assert_eq!(offset_of!(GicdRegs, isenabler), 0x100);
+        assert_eq!(offset_of!(GicdRegs, irouter), 0x6100);
         assert_eq!(offset_of!(GicdRegs, ipriorityr), 0x400);
         assert_eq!(offset_of!(GicdRegs, icfgr), 0xc00);
         assert_eq!(offset_of!(GicrRdRegs, typer), 0x08);

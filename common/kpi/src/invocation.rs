@@ -145,6 +145,15 @@ numbered_enum! {
         SetRecvSlot = 15,
         /// On an LMP endpoint: send a message (see `kpi::lmp`).
         LmpSend = 16,
+        /// On the IRQ table: route interrupt `intid` (a PPI or SPI, not the
+        /// kernel's timer) to an LMP endpoint. args: intid, the endpoint
+        /// (`CapRef::to_raw`, minted with a buffer), dest (`Dest`) for the
+        /// new IrqDest capability. Each interrupt arrives as a one-word
+        /// message (its intid) and stays masked until `IrqAck`; deleting
+        /// the last IrqDest copy removes the route.
+        IrqConnect = 17,
+        /// On an IrqDest: the interrupt was handled; unmask it.
+        IrqAck = 18,
     }
 }
 

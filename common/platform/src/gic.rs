@@ -1,7 +1,8 @@
 //! The board's GICv3 and the EL1 physical timer, for a kernel at EL1:
 //! distributor on with affinity routing, this core's redistributor awake,
 //! the timer's PPI in group 1 and enabled, the system-register CPU
-//! interface on; acknowledging and ending interrupts; arming the timer.
+//! interface on; enabling other PPIs and SPIs for this core;
+//! acknowledging and ending interrupts; arming the timer.
 //!
 //! The kernel says where it mapped the GIC (`va_offset + pa`); this module
 //! knows the board's frames but not the kernel's address space.
@@ -18,6 +19,9 @@ use crate::BOARD;
 pub const TIMER_INTID: u32 = 30;
 /// INTIDs at and above this are special (spurious and the like).
 const SPECIAL: u32 = 1020;
+/// The first PPI and the first SPI: below 16 are SGIs (between cores).
+pub const FIRST_PPI: u32 = 16;
+pub const FIRST_SPI: u32 = 32;
 
 /// The GIC as a kernel mapped it.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +63,51 @@ impl Gic {
         None
     }
 
+    fn sgi_frame(&self) -> Option<&GicrSgiRegs> {
+        let rd = self.redistributor()?;
+        // SAFETY: the SGI/PPI frame follows the RD frame within the region.
+        Some(unsafe { &*((rd + GICR_SGI_OFFSET) as *const GicrSgiRegs) })
+    }
+
+    /// One past the highest SPI the distributor implements.
+    pub fn intid_limit(&self) -> u32 {
+        let lines = self.gicd().typer.get() & 0x1f;
+        ((lines + 1) * 32).min(SPECIAL)
+    }
+
+    /// Prepares a PPI or SPI for delivery to this core (group 1, middle
+    /// priority; an SPI routed here) and enables or disables it.
+    pub fn set_enabled(&self, intid: u32, on: bool) -> Result<(), &'static str> {
+        let (word, bit) = ((intid / 32) as usize, 1u32 << (intid % 32));
+        let shift = (intid % 4) * 8;
+        if (FIRST_PPI..FIRST_SPI).contains(&intid) {
+            let sgi = self.sgi_frame().ok_or("no GIC redistributor for this core")?;
+            if on {
+                sgi.igroupr0.set(sgi.igroupr0.get() | bit);
+                let prio = &sgi.ipriorityr[(intid / 4) as usize];
+                prio.set((prio.get() & !(0xff << shift)) | (0x80 << shift));
+                sgi.isenabler0.set(bit);
+            } else {
+                sgi.icenabler0.set(bit);
+            }
+        } else if (FIRST_SPI..self.intid_limit()).contains(&intid) {
+            let d = self.gicd();
+            if on {
+                d.igroupr[word].set(d.igroupr[word].get() | bit);
+                let prio = &d.ipriorityr[(intid / 4) as usize];
+                prio.set((prio.get() & !(0xff << shift)) | (0x80 << shift));
+                let mpidr = MPIDR_EL1.get();
+                d.irouter[(intid - FIRST_SPI) as usize].set((mpidr & 0xff_ffff) | (mpidr >> 32 & 0xff) << 32);
+                d.isenabler[word].set(bit);
+            } else {
+                d.icenabler[word].set(bit);
+            }
+        } else {
+            return Err("not a PPI or SPI of this GIC");
+        }
+        Ok(())
+    }
+
     /// Brings up the GIC for this core and enables the timer interrupt.
     pub fn init_core(&self) -> Result<(), &'static str> {
         let d = self.gicd();
@@ -73,14 +122,7 @@ impl Gic {
         while rd.waker.is_set(GICR_WAKER::CHILDREN_ASLEEP) {
             core::hint::spin_loop();
         }
-        // SAFETY: the SGI/PPI frame follows the RD frame within the region.
-        let sgi = unsafe { &*((rd_base + GICR_SGI_OFFSET) as *const GicrSgiRegs) };
-        let bit = 1 << TIMER_INTID;
-        sgi.igroupr0.set(sgi.igroupr0.get() | bit);
-        let prio = &sgi.ipriorityr[(TIMER_INTID / 4) as usize];
-        let shift = (TIMER_INTID % 4) * 8;
-        prio.set((prio.get() & !(0xff << shift)) | (0x80 << shift));
-        sgi.isenabler0.set(bit);
+        self.set_enabled(TIMER_INTID, true)?;
         // SAFETY: ICC_SRE_EL1.SRE enables the system-register interface (EL2 was
         // told to allow it at boot), then priority mask, binary point and group 1
         // enable; these affect only interrupt delivery to this core.
@@ -124,9 +166,14 @@ pub fn quantum() -> u64 {
     (CNTFRQ_EL0.get() / 100).max(1)
 }
 
-/// Lets EL0 read the counter (benchmarks use it) and arms the timer.
+/// The EL1 virtual timer's interrupt (PPI 11): EL0 may program that timer,
+/// and its interrupt reaches user space only through an IRQ route.
+pub const VIRTUAL_TIMER_INTID: u32 = 27;
+
+/// Lets EL0 read the counter (benchmarks use it) and program the virtual
+/// timer (a device user space can own), and arms the kernel's timer.
 pub fn start_timer(ticks: u64) {
-    CNTKCTL_EL1.write(CNTKCTL_EL1::EL0PCTEN::SET + CNTKCTL_EL1::EL0VCTEN::SET);
+    CNTKCTL_EL1.write(CNTKCTL_EL1::EL0PCTEN::SET + CNTKCTL_EL1::EL0VCTEN::SET + CNTKCTL_EL1::EL0VTEN::SET);
     rearm(ticks);
 }
 

@@ -17,6 +17,7 @@ use kpi::invocation::DispatcherState;
 
 use super::dispatch::{self, Asids, Dcb, RunQueue};
 use super::invoke::Resume;
+use super::irq::Routes;
 use super::power;
 
 /// What one core's CPU driver knows. `repr(C)`: the exception entry reads
@@ -34,6 +35,8 @@ pub struct PerCore {
     pub asids: Asids,
     /// Dispatchers sleeping in `Wait`.
     pub waiting: Cell<u32>,
+    /// Interrupts routed to user space.
+    pub irqs: Routes,
     /// A bounded delete's progress, for the call that repeats it.
     pub resume: RefCell<Resume>,
     /// The derivation database of this core's capabilities.
@@ -54,6 +57,7 @@ impl PerCore {
             runq: RunQueue::new(),
             asids: Asids::new(),
             waiting: Cell::new(0),
+            irqs: Routes::new(),
             resume: RefCell::new(Resume::EMPTY),
             mdb: RefCell::new(Mdb::new()),
             ticks: Cell::new(0),
@@ -70,13 +74,23 @@ impl PerCore {
     /// one that ran last, then activation (a run upcall if due). Returns the
     /// state to resume. Powers off if nothing can ever run again.
     pub fn schedule(&self) -> *const RegisterSave {
-        let Some(next) = self.runq.head() else {
-            if self.waiting.get() > 0 {
-                log::info!("every dispatcher waits for a message and none can come; powering off");
-            } else {
-                log::info!("no domain left to run; powering off");
+        let next = loop {
+            if let Some(next) = self.runq.head() {
+                break next;
             }
-            power::exit(exit_status::NOTHING_TO_RUN);
+            if self.waiting.get() == 0 {
+                log::info!("no domain left to run; powering off");
+                power::exit(exit_status::NOTHING_TO_RUN);
+            }
+            if !self.irqs.any() {
+                log::info!("every dispatcher waits for a message and none can come; powering off");
+                power::exit(exit_status::NOTHING_TO_RUN);
+            }
+            // Idle until an interrupt: routed ones wake their receivers.
+            // Interrupts stay masked in the kernel; WFI wakes on a pending one.
+            // SAFETY: waits for an interrupt; no memory is touched.
+            unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack)) };
+            super::exception::interrupt(false, self.current());
         };
         let prev = self.current.get();
         if next.0 != prev {

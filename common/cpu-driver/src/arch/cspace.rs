@@ -44,6 +44,23 @@ impl Cte {
     }
 }
 
+/// A held CTE in the kernel image (an interrupt route's endpoint), aligned
+/// so its physical address is a database id. Like every CTE it is reached
+/// only through [`cte_at`] by id: the database rewrites its links.
+#[repr(C, align(128))]
+pub struct StaticCte(core::cell::UnsafeCell<Cte>);
+
+impl StaticCte {
+    pub const fn empty() -> StaticCte {
+        StaticCte(core::cell::UnsafeCell::new(Cte::EMPTY))
+    }
+
+    /// Its physical address (the kernel image lies in the direct map).
+    pub fn pa(&self) -> u64 {
+        self.0.get() as u64 - cpu_driver::KERNEL_BASE
+    }
+}
+
 /// Whether the CTE `id` is one the kernel keeps outside any CNode.
 pub fn is_kernel_held(id: Id) -> bool {
     // SAFETY: `id` is a live entry of the database.

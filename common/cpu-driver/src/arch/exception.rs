@@ -18,7 +18,7 @@ use cpu_driver::esr::{Class, Syndrome};
 use cpu_driver::exit_status;
 use platform::gic;
 
-use super::{console, invoke, lmp, mm, power};
+use super::{console, invoke, irq, lmp, mm, power};
 
 /// Vector index bits: 0 sync, 1 IRQ, 2 FIQ, 3 SError; +8 from EL0 AArch64,
 /// +12 from EL0 AArch32, below 8 from EL1.
@@ -34,7 +34,7 @@ extern "C" fn el0_exception(kind: u64) -> *const RegisterSave {
     let cur = core.current();
     match (kind >= 12, kind & 3) {
         (false, KIND_SYNC) => sync(cur),
-        (false, KIND_IRQ) => irq(cur),
+        (false, KIND_IRQ) => interrupt(true, cur),
         (false, KIND_FIQ) => {}
         _ => {
             let esr = ESR_EL1.get();
@@ -222,17 +222,22 @@ fn end(d: Dcb, what: &str, esr: Syndrome) {
     this_core().unqueue(d, DispatcherState::Ended);
 }
 
-fn irq(cur: Dcb) {
+/// Takes the pending interrupt: the kernel's timer (the quantum of `cur`,
+/// if `running`, is over), or one routed to user space.
+pub fn interrupt(running: bool, cur: Dcb) {
     let core = this_core();
     let Some(intid) = gic::ack() else { return };
     if intid == gic::TIMER_INTID {
         gic::rearm(core.quantum);
         core.ticks.set(core.ticks.get() + 1);
         // Its quantum is over: its thread scheduler gets to run too.
-        dispatch::mark_upcall_due(cur);
+        if running {
+            dispatch::mark_upcall_due(cur);
+        }
         core.runq.rotate();
-    } else {
-        log::warn!("unexpected interrupt {intid}");
+        irq::retry_pending(&core.irqs);
+    } else if !irq::deliver(&core.irqs, intid) {
+        log::warn!("interrupt {intid} has no route; masked");
     }
     gic::eoi(intid);
 }

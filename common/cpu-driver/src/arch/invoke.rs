@@ -17,7 +17,7 @@ use kpi::invocation::DispatcherState;
 use super::core::this_core;
 use super::cspace::{self, Cte, Ctes};
 use super::dispatch::{self, Dcb};
-use super::mm;
+use super::{irq, mm};
 
 /// Most entries one `Revoke` deletes; more work returns `Retry`.
 pub const REVOKE_BATCH: usize = 64;
@@ -427,6 +427,9 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), Er
     }
     if last && cap.objtype == ObjType::Dispatcher {
         teardown_dispatcher(mdb, Dcb(cap.base), &cap, budget)?;
+    }
+    if last && cap.objtype == ObjType::IrqDest {
+        irq::disconnect(&this_core().irqs, mdb, &cap);
     }
     if budget.deletions == 0 {
         return Err(ErrorCode::Retry);
@@ -856,6 +859,24 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
         // Sent through the fast path in `lmp`; reaching here means the
         // command word carried bits the fast path did not accept.
         Command::LmpSend => Err(ErrorCode::InvalidArgument),
+        Command::IrqConnect => {
+            if cap.objtype != ObjType::IrqTable {
+                return Err(ErrorCode::WrongCapType);
+            }
+            let intid = u32::try_from(a[2]).map_err(|_| ErrorCode::InvalidArgument)?;
+            let ep = *lookup_cap(caller, CapRef::from_raw(a[3]).ok_or(ErrorCode::BadCapAddr)?)?;
+            let slot = dest_slots(root, Dest::from_raw(a[4]), 1)?;
+            let dest = irq::connect(&this_core().irqs, mdb, intid, &ep)?;
+            install(mdb, slot, dest);
+            Ok([0; 3])
+        }
+        Command::IrqAck => {
+            if cap.objtype != ObjType::IrqDest {
+                return Err(ErrorCode::WrongCapType);
+            }
+            irq::ack(&this_core().irqs, &cap)?;
+            Ok([0; 3])
+        }
         Command::DebugCheck => {
             if cap.objtype != ObjType::Kernel {
                 return Err(ErrorCode::WrongCapType);

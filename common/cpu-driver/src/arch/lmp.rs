@@ -5,16 +5,17 @@
 //! nothing: every check (endpoint, buffer, room, receive slot) comes before
 //! the first write, so a failed send leaves the message with the sender, the
 //! capability in its slot and the receiver's ring as it was. It writes only
-//! the receiver's ring, `haswork` and receive slot.
+//! the receiver's ring, `haswork` and receive slot. The kernel's own
+//! messages (interrupts) take the same path without a sender.
 
-use caps::{Extra, ObjType};
+use caps::{Cap, Extra, ObjType};
 use kpi::ErrorCode;
 use kpi::invocation::{CapRef, DispatcherState};
 use kpi::lmp::{HEADER_BYTES, LMP_WORDS, SEND_CAP, SEND_YIELD, SLOT_BYTES, SlotHeader, ring_slots, split_send_word};
 
 use super::core::this_core;
 use super::cspace::{self, Ctes};
-use super::dispatch::{Dcb, HELD_FRAME, HELD_ROOT};
+use super::dispatch::{Dcb, Frame, HELD_FRAME, HELD_ROOT};
 use super::{invoke, mm};
 
 /// Sends the message in `from`'s saved registers; `a` = x1..x7.
@@ -24,51 +25,79 @@ pub fn send(from: Dcb, a: &[u64; 7]) -> Result<(), ErrorCode> {
         return Err(ErrorCode::InvalidArgument);
     }
     let ep = invoke::lookup_cap(from, CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?)?;
-    if ep.objtype != ObjType::EndPointLmp {
-        return Err(ErrorCode::WrongCapType);
-    }
-    let Extra::Endpoint { offset, size } = ep.extra else { return Err(ErrorCode::LmpBadBuffer) };
-    let to = Dcb(ep.base);
-    if matches!(to.state(), DispatcherState::New | DispatcherState::Ended) {
-        return Err(ErrorCode::DispatcherState);
-    }
-    let (offset, size) = (u64::from(offset), u64::from(size));
-    let slots = ring_slots(size);
-    let frame = to.frame();
-    let ring = match frame.region(to.held(HELD_FRAME).size, offset, size) {
-        Some(pa) if offset.is_multiple_of(HEADER_BYTES) && slots > 0 => pa,
-        _ => return Err(ErrorCode::LmpBadBuffer),
-    };
-    let head = read(ring);
-    let tail = read(ring + 8);
-    if tail.wrapping_sub(head) >= slots {
-        return Err(ErrorCode::LmpBufferFull);
-    }
+    let slot = Slot::find(ep)?;
     let cap_sent = flags & SEND_CAP != 0;
     if cap_sent {
-        transfer_cap(from, to, a[2])?;
+        transfer_cap(from, slot.to, a[2])?;
     }
-    let slot = ring + HEADER_BYTES + (tail % slots) * SLOT_BYTES;
-    write(slot, SlotHeader { words: words as u8, cap: cap_sent }.to_raw());
+    let to = slot.to;
     let regs = from.regs();
-    for (i, &w) in regs.x[4..4 + words as usize].iter().enumerate() {
-        write(slot + 8 + 8 * i as u64, w);
-    }
-    // The slot is complete before the receiver can see it counted.
-    // SAFETY: a barrier only.
-    unsafe { core::arch::asm!("dmb ishst", options(nostack)) };
-    write(ring + 8, tail.wrapping_add(1));
-    frame.set_haswork();
-
-    let core = this_core();
-    if to.state() == DispatcherState::Waiting {
-        core.enqueue(to);
-    }
+    slot.fill(SlotHeader { words: words as u8, cap: cap_sent }, &regs.x[4..4 + words as usize]);
     if flags & SEND_YIELD != 0 && to != from && to.state() == DispatcherState::Runnable {
+        let core = this_core();
         core.runq.remove(to);
         core.runq.push_front(to);
     }
     Ok(())
+}
+
+/// A message from the kernel itself (an interrupt) to endpoint `ep`.
+pub fn deliver(ep: &Cap, words: &[u64]) -> Result<(), ErrorCode> {
+    Slot::find(ep)?.fill(SlotHeader { words: words.len() as u8, cap: false }, words);
+    Ok(())
+}
+
+/// A free slot of the ring an endpoint names: every check a delivery
+/// needs, done before anything is written.
+struct Slot {
+    to: Dcb,
+    frame: Frame,
+    ring: u64,
+    tail: u64,
+    /// Physical address of the slot.
+    at: u64,
+}
+
+impl Slot {
+    fn find(ep: &Cap) -> Result<Slot, ErrorCode> {
+        if ep.objtype != ObjType::EndPointLmp {
+            return Err(ErrorCode::WrongCapType);
+        }
+        let Extra::Endpoint { offset, size } = ep.extra else { return Err(ErrorCode::LmpBadBuffer) };
+        let to = Dcb(ep.base);
+        if matches!(to.state(), DispatcherState::New | DispatcherState::Ended) {
+            return Err(ErrorCode::DispatcherState);
+        }
+        let (offset, size) = (u64::from(offset), u64::from(size));
+        let slots = ring_slots(size);
+        let frame = to.frame();
+        let ring = match frame.region(to.held(HELD_FRAME).size, offset, size) {
+            Some(pa) if offset.is_multiple_of(HEADER_BYTES) && slots > 0 => pa,
+            _ => return Err(ErrorCode::LmpBadBuffer),
+        };
+        let head = read(ring);
+        let tail = read(ring + 8);
+        if tail.wrapping_sub(head) >= slots {
+            return Err(ErrorCode::LmpBufferFull);
+        }
+        Ok(Slot { to, frame, ring, tail, at: ring + HEADER_BYTES + (tail % slots) * SLOT_BYTES })
+    }
+
+    /// Writes the message, publishes it, and wakes the receiver.
+    fn fill(self, header: SlotHeader, words: &[u64]) {
+        write(self.at, header.to_raw());
+        for (i, &w) in words.iter().enumerate() {
+            write(self.at + 8 + 8 * i as u64, w);
+        }
+        // The slot is complete before the receiver can see it counted.
+        // SAFETY: a barrier only.
+        unsafe { core::arch::asm!("dmb ishst", options(nostack)) };
+        write(self.ring + 8, self.tail.wrapping_add(1));
+        self.frame.set_haswork();
+        if self.to.state() == DispatcherState::Waiting {
+            this_core().enqueue(self.to);
+        }
+    }
 }
 
 /// Copies the capability `raw` names in `from`'s CSpace into `to`'s receive

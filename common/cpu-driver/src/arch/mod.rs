@@ -8,6 +8,7 @@ mod dispatch;
 mod domain;
 mod exception;
 mod invoke;
+mod irq;
 mod lmp;
 mod mm;
 mod power;

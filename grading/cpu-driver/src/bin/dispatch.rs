@@ -52,6 +52,8 @@ const fn ep_slot(i: u8) -> u8 {
 }
 /// An endpoint to init, with init's ring.
 const INIT_EP: u8 = 90;
+/// Where IrqDest capabilities go.
+const IRQ_DEST: u8 = 130;
 /// Where capability transfers land, and their sources.
 const RECV: u8 = 100;
 const RECV_2: u8 = 101;
@@ -141,6 +143,7 @@ fn run(args: &aos::Args) -> i32 {
     preemption_and_stop(&mut c, &kids);
     lmp(&mut c, &kids);
     upcalls(&mut c, &kids);
+    interrupts(&mut c);
     fp_state(&mut c, &kids);
     teardown(&mut c, &kids);
 
@@ -445,6 +448,86 @@ fn lmp(c: &mut Checks, k: &Children) {
     c.is("send on the endpoint that was transferred", Endpoint(s(RECV)).send(&[42], 0), Ok(()));
     c.is("arrives in init's ring", ring.recv().map(|m| m.words[0]), Some(42));
     c.is("stop echo", echo.stop(), Ok(()));
+}
+
+/// Waits for a message for at most `ms` milliseconds of counter time.
+fn recv_within(ring: &mut Ring, ms_: u64) -> Option<Message> {
+    let end = aos::time::counter() + ms(ms_);
+    while aos::time::counter() < end {
+        if let Some(m) = ring.recv() {
+            return Some(m);
+        }
+        let _ = aos::syscall::yield_now();
+    }
+    ring.recv()
+}
+
+/// The virtual timer's interrupt, routed to init's endpoint.
+fn interrupts(c: &mut Checks) {
+    use aos::irq;
+    use aos::time::virtual_timer;
+    const VTIMER: u32 = 27;
+    let table = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_IRQ as u8);
+    let mut ring = init_ring();
+    c.is("init's ring is empty", ring.pending(), 0);
+    c.err("an SGI cannot be routed", irq::connect(table, 5, s(INIT_EP), d(IRQ_DEST)), ErrorCode::InvalidArgument);
+    c.err("nor the kernel's own timer", irq::connect(table, 30, s(INIT_EP), d(IRQ_DEST)), ErrorCode::InvalidArgument);
+    c.err(
+        "nor an interrupt the GIC lacks",
+        irq::connect(table, 5000, s(INIT_EP), d(IRQ_DEST)),
+        ErrorCode::InvalidArgument,
+    );
+    c.err("to a frame", irq::connect(table, VTIMER, s(SRC_FRAME), d(IRQ_DEST)), ErrorCode::WrongCapType);
+    c.err("to an unminted endpoint", irq::connect(table, VTIMER, s(120), d(IRQ_DEST)), ErrorCode::LmpBadBuffer);
+    c.err(
+        "with a frame as the table",
+        irq::connect(s(SRC_FRAME), VTIMER, s(INIT_EP), d(IRQ_DEST)),
+        ErrorCode::WrongCapType,
+    );
+    let dest = irq::connect(table, VTIMER, s(INIT_EP), d(IRQ_DEST));
+    c.ok("route the virtual timer to init's endpoint", dest.is_ok(), format_args!("{dest:?}"));
+    let Ok(dest) = dest else { return };
+    c.is("the IrqDest capability", cap::identify(dest.0).map(|i| i.objtype), Ok(Some(ObjType::IrqDest)));
+    c.err("a second route for it", irq::connect(table, VTIMER, s(INIT_EP), d(IRQ_DEST + 1)), ErrorCode::SlotInUse);
+    c.err("ack on a frame", irq::IrqDest(s(SRC_FRAME)).ack(), ErrorCode::WrongCapType);
+
+    let mut got = 0;
+    let mut early = 0;
+    for _ in 0..5 {
+        let armed = aos::time::counter();
+        virtual_timer::arm(ms(5));
+        let m = recv_blocking(&mut ring);
+        early += u64::from(aos::time::counter() < armed + ms(5));
+        got += u64::from(m.len == 1 && m.words[0] == u64::from(VTIMER) && !m.cap);
+        virtual_timer::disarm();
+        let _ = dest.ack();
+    }
+    c.is("five timer interrupts arrive as messages naming the interrupt", got, 5);
+    c.is("none before the timer was due", early, 0);
+
+    virtual_timer::arm(ms(2));
+    c.is("an interrupt not yet acknowledged", recv_within(&mut ring, 50).map(|m| m.words[0]), Some(u64::from(VTIMER)));
+    virtual_timer::arm(ms(2));
+    c.is("stays masked: the next firing is held back", recv_within(&mut ring, 20), None);
+    c.is("acknowledge it", dest.ack(), Ok(()));
+    c.is("and the held-back one arrives", recv_within(&mut ring, 50).map(|m| m.words[0]), Some(u64::from(VTIMER)));
+    virtual_timer::disarm();
+    let _ = dest.ack();
+
+    c.is("a copy of the IrqDest", cap::copy(dest.0, d(IRQ_DEST + 1)), Ok(()));
+    c.is("delete one copy", cap::delete(dest.0), Ok(()));
+    virtual_timer::arm(ms(2));
+    c.is("the route stays while a copy does", recv_within(&mut ring, 50).map(|m| m.words[0]), Some(u64::from(VTIMER)));
+    virtual_timer::disarm();
+    c.is("delete the last copy", cap::delete(s(IRQ_DEST + 1)), Ok(()));
+    virtual_timer::arm(ms(2));
+    c.is("the route is gone: nothing arrives", recv_within(&mut ring, 30), None);
+    virtual_timer::disarm();
+    let again = irq::connect(table, VTIMER, s(INIT_EP), d(IRQ_DEST));
+    c.ok("the interrupt can be routed again", again.is_ok(), format_args!("{again:?}"));
+    if let Ok(again) = again {
+        let _ = cap::delete(again.0);
+    }
 }
 
 /// Enables upcalls and counts; the run upcall counts and resumes it.

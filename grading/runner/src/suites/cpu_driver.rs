@@ -217,7 +217,11 @@ fn dispatch(t: &Target) -> CheckResult {
         (|| {
             ensure!(!text.contains("FAILED"), "a dispatcher or LMP check failed");
             ensure!(text.contains("dispatch: all checks passed"), "the program did not finish its checks");
-            ensure!(text.matches("dispatch: ok ").count() >= 120, "fewer checks ran than the program makes");
+            ensure!(text.matches("dispatch: ok ").count() >= 140, "fewer checks ran than the program makes");
+            ensure!(
+                text.contains("dispatch: ok five timer interrupts arrive as messages naming the interrupt"),
+                "no timer interrupt reached the user endpoint"
+            );
             let report = text
                 .lines()
                 .find(|l| l.contains("domain 'no-handler' faulted"))
