@@ -83,6 +83,25 @@ mod host {
     pub static DISABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 }
 
+/// Installs the run upcall: the kernel enters `entry` with SP = `stack_top`
+/// (16-byte aligned) whenever it gives the dispatcher the core back with
+/// upcalls enabled. Call it with upcalls disabled, so no upcall sees half
+/// of it. A no-op on the host.
+pub fn set_run_upcall(entry: u64, stack_top: u64) {
+    #[cfg(target_os = "none")]
+    {
+        let stack = word::<u64>(core::mem::offset_of!(DispatcherShared, upcall_stack));
+        let at = word::<u64>(core::mem::offset_of!(DispatcherShared, upcall_entry));
+        // SAFETY: as in `is_disabled`.
+        unsafe {
+            stack.write_volatile(stack_top);
+            at.write_volatile(entry);
+        }
+    }
+    #[cfg(not(target_os = "none"))]
+    let _ = (entry, stack_top);
+}
+
 /// Whether the kernel delivered work (an LMP message) since the last
 /// [`clear_haswork`].
 pub fn haswork() -> bool {

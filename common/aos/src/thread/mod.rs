@@ -48,7 +48,7 @@ mod tests;
 
 pub use runtime::{
     Condvar, MAX_THREADS, Mutex, MutexGuard, STACK_SIZE, Stack, Stacks, TLS_WORDS, current, detach, exit, init, join,
-    spawn, tls_get, tls_set, yield_now,
+    preemptions, spawn, tls_get, tls_set, yield_now,
 };
 
 /// A thread's name: its slot in the table and the slot's generation.

@@ -4,17 +4,30 @@
 //! switching stacks (`context`).
 //!
 //! Owns the domain's one scheduler, every thread's context record and TLS
-//! block, the stack pool the program handed over at [`init`], and the one
-//! place the runtime gives the core back to the kernel (`idle_wait`). All
-//! of it lives in one static, `RUNTIME`, whose scheduler and bookkeeping
-//! are reached only between [`dispatcher::disable`] and
-//! [`dispatcher::enable`] (see `call`). It decides nothing the scheduler
-//! decides and touches no register itself.
+//! block, the stack pool the program handed over at [`init`], the one place
+//! the runtime gives the core back to the kernel (`idle_wait`), and the run
+//! upcall's Rust half and stack. The state lives in one static, `RUNTIME`,
+//! whose scheduler and bookkeeping are reached only between
+//! [`dispatcher::disable`] and [`dispatcher::enable`] (see `call`) or in
+//! the run upcall (disabled by the kernel). It decides nothing the
+//! scheduler decides and touches no register itself.
 //!
 //! Upcalls stay disabled across a switch: a thread disables, asks the
 //! scheduler, switches; the thread switched to enables when its own thread
-//! call returns (a new thread: in its first Rust frame). So the decision
-//! and the switch that carries it out are one step for any future upcall.
+//! call returns (a new thread: in its first Rust frame), or, if it was
+//! preempted, the kernel's `Resume` enables them as it jumps back into it.
+//! So the decision and the switch that carries it out are one step for any
+//! upcall. The flag is the dispatcher frame's `disabled` word.
+//!
+//! Preemption: [`init`] installs the run upcall (`aos_thread_run_upcall`
+//! behind the entry in `context`, on a static stack of its own). The kernel
+//! enters it, disabled, when it gives the dispatcher the core back with
+//! upcalls enabled: at every timer tick, and after other dispatchers ran.
+//! The interrupted thread is the scheduler's running one (its state is
+//! consistent: every change to the scheduler happens disabled); it becomes
+//! a `Preempted` record and [`Scheduler::run_upcall`] picks the next
+//! thread. A thread that is disabled at the tick, inside a thread call, is
+//! simply continued by the kernel; it is preempted at a later tick.
 //!
 //! Memory: there is no heap. The table holds [`MAX_THREADS`] threads; the
 //! main thread (the one running `aos_main`, thread 0) keeps the stack the
@@ -23,15 +36,10 @@
 //! its thread's slot — at join, or at exit if detached — never earlier.
 //! Stacks have no guard page: a thread that overflows its [`STACK_SIZE`]
 //! overwrites the stack below it.
-//!
-//! Preemption (CPU driver III) will add a run upcall that calls
-//! [`Scheduler::run_upcall`] with upcalls disabled and switches to the
-//! thread it names, and records of the `Preempted` kind (see `context`);
-//! `idle_wait` will become a blocking wait with upcalls enabled.
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::context::{self, Context};
 use super::{Blocking, Next, Scheduler, ThreadError, ThreadState, Tid, sync};
@@ -141,6 +149,25 @@ static RUNTIME: Runtime = Runtime {
     tls: [const { TlsBlock([const { AtomicUsize::new(0) }; TLS_WORDS]) }; MAX_THREADS],
 };
 
+/// Bytes of the run upcall's stack.
+const UPCALL_STACK_SIZE: usize = 16 * 1024;
+
+/// The run upcall's stack: the kernel sets SP to its top at every upcall.
+#[repr(C, align(16))]
+struct UpcallStack(UnsafeCell<[u8; UPCALL_STACK_SIZE]>);
+
+// SAFETY: no Rust reference to it is ever made; only its address goes to
+// the frame, and only the run upcall runs on it, never twice at once (the
+// kernel upcalls only while upcalls are enabled, and the upcall runs
+// disabled until it leaves the stack for good).
+unsafe impl Sync for UpcallStack {}
+
+static UPCALL_STACK: UpcallStack = UpcallStack(UnsafeCell::new([0; UPCALL_STACK_SIZE]));
+
+/// Run upcalls that switched threads: a preemption count for tests and
+/// reports.
+static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+
 impl State {
     /// Frees what the runtime keeps for slot `i` once the scheduler freed
     /// the slot; its stack returns to the pool.
@@ -198,7 +225,8 @@ fn carry_out(next: Next) {
     };
     // SAFETY: both records belong to live threads (or `from` is the discard
     // record) and nothing references them; upcalls are disabled. `to` was
-    // filled by `Context::start` at spawn or saved when it stopped.
+    // filled by `Context::start` at spawn, or saved when it stopped (by a
+    // switch or by the run upcall).
     unsafe { context::switch(context_of(from), context_of(Some(to))) }
 }
 
@@ -220,15 +248,81 @@ fn idle() -> Tid {
 }
 
 /// The one place the runtime gives the core back to the kernel while it
-/// has nothing to run. For now a yield, after which [`idle`] re-checks; once
-/// the kernel delivers events this becomes a wait that enables upcalls and
-/// blocks until the next run upcall.
+/// has nothing to run; [`idle`] re-checks when it returns.
+///
+/// Here every thread is blocked and upcalls are disabled, so no thread of
+/// this domain can run until something outside it happens: today no event
+/// source is wired to the threads (nothing from the kernel wakes one), so
+/// this is a deadlock, and later a delivered event may end it. So wait
+/// rather than spin: `Wait` takes the dispatcher off the core until a
+/// message sets `haswork`, and if every dispatcher waits the kernel says so
+/// and stops instead of burning the core on yields. With `haswork` set
+/// already (a message came and nobody took it yet), `Wait` would return at
+/// once; yield then instead, so other dispatchers run. The flag is never
+/// cleared here: a thread may be between clearing it and waiting itself,
+/// and clearing it behind its back would lose its wake-up. A message that
+/// arrives between the check and the wait makes the wait return at once.
 fn idle_wait() {
-    let _ = crate::syscall::yield_now();
+    if dispatcher::haswork() {
+        let _ = crate::syscall::yield_now();
+    } else {
+        let _ = dispatcher::wait();
+    }
+}
+
+/// Run upcalls that switched from one thread to another since [`init`].
+pub fn preemptions() -> u64 {
+    PREEMPTIONS.load(Ordering::Relaxed)
+}
+
+/// The run upcall's Rust half, entered from `aos_thread_upcall` on the
+/// upcall stack with upcalls disabled: `frame` is the dispatcher's frame,
+/// `fp` the interrupted thread's FP/SIMD registers and TPIDR_EL0 as the
+/// entry saved them. Never returns: it resumes the interrupted thread or
+/// enters another.
+#[cfg(target_os = "none")]
+#[unsafe(no_mangle)]
+extern "C" fn aos_thread_run_upcall(
+    frame: *const kpi::dispatcher::DispatcherShared,
+    reason: u64,
+    fp: *const context::FpTls,
+) -> ! {
+    // SAFETY: the kernel filled the enabled save area before entering us and
+    // writes it again only at an upcall, which cannot come while we run
+    // disabled; the frame is mapped for as long as the dispatcher runs.
+    let enabled = unsafe { &raw const (*frame).enabled_save };
+    let next = {
+        // SAFETY: upcalls are disabled (we are the upcall) and the thread we
+        // interrupted was enabled, so it held no reference to the state.
+        let s = unsafe { &mut *RUNTIME.state.get() };
+        if s.started && reason == kpi::dispatcher::UPCALL_RUN { s.sched.run_upcall() } else { Next::Continue }
+    };
+    match next {
+        Next::Switch { from: Some(from), to } => {
+            PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `from`'s record is its own (it was running, so nothing
+            // was saved there since it last ran), `enabled` and `fp` are
+            // this upcall's; `to` is another live thread's record, filled
+            // when it stopped or was spawned. The state reference ended.
+            unsafe {
+                context::save_preempted(context_of(Some(from)), &*enabled, &*fp);
+                context::enter(context_of(Some(to)))
+            }
+        }
+        // One runnable thread (the interrupted one), or no runtime: go on.
+        // A thread runs whenever upcalls are enabled, so the scheduler
+        // always has one here and never answers Idle or a switch from none.
+        _ => {
+            debug_assert_eq!(next, Next::Continue, "a run upcall with no thread running");
+            // SAFETY: both are this upcall's own state, untouched.
+            unsafe { context::resume(fp, enabled) }
+        }
+    }
 }
 
 /// Starts the runtime: the calling thread (the one running `aos_main`)
 /// becomes thread 0, and `stacks` the pool other threads' stacks come from.
+/// From now on the run upcall preempts threads at every timer tick.
 /// Refused on the host ([`ThreadError::Unsupported`]) and when called again.
 /// As in C, returning from `aos_main` ends the domain, other threads or not;
 /// `thread::exit` in the main thread ends only it.
@@ -255,6 +349,9 @@ pub fn init<const K: usize>(stacks: &'static Stacks<K>) -> Result<Tid, ThreadErr
             debug_assert_eq!(first, Next::Switch { from: None, to: t });
             s.slots[i] = Slot { tid: Some(t), ..Slot::FREE };
             context::set_tpidr(tls);
+            // Upcalls are disabled: the first comes once `init` enables.
+            let stack_top = UPCALL_STACK.0.get() as usize + UPCALL_STACK_SIZE;
+            dispatcher::set_run_upcall(context::upcall_entry(), stack_top as u64);
             s.stack_base = stacks.0.get() as usize;
             s.n_free = K.min(MAX_THREADS - 1);
             // Lowest index on top, so stacks are used from the start.

@@ -1,6 +1,7 @@
 //! User-level threads on one dispatcher (book ch. 4.12–4.16): the runtime's
 //! spawn, join, exit, detach, mutex, condition variable, thread-local words
-//! and context switch, each checked for what a program can observe. Prints
+//! and context switch, each checked for what a program can observe; then
+//! preemption by the run upcall, with threads that never yield. Prints
 //! `threads: ok NAME` per check.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -40,6 +41,10 @@ fn run(_: &aos::Args) -> i32 {
     bounded_buffer(&mut c);
     tls(&mut c);
     fp_registers(&mut c);
+    preemption_between_threads(&mut c);
+    mutex_without_yields(&mut c);
+    registers_survive_preemption(&mut c);
+    tls_survives_preemption(&mut c);
 
     if c.failed == 0 {
         println!("threads: all checks passed");
@@ -416,4 +421,307 @@ fn fp_registers(c: &mut Checks) {
     let mine = fp_keeper(100);
     let ok = tids.iter().filter(|t| t.map(thread::join) == Some(Ok(0))).count();
     c.is("d8-d15 survive switches in every thread", (ok, mine), (8, 0));
+}
+
+/// Counter ticks in `n` milliseconds.
+fn ms(n: u64) -> u64 {
+    aos::time::frequency() * n / 1000
+}
+
+const SPINNERS: usize = 3;
+static SPIN_COUNT: [AtomicU64; SPINNERS] = [const { AtomicU64::new(0) }; SPINNERS];
+static SPIN_STOP: AtomicBool = AtomicBool::new(false);
+/// The spinner that counted last (index + 1), and how often that changed.
+static SPIN_LAST: AtomicU64 = AtomicU64::new(0);
+static SPIN_HANDOVERS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts until told to stop; never yields, blocks or makes a thread call.
+fn spinner(i: u64) -> i32 {
+    while !SPIN_STOP.load(Relaxed) {
+        SPIN_COUNT[i as usize].fetch_add(1, Relaxed);
+        if SPIN_LAST.swap(i + 1, Relaxed) != i + 1 {
+            SPIN_HANDOVERS.fetch_add(1, Relaxed);
+        }
+    }
+    0
+}
+
+fn preemption_between_threads(c: &mut Checks) {
+    let before = thread::preemptions();
+    let mut tids = [None; SPINNERS];
+    for (i, t) in tids.iter_mut().enumerate() {
+        *t = thread::spawn(spinner, i as u64).ok();
+    }
+    // Main spins too, without a thread call: only preemption lets the
+    // spinners run at all, and only preemption gets main back.
+    let everyone_ran = || SPIN_COUNT.iter().all(|n| n.load(Relaxed) > 0);
+    let deadline = aos::time::counter() + ms(2000);
+    while !(everyone_ran() && SPIN_HANDOVERS.load(Relaxed) >= 2 * SPINNERS as u64) && aos::time::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    let counts: [u64; SPINNERS] = core::array::from_fn(|i| SPIN_COUNT[i].load(Relaxed));
+    let handovers = SPIN_HANDOVERS.load(Relaxed);
+    SPIN_STOP.store(true, Relaxed);
+    let ok = tids.iter().filter(|t| t.map(thread::join) == Some(Ok(0))).count();
+    c.ok(
+        "threads that spin without yielding all run while main spins too",
+        counts.iter().all(|&n| n > 0),
+        format_args!("counts {counts:?}"),
+    );
+    c.ok(
+        "and take turns with each other",
+        handovers >= 2 * SPINNERS as u64,
+        format_args!("{handovers} handovers between spinners"),
+    );
+    let preempted = thread::preemptions() - before;
+    println!("threads: spinners: {preempted} preemptions, {handovers} handovers, counts {counts:?}");
+    c.ok("run upcalls switched threads", preempted >= SPINNERS as u64, format_args!("{preempted} switches"));
+    c.is("every spinner stops when told and joins", ok, SPINNERS);
+}
+
+const P_THREADS: usize = 8;
+const P_INCREMENTS: u64 = 100;
+/// Microseconds of spinning between reading and writing the counter, and
+/// outside the critical section: a thread is inside it 90% of the time, so
+/// the first ticks land there while the others, not yet started, are
+/// runnable (later the mutex's hand-off queues them all while one holds it,
+/// and the scheduler has nobody to switch to).
+const P_INSIDE_US: u64 = 200;
+const P_OUTSIDE_US: u64 = 20;
+static P_COUNTER: Mutex<u64> = Mutex::new(0);
+static P_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+static P_HOLDER: AtomicU64 = AtomicU64::new(0);
+static P_INTERLEAVED: AtomicU64 = AtomicU64::new(0);
+static P_INTRUSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Spins for `us` microseconds of counter time, without a thread call.
+fn busy(us: u64) {
+    let end = aos::time::counter() + aos::time::frequency() * us / 1_000_000;
+    while aos::time::counter() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// As `increments`, but the only thread calls are lock and unlock: other
+/// threads get in only by preemption.
+fn increments_without_yielding(arg: u64) -> i32 {
+    for _ in 0..P_INCREMENTS {
+        P_ATTEMPTS.fetch_add(1, Relaxed);
+        let Ok(mut g) = P_COUNTER.lock() else { return -1 };
+        P_HOLDER.store(arg + 1, Relaxed);
+        let seen = P_ATTEMPTS.load(Relaxed);
+        // Read, spin, write back: a lost update if anyone else got in.
+        let v = core::hint::black_box(*g);
+        busy(P_INSIDE_US);
+        *g = v + 1;
+        if P_ATTEMPTS.load(Relaxed) != seen {
+            P_INTERLEAVED.fetch_add(1, Relaxed);
+        }
+        if P_HOLDER.load(Relaxed) != arg + 1 {
+            P_INTRUSIONS.fetch_add(1, Relaxed);
+        }
+        if g.unlock().is_err() {
+            return -2;
+        }
+        busy(P_OUTSIDE_US);
+    }
+    0
+}
+
+fn mutex_without_yields(c: &mut Checks) {
+    let (t0, p0) = (aos::time::counter(), thread::preemptions());
+    let mut tids = [None; P_THREADS];
+    for (i, t) in tids.iter_mut().enumerate() {
+        *t = thread::spawn(increments_without_yielding, i as u64).ok();
+    }
+    let ok = tids.iter().filter(|t| t.map(thread::join) == Some(Ok(0))).count();
+    c.is("8 threads that never yield add under a mutex, every lock and unlock succeeds", ok, P_THREADS);
+    let total = P_COUNTER.lock().map(|g| *g);
+    c.is("the preempted count is exact", total, Ok(P_THREADS as u64 * P_INCREMENTS));
+    let n = P_INTERLEAVED.load(Relaxed);
+    println!(
+        "threads: mutex without yields: {n} critical sections saw other threads run; {} preemptions in {} ms",
+        thread::preemptions() - p0,
+        (aos::time::counter() - t0) * 1000 / aos::time::frequency()
+    );
+    c.ok("holders were preempted inside the critical section", n > 0, format_args!("never interleaved"));
+    c.is("and no other thread got in meanwhile", P_INTRUSIONS.load(Relaxed), 0);
+}
+
+/// Loop iterations of each of a round's two spins.
+const REG_LOOPS: u64 = 200_000;
+const REG_THREADS: usize = 4;
+static REG_DEADLINE: AtomicU64 = AtomicU64::new(0);
+static REG_ROUNDS: AtomicU64 = AtomicU64::new(0);
+
+/// One round: fills x0–x30, v0–v31 (both halves), FPCR's rounding mode and
+/// FPSR's flags with values from `seed`, spins twice without a call (the
+/// loop counter is x17 in the first spin and x30 in the second, so each
+/// general-purpose register keeps its value across at least one), and
+/// counts the registers that changed. x19 and x29 are reserved by the
+/// compiler: they are saved and restored around the block.
+fn register_round(seed: u64) -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        let bad: u64;
+        // SAFETY: only registers and 64 bytes below SP (pushed and popped
+        // here) are touched; every clobbered register is declared, the
+        // reserved x19/x29 and the FP environment are restored before the
+        // block ends, and no FP arithmetic runs while FPCR is changed.
+        unsafe {
+            core::arch::asm!(
+                "stp x29, x19, [sp, #-16]!",
+                "sub sp, sp, #48",
+                "str xzr, [sp]",                    // mismatches
+                "str x0, [sp, #8]",                 // seed
+                "mrs x9, fpcr", "str x9, [sp, #16]",
+                "mrs x9, fpsr", "str x9, [sp, #24]",
+                "str x1, [sp, #32]",                // loop count
+                "ubfiz x9, x0, #22, #2", "msr fpcr, x9",
+                "and x9, x0, #0x1f", "msr fpsr, x9",
+                ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+                "add x9, x0, #(64 + \\n)",
+                "fmov d\\n, x9",
+                "mvn x10, x9",
+                "mov v\\n\\().d[1], x10",
+                ".endr",
+                ".irp n, 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,18,19,20,21,22,23,24,25,26,27,28,29,30",
+                "add x\\n, x0, #\\n",
+                ".endr",
+                "ldr x17, [sp, #32]",
+                "1: subs x17, x17, #1",
+                "b.ne 1b",
+                "add x17, x0, #30", "cmp x30, x17", "ldr x17, [sp]", "cinc x17, x17, ne", "str x17, [sp]",
+                "add x17, x0, #17",
+                "ldr x30, [sp, #32]",
+                "2: subs x30, x30, #1",
+                "b.ne 2b",
+                ".irp n, 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29",
+                "add x30, x0, #\\n", "cmp x\\n, x30", "ldr x30, [sp]", "cinc x30, x30, ne", "str x30, [sp]",
+                ".endr",
+                "ldr x30, [sp, #8]", "cmp x0, x30", "ldr x30, [sp]", "cinc x30, x30, ne", "str x30, [sp]",
+                ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+                "add x9, x0, #(64 + \\n)",
+                "fmov x10, d\\n", "cmp x9, x10", "ldr x30, [sp]", "cinc x30, x30, ne", "str x30, [sp]",
+                "mvn x9, x9",
+                "mov x10, v\\n\\().d[1]", "cmp x9, x10", "ldr x30, [sp]", "cinc x30, x30, ne", "str x30, [sp]",
+                ".endr",
+                "mrs x9, fpcr", "ubfiz x10, x0, #22, #2", "cmp x9, x10",
+                "ldr x30, [sp]", "cinc x30, x30, ne", "str x30, [sp]",
+                "mrs x9, fpsr", "and x10, x0, #0x1f", "cmp x9, x10",
+                "ldr x30, [sp]", "cinc x30, x30, ne", "str x30, [sp]",
+                "ldr x9, [sp, #16]", "msr fpcr, x9",
+                "ldr x9, [sp, #24]", "msr fpsr, x9",
+                "ldr x30, [sp]",
+                "add sp, sp, #48",
+                "ldp x29, x19, [sp], #16",
+                inout("x0") seed => _,
+                inout("x1") REG_LOOPS => _,
+                lateout("x30") bad,
+                out("x2") _, out("x3") _, out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _,
+                out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                out("x15") _, out("x16") _, out("x17") _, out("x18") _, out("x20") _, out("x21") _,
+                out("x22") _, out("x23") _, out("x24") _, out("x25") _, out("x26") _, out("x27") _,
+                out("x28") _,
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+                out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _, out("v13") _,
+                out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _, out("v25") _,
+                out("v26") _, out("v27") _, out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            );
+        }
+        bad
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = (seed, REG_LOOPS);
+        0
+    }
+}
+
+/// Rounds of `register_round` until the deadline; the registers that
+/// changed, summed (saturating into the exit code).
+fn register_keeper(arg: u64) -> i32 {
+    // Seeds differ in every register and in the FP environment's bits.
+    let seed = 0x10_0000 * (arg + 1) + arg;
+    let mut bad = 0u64;
+    while aos::time::counter() < REG_DEADLINE.load(Relaxed) {
+        bad += register_round(seed);
+        REG_ROUNDS.fetch_add(1, Relaxed);
+    }
+    bad.min(i32::MAX as u64) as i32
+}
+
+fn registers_survive_preemption(c: &mut Checks) {
+    let before = thread::preemptions();
+    REG_DEADLINE.store(aos::time::counter() + ms(300), Relaxed);
+    let mut tids = [None; REG_THREADS];
+    for (i, t) in tids.iter_mut().enumerate() {
+        *t = thread::spawn(register_keeper, i as u64 + 1).ok();
+    }
+    // Main keeps registers of its own, so it is preempted mid-round too.
+    let mine = register_keeper(0);
+    let codes: [Option<Result<i32, ThreadError>>; REG_THREADS] = core::array::from_fn(|i| tids[i].map(thread::join));
+    let ok = codes.iter().filter(|&&r| r == Some(Ok(0))).count();
+    c.ok(
+        "x0-x30, v0-v31, FPCR and FPSR of spinning threads survive preemption",
+        ok == REG_THREADS && mine == 0,
+        format_args!("main {mine} changed; threads {codes:?}"),
+    );
+    let preempted = thread::preemptions() - before;
+    let rounds = REG_ROUNDS.load(Relaxed);
+    println!("threads: registers: {preempted} preemptions over {rounds} rounds");
+    c.ok(
+        "over many preemptions and rounds",
+        preempted >= 10 && rounds >= 2 * (REG_THREADS as u64 + 1),
+        format_args!("{preempted} switches, {rounds} rounds"),
+    );
+}
+
+const TLS_THREADS: usize = 4;
+static TLS_DEADLINE: AtomicU64 = AtomicU64::new(0);
+
+/// Sets its TLS words and checks them in a loop without thread calls
+/// until the deadline; the number of wrong reads.
+fn tls_spinner(arg: u64) -> i32 {
+    let want = |i: usize| (arg as usize) << 16 | 0xa0 | i;
+    for i in 0..thread::TLS_WORDS {
+        if thread::tls_set(i, want(i)).is_err() {
+            return -1;
+        }
+    }
+    let mut wrong = 0;
+    while aos::time::counter() < TLS_DEADLINE.load(Relaxed) {
+        for i in 0..thread::TLS_WORDS {
+            if thread::tls_get(i) != Ok(want(i)) {
+                wrong += 1;
+            }
+        }
+    }
+    wrong
+}
+
+fn tls_survives_preemption(c: &mut Checks) {
+    let before = thread::preemptions();
+    TLS_DEADLINE.store(aos::time::counter() + ms(200), Relaxed);
+    let mut tids = [None; TLS_THREADS];
+    for (i, t) in tids.iter_mut().enumerate() {
+        *t = thread::spawn(tls_spinner, i as u64 + 1).ok();
+    }
+    // Main checks its own word (set by `tls`) meanwhile, without a call.
+    let mut main_wrong = 0u64;
+    while aos::time::counter() < TLS_DEADLINE.load(Relaxed) {
+        if thread::tls_get(0) != Ok(0xfeed) {
+            main_wrong += 1;
+        }
+    }
+    let codes: [Option<Result<i32, ThreadError>>; TLS_THREADS] = core::array::from_fn(|i| tids[i].map(thread::join));
+    let ok = codes.iter().filter(|&&r| r == Some(Ok(0))).count();
+    let preempted = thread::preemptions() - before;
+    println!("threads: TLS: {preempted} preemptions");
+    c.ok(
+        "TLS words survive preemption in every spinning thread and in main",
+        ok == TLS_THREADS && main_wrong == 0 && preempted >= 5,
+        format_args!("main {main_wrong} wrong reads; threads {codes:?}; {preempted} switches"),
+    );
 }

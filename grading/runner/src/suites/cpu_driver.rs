@@ -181,7 +181,7 @@ fn threads(t: &Target) -> CheckResult {
         (|| {
             ensure!(!text.contains("FAILED"), "a thread check failed");
             ensure!(text.contains("threads: all checks passed"), "the program did not finish its checks");
-            ensure!(text.matches("threads: ok ").count() >= 33, "fewer checks ran than the program makes");
+            ensure!(text.matches("threads: ok ").count() >= 44, "fewer checks ran than the program makes");
             ensure!(text.contains("domain 'threads' exited with status 0"), "the program did not exit cleanly");
             ensure!(!text.contains("PANIC"), "the kernel panicked");
             ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
