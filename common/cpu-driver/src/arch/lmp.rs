@@ -59,6 +59,7 @@ struct Slot {
 }
 
 impl Slot {
+    #[inline(always)]
     fn find(ep: &Cap) -> Result<Slot, ErrorCode> {
         if ep.objtype != ObjType::EndPointLmp {
             return Err(ErrorCode::WrongCapType);
@@ -84,6 +85,7 @@ impl Slot {
     }
 
     /// Writes the message, publishes it, and wakes the receiver.
+    #[inline(always)]
     fn fill(self, header: SlotHeader, words: &[u64]) {
         write(self.at, header.to_raw());
         for (i, &w) in words.iter().enumerate() {
