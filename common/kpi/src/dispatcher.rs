@@ -10,6 +10,10 @@
 //! `disabled` clear and a `fault_entry` goes to `trap_save` and enters
 //! `fault_entry` with `x0` = the frame, `x1` = ESR, `x2` = FAR. Otherwise
 //! (disabled, or no entry) the domain simply continues where it was.
+//!
+//! FP/SIMD registers and TPIDR_EL0 are the dispatcher's own across all of
+//! this: the kernel swaps them only when another dispatcher takes the core.
+//! While a dispatcher runs, TPIDRRO_EL0 holds its frame's user address.
 
 use core::mem::size_of;
 
@@ -44,7 +48,9 @@ const _: () = assert!(SHARED_SIZE <= 2048);
 /// SPSR for a fresh EL0 thread: AArch64 EL0t, interrupts unmasked.
 pub const SPSR_EL0T: u64 = 0;
 
-/// FP/SIMD state.
+/// FP/SIMD state: the kernel keeps one per dispatcher in its DCB (switched
+/// with the dispatcher, not at every entry: the kernel never touches these
+/// registers), and the thread runtime one per preempted thread.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FpuSave {
@@ -88,7 +94,6 @@ pub struct DispatcherShared {
     pub disabled_save: RegisterSave,
     /// State at a fault, for the fault handler.
     pub trap_save: RegisterSave,
-    pub fpu: FpuSave,
 }
 
 #[cfg(test)]
@@ -115,8 +120,7 @@ mod tests {
         assert_eq!(offset_of!(DispatcherShared, enabled_save), 64);
         assert_eq!(offset_of!(DispatcherShared, disabled_save), 64 + SAVE_SIZE);
         assert_eq!(offset_of!(DispatcherShared, trap_save), 64 + 2 * SAVE_SIZE);
-        assert_eq!(offset_of!(DispatcherShared, fpu) % 16, 0);
         assert_eq!(size_of::<FpuSave>(), 32 * 16 + 16);
-        assert_eq!(SHARED_SIZE, 64 + 3 * SAVE_SIZE + size_of::<FpuSave>());
+        assert_eq!(SHARED_SIZE, 64 + 3 * SAVE_SIZE);
     }
 }
