@@ -223,8 +223,9 @@ boot_l1: .skip 4096
     mov     x1, #\index
     b       el1_save
 .endm
-/* From EL0: save straight into the current domain's save area, whose
- * address is the first word of this core's PerCore (TPIDR_EL1). */
+/* From EL0: save straight into the running dispatcher's frame, whose
+ * address is the first word of this core's PerCore (TPIDR_EL1): into its
+ * enabled or its disabled area, by its disabled flag (book ch. 4.14). */
 .macro vector_el0 index
     .balign 0x80
     stp     x0, x1, [sp, #-16]!
@@ -254,7 +255,13 @@ kernel_vectors:
 
 el0_save:
     mrs     x0, tpidr_el1
-    ldr     x0, [x0]
+    ldr     x0, [x0]                /* the running dispatcher's frame */
+    str     x2, [sp, #-16]!
+    ldr     w2, [x0, #{frame_disabled}]
+    add     x0, x0, #{frame_enabled}
+    cbz     w2, 1f                  /* enabled: the activation slot */
+    add     x0, x0, #{save_size}    /* disabled: the resume slot after it */
+1:  ldr     x2, [sp], #16
     save_x2_x29 x0
     ldp     x2, x3, [sp], #16       /* the user's x0 and x1 */
     stp     x2, x3, [x0, #0]
@@ -321,6 +328,7 @@ emergency_stack_top:
 resume_el0:
     ldp     x2, x3, [x0, #{save_pc}]
     msr     elr_el1, x2
+    and     x3, x3, #{spsr_user}    /* user memory: only the flags are theirs */
     msr     spsr_el1, x3
     ldp     x30, x2, [x0, #{save_sp} - 8]
     msr     sp_el0, x2
@@ -349,6 +357,9 @@ resume_el0:
     save_size = const SAVE_SIZE,
     save_sp = const SAVE_SP,
     save_pc = const SAVE_PC,
+    spsr_user = const kpi::dispatcher::SPSR_USER_MASK,
+    frame_disabled = const core::mem::offset_of!(kpi::dispatcher::DispatcherShared, disabled),
+    frame_enabled = const core::mem::offset_of!(kpi::dispatcher::DispatcherShared, enabled_save),
     stack_bit = const STACK_BIT,
     overflow_kind = const OVERFLOW_KIND,
 );

@@ -21,12 +21,13 @@ use super::irq::Routes;
 use super::power;
 
 /// What one core's CPU driver knows. `repr(C)`: the exception entry reads
-/// `current_save` at offset 0.
+/// `current_frame` at offset 0.
 #[repr(C)]
 pub struct PerCore {
-    /// Where the running dispatcher's registers are saved on the next
-    /// entry from EL0: its DCB. Written only by [`PerCore::schedule`].
-    current_save: Cell<*mut RegisterSave>,
+    /// The running dispatcher's frame (kernel address): the exception entry
+    /// saves into its enabled or disabled area by its flag. Written only by
+    /// [`PerCore::schedule`].
+    current_frame: Cell<u64>,
     pub id: u32,
     pub alloc: RefCell<BootAlloc>,
     /// The dispatcher whose state `current_save` names (0: none yet).
@@ -50,7 +51,7 @@ pub struct PerCore {
 impl PerCore {
     pub fn new(id: u32, alloc: BootAlloc, quantum: u64) -> Self {
         PerCore {
-            current_save: Cell::new(core::ptr::null_mut()),
+            current_frame: Cell::new(0),
             id,
             alloc: RefCell::new(alloc),
             current: Cell::new(0),
@@ -68,6 +69,11 @@ impl PerCore {
     /// The dispatcher that entered the kernel (or last ran).
     pub fn current(&self) -> Dcb {
         Dcb(self.current.get())
+    }
+
+    /// Where the exception entry saved the current dispatcher's registers.
+    pub fn current_regs(&self) -> &'static mut RegisterSave {
+        dispatch::regs_at(self.current_frame.get())
     }
 
     /// Runs the head of the run queue: its hardware state if it is not the
@@ -100,10 +106,10 @@ impl PerCore {
             }
             dispatch::switch_hw(from, next);
             self.current.set(next.0);
-            self.current_save.set(next.save());
+            self.current_frame.set(next.frame_kva());
         }
         dispatch::activate(next);
-        next.save()
+        dispatch::regs_at(self.current_frame.get())
     }
 
     /// Takes `d` off the run queue if it is on it, into state `to`.

@@ -15,13 +15,12 @@
 
 use core::cell::Cell;
 use core::mem::offset_of;
-use core::ptr::addr_of_mut;
 
 use caps::mdb::{Id, Mdb};
 use caps::types::CTE_SIZE;
 use caps::{Cap, Rights};
 use kpi::ErrorCode;
-use kpi::dispatcher::{DispatcherShared, FpuSave, NAME_LEN, RegisterSave, SHARED_SIZE, SPSR_USER_MASK, UPCALL_RUN};
+use kpi::dispatcher::{DispatcherShared, FpuSave, NAME_LEN, RegisterSave, SHARED_SIZE, UPCALL_RUN};
 use kpi::invocation::DispatcherState;
 
 use super::cspace::{self, Cte, Ctes};
@@ -37,9 +36,6 @@ const HELD_COUNT: u64 = 3;
 /// The kernel's half of a DCB.
 #[repr(C)]
 struct DcbState {
-    /// Registers saved on each entry from EL0 (the exception assembly
-    /// writes here through `PerCore::current_save`).
-    save: RegisterSave,
     /// FP/SIMD state, saved when another dispatcher takes the core.
     fpu: FpuSave,
     tpidr_el0: u64,
@@ -113,12 +109,20 @@ impl Dcb {
         self.st().frame_va
     }
 
-    pub fn save(self) -> *mut RegisterSave {
-        addr_of_mut!(self.st().save)
+    /// Where its registers are: the frame's disabled area (the book's
+    /// resume slot) if its `disabled` flag is set, else the enabled area
+    /// (the activation slot). The exception entry saves there by the same
+    /// rule, and the exit restores from there (forcing EL0 in SPSR).
+    ///
+    /// The frame is user memory: every value read from it is untrusted, and
+    /// on one core nothing else writes it while the kernel runs.
+    pub fn regs(self) -> &'static mut RegisterSave {
+        regs_at(self.frame_kva())
     }
 
-    pub fn regs(self) -> &'static mut RegisterSave {
-        &mut self.st().save
+    /// The frame's kernel address, which the exception entry reads.
+    pub fn frame_kva(self) -> u64 {
+        mm::phys(self.held(HELD_FRAME).base) as u64
     }
 
     pub fn name(self) -> &'static str {
@@ -153,7 +157,7 @@ impl Frame {
     }
 
     /// A field of the shared part, by its offset.
-    fn at<T>(self, offset: usize) -> *mut T {
+    pub fn at<T>(self, offset: usize) -> *mut T {
         self.ptr().cast::<u8>().wrapping_add(offset).cast()
     }
 
@@ -202,14 +206,6 @@ impl Frame {
         Self::read(self.at(offset_of!(DispatcherShared, name)))
     }
 
-    fn disabled_save(self) -> RegisterSave {
-        Self::read(self.at(offset_of!(DispatcherShared, disabled_save)))
-    }
-
-    fn set_enabled_save(self, s: &RegisterSave) {
-        Self::write(self.at(offset_of!(DispatcherShared, enabled_save)), *s);
-    }
-
     fn set_trap_save(self, s: &RegisterSave) {
         Self::write(self.at(offset_of!(DispatcherShared, trap_save)), *s);
     }
@@ -222,11 +218,22 @@ impl Frame {
     }
 }
 
-/// A user-supplied state made safe to resume: EL0, interrupts on, only
-/// the condition flags kept.
-pub fn sanitize(mut s: RegisterSave) -> RegisterSave {
-    s.spsr &= SPSR_USER_MASK;
-    s
+/// The save area the `disabled` flag of the frame at kernel address `kva`
+/// names (see [`Dcb::regs`]).
+#[inline]
+pub fn regs_at(kva: u64) -> &'static mut RegisterSave {
+    let frame = kva as *mut DispatcherShared;
+    // SAFETY: `kva` is a live dispatcher frame in the direct map (the DCB
+    // holds a copy of its capability); its fields are plain integers, so any
+    // contents are values; the reference lasts for this kernel entry, while
+    // EL0 cannot run on this core.
+    unsafe {
+        if core::ptr::read_volatile(&raw const (*frame).disabled) != 0 {
+            &mut (*frame).disabled_save
+        } else {
+            &mut (*frame).enabled_save
+        }
+    }
 }
 
 /// This core's runnable dispatchers, round robin. The running one, while
@@ -388,8 +395,9 @@ pub fn setup_boot(d: Dcb, asid: u64, vroot: u64, frame_va: u64, name: &str) {
     st.state = DispatcherState::Stopped;
 }
 
-/// The initial state of a dispatcher made runnable the first time.
+/// The state init starts in: the frame's disabled area, `disabled` set.
 pub fn set_initial(d: Dcb, s: RegisterSave) {
+    d.frame().set_disabled(true);
     *d.regs() = s;
 }
 
@@ -402,20 +410,19 @@ pub fn mark_upcall_due(d: Dcb) {
     d.st().upcall_due = true;
 }
 
-/// Before the first run of a dispatcher set up by `Setup`: its state is
-/// the frame's disabled area, sanitised, with `disabled` set. Later
-/// `MakeRunnable`s continue where it stopped.
+/// Before the first run of a dispatcher set up by `Setup`: it starts from
+/// the state its creator wrote into the frame's disabled area, with
+/// `disabled` set. Later `MakeRunnable`s continue where it stopped.
 pub fn first_start(d: Dcb) {
-    if !core::mem::take(&mut d.st().fresh) {
-        return;
+    if core::mem::take(&mut d.st().fresh) {
+        d.frame().set_disabled(true);
     }
-    let f = d.frame();
-    *d.regs() = sanitize(f.disabled_save());
-    f.set_disabled(true);
 }
 
-/// Prepares `d` to run now: a run upcall if it was switched away from
-/// while enabled and has an upcall entry; otherwise it continues as saved.
+/// Prepares `d` to run now (book ch. 4.14): if it was switched away from
+/// while enabled (its state is in the enabled area) and has an upcall
+/// entry, it is upcalled with `disabled` set; otherwise it continues from
+/// the area its flag names.
 pub fn activate(d: Dcb) {
     let st = d.st();
     if !st.upcall_due {
@@ -427,40 +434,41 @@ pub fn activate(d: Dcb) {
     if f.disabled() || entry == 0 {
         return;
     }
-    f.set_enabled_save(&st.save);
-    f.set_disabled(true);
-    st.save.x[0] = st.frame_va;
-    st.save.x[1] = UPCALL_RUN;
-    st.save.pc = entry;
-    st.save.sp = f.upcall_stack();
-    st.save.spsr = 0;
+    enter(d, entry, [st.frame_va, UPCALL_RUN, 0]);
 }
 
-/// Delivers a fault to `d`'s fault entry if it has one and is enabled;
-/// `false` if the domain cannot handle it (the caller ends it).
+/// Sets `disabled` and makes the disabled area a call of `entry` with
+/// `args` on the upcall stack (the enabled area keeps what was running).
+fn enter(d: Dcb, entry: u64, args: [u64; 3]) {
+    let f = d.frame();
+    let stack = f.upcall_stack();
+    f.set_disabled(true);
+    let r = d.regs();
+    r.x[..3].copy_from_slice(&args);
+    r.pc = entry;
+    r.sp = stack;
+    r.spsr = 0;
+}
+
+/// Delivers a fault to `d`'s fault entry if it has one and is enabled: the
+/// state at the fault goes to `trap_save`. `false` if the domain cannot
+/// handle it (the caller ends it).
 pub fn deliver_fault(d: Dcb, esr: u64, far: u64) -> bool {
     let f = d.frame();
     let entry = f.fault_entry();
     if f.disabled() || entry == 0 {
         return false;
     }
-    let st = d.st();
-    f.set_trap_save(&st.save);
-    f.set_disabled(true);
-    st.save.x[0] = st.frame_va;
-    st.save.x[1] = esr;
-    st.save.x[2] = far;
-    st.save.pc = entry;
-    st.save.sp = f.upcall_stack();
-    st.save.spsr = 0;
+    f.set_trap_save(d.regs());
+    enter(d, entry, [d.st().frame_va, esr, far]);
     true
 }
 
 /// Continues `d` with a state its runtime chose (`Syscall::Resume`), with
-/// `disabled` cleared.
+/// `disabled` cleared: the state goes to the enabled area.
 pub fn resume_with(d: Dcb, s: RegisterSave) {
-    *d.regs() = sanitize(s);
     d.frame().set_disabled(false);
+    *d.regs() = s;
 }
 
 /// Makes `d` the running dispatcher's successor on this core's hardware:

@@ -181,9 +181,8 @@ pub fn create_init(
     save.sp = STACK_TOP;
     save.pc = prog.entry;
     save.spsr = SPSR_EL0T;
-    dispatch::set_initial(dcb, save);
     // Init starts disabled, as `MakeRunnable` starts every dispatcher.
-    dcb.frame().set_disabled(true);
+    dispatch::set_initial(dcb, save);
     Ok(dcb)
 }
 

@@ -27,7 +27,7 @@ const KIND_IRQ: u64 = 1;
 const KIND_FIQ: u64 = 2;
 
 /// Entry from EL0. The assembly has already saved the dispatcher's
-/// registers into its DCB (`PerCore::current_save`).
+/// registers into its frame (`PerCore::current_regs`).
 #[unsafe(no_mangle)]
 extern "C" fn el0_exception(kind: u64) -> *const RegisterSave {
     let core = this_core();
@@ -57,7 +57,7 @@ fn sync(cur: Dcb) {
         end(cur, "used an unknown SVC immediate", esr);
         return;
     }
-    let save = cur.regs();
+    let save = core.current_regs();
     let (nr, a1, a2) = (save.x[0], save.x[1], save.x[2]);
     let result: Result<u64, ErrorCode> = match Syscall::from_raw(nr) {
         Some(Syscall::Null) => Ok(0),
@@ -76,11 +76,10 @@ fn sync(cur: Dcb) {
         Some(Syscall::Invoke) => {
             let args: [u64; 7] = core::array::from_fn(|i| save.x[i + 1]);
             let r = if args[1] & 0xff == Command::LmpSend as u64 {
-                lmp::send(cur, &args).map(|()| [0; 3])
+                lmp::send(cur, &args, &save.x[4..4 + kpi::lmp::LMP_WORDS]).map(|()| [0; 3])
             } else {
                 invoke::invoke(&mut core.mdb.borrow_mut(), cur, &core.resume, args)
             };
-            let save = cur.regs();
             match r {
                 Ok(v) => {
                     save.x[0] = 0;
@@ -110,7 +109,7 @@ fn sync(cur: Dcb) {
         },
         None => Err(ErrorCode::InvalidSyscall),
     };
-    set_result(cur.regs(), result);
+    set_result(save, result);
 }
 
 /// `Syscall::Yield`: to the named dispatcher if there is one and it can
@@ -118,7 +117,6 @@ fn sync(cur: Dcb) {
 fn yield_to(cur: Dcb, target: u64) -> Result<u64, ErrorCode> {
     let core = this_core();
     if target == 0 {
-        set_result(cur.regs(), Ok(0));
         core.runq.rotate();
         return Ok(0);
     }
@@ -128,7 +126,6 @@ fn yield_to(cur: Dcb, target: u64) -> Result<u64, ErrorCode> {
         return Err(ErrorCode::WrongCapType);
     }
     let to = Dcb(cap.base);
-    set_result(cur.regs(), Ok(0));
     if to != cur && to.state() == DispatcherState::Runnable {
         core.runq.remove(to);
         core.runq.push_front(to);

@@ -18,8 +18,8 @@ use super::cspace::{self, Ctes};
 use super::dispatch::{Dcb, Frame, HELD_FRAME, HELD_ROOT};
 use super::{invoke, mm};
 
-/// Sends the message in `from`'s saved registers; `a` = x1..x7.
-pub fn send(from: Dcb, a: &[u64; 7]) -> Result<(), ErrorCode> {
+/// Sends `from`'s message: `a` = x1..x7, `regs` = x4.. (the words).
+pub fn send(from: Dcb, a: &[u64; 7], regs: &[u64]) -> Result<(), ErrorCode> {
     let (_, words, flags) = split_send_word(a[1]);
     if words > LMP_WORDS as u64 || flags & !(SEND_YIELD | SEND_CAP) != 0 {
         return Err(ErrorCode::InvalidArgument);
@@ -31,8 +31,7 @@ pub fn send(from: Dcb, a: &[u64; 7]) -> Result<(), ErrorCode> {
         transfer_cap(from, slot.to, a[2])?;
     }
     let to = slot.to;
-    let regs = from.regs();
-    slot.fill(SlotHeader { words: words as u8, cap: cap_sent }, &regs.x[4..4 + words as usize]);
+    slot.fill(SlotHeader { words: words as u8, cap: cap_sent }, &regs[..words as usize]);
     if flags & SEND_YIELD != 0 && to != from && to.state() == DispatcherState::Runnable {
         let core = this_core();
         core.runq.remove(to);
