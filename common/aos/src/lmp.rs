@@ -9,7 +9,7 @@
 use kpi::ErrorCode;
 use kpi::invocation::CapRef;
 use kpi::lmp::{HEADER_BYTES, SLOT_BYTES, SlotHeader, ring_slots, send_word};
-pub use kpi::lmp::{LMP_WORDS, SEND_CAP, SEND_YIELD};
+pub use kpi::lmp::{LMP_WORDS, SEND_CAP, SEND_DEFAULT, SEND_SYNC, SEND_YIELD};
 
 /// An LMP endpoint capability: the sending side of a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,7 +17,8 @@ pub struct Endpoint(pub CapRef);
 
 impl Endpoint {
     /// Sends `words` (at most [`LMP_WORDS`]); `flags` may hold
-    /// [`SEND_YIELD`]. `LmpBufferFull` is transient: nothing was sent.
+    /// [`SEND_YIELD`] and [`SEND_SYNC`] ([`SEND_DEFAULT`]: both).
+    /// `LmpBufferFull` is transient: nothing was sent.
     #[inline]
     pub fn send(self, words: &[u64], flags: u64) -> Result<(), ErrorCode> {
         self.send_raw(words, flags & !SEND_CAP, 0)

@@ -27,11 +27,17 @@ const _: () = assert!(SLOT_WORDS > LMP_WORDS);
 /// Bytes before the first slot; a buffer's offset is a multiple of this.
 pub const HEADER_BYTES: u64 = 64;
 
-/// Send flag: switch to the receiver at once (it gets the rest of the
-/// sender's time slice).
+/// Send flag: after the send, the sender gives up the rest of its time
+/// slice (Barrelfish's `LMP_FLAG_YIELD`); with [`SEND_SYNC`] it goes to the
+/// receiver, otherwise to whoever is next in turn.
 pub const SEND_YIELD: u64 = 1;
 /// Send flag: `x3` names a capability to send with the message.
 pub const SEND_CAP: u64 = 2;
+/// Send flag, with [`SEND_YIELD`]: a directed yield — the receiver, if it
+/// can run, runs at once (`LMP_FLAG_SYNC`). Alone it changes nothing.
+pub const SEND_SYNC: u64 = 4;
+/// What Barrelfish's channels send with by default.
+pub const SEND_DEFAULT: u64 = SEND_YIELD | SEND_SYNC;
 
 /// `x2` of a send.
 pub const fn send_word(words: usize, flags: u64) -> u64 {

@@ -11,7 +11,9 @@
 use caps::{Cap, Extra, ObjType};
 use kpi::ErrorCode;
 use kpi::invocation::{CapRef, DispatcherState};
-use kpi::lmp::{HEADER_BYTES, LMP_WORDS, SEND_CAP, SEND_YIELD, SLOT_BYTES, SlotHeader, ring_slots, split_send_word};
+use kpi::lmp::{
+    HEADER_BYTES, LMP_WORDS, SEND_CAP, SEND_SYNC, SEND_YIELD, SLOT_BYTES, SlotHeader, ring_slots, split_send_word,
+};
 
 use super::core::this_core;
 use super::cspace::{self, Ctes};
@@ -21,7 +23,7 @@ use super::{invoke, mm};
 /// Sends `from`'s message: `a` = x1..x7, `regs` = x4.. (the words).
 pub fn send(from: Dcb, a: &[u64; 7], regs: &[u64]) -> Result<(), ErrorCode> {
     let (_, words, flags) = split_send_word(a[1]);
-    if words > LMP_WORDS as u64 || flags & !(SEND_YIELD | SEND_CAP) != 0 {
+    if words > LMP_WORDS as u64 || flags & !(SEND_YIELD | SEND_CAP | SEND_SYNC) != 0 {
         return Err(ErrorCode::InvalidArgument);
     }
     let ep = invoke::lookup_cap(from, CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?)?;
@@ -32,10 +34,15 @@ pub fn send(from: Dcb, a: &[u64; 7], regs: &[u64]) -> Result<(), ErrorCode> {
     }
     let to = slot.to;
     slot.fill(SlotHeader { words: words as u8, cap: cap_sent }, &regs[..words as usize]);
-    if flags & SEND_YIELD != 0 && to != from && to.state() == DispatcherState::Runnable {
+    if flags & SEND_YIELD != 0 {
         let core = this_core();
-        core.runq.remove(to);
-        core.runq.push_front(to);
+        if flags & SEND_SYNC != 0 && to != from && to.state() == DispatcherState::Runnable {
+            // Directed: the receiver first, the sender right behind it.
+            core.runq.remove(to);
+            core.runq.push_front(to);
+        } else {
+            core.runq.rotate();
+        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use aos::kpi::bootinfo::RegionKind;
 use aos::kpi::cspace::*;
 use aos::kpi::dispatcher::DispatcherShared;
 use aos::kpi::vspace::DISPFRAME_VADDR;
-use aos::lmp::{Endpoint, Message, Ring, SEND_YIELD};
+use aos::lmp::{Endpoint, Message, Ring, SEND_DEFAULT};
 use aos::println;
 use aos::thread;
 use aos::time::{counter, measure};
@@ -162,7 +162,7 @@ extern "C" fn echo_main(frame: u64, _: u64) -> ! {
         if m.len == 1 {
             ONE_WAY_TICKS.fetch_add(counter() - m.words[0], SeqCst);
         }
-        while reply.send(&[], SEND_YIELD) == Err(ErrorCode::LmpBufferFull) {
+        while reply.send(&[], SEND_DEFAULT) == Err(ErrorCode::LmpBufferFull) {
             let _ = aos::syscall::yield_now();
         }
     }
@@ -262,7 +262,7 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
     for _ in 0..REPS {
         ok &= measure("ipc-round-trip", ROUNDS, || {
             (0..ROUNDS).all(|_| {
-                to_echo.send(&[], SEND_YIELD).is_ok() && {
+                to_echo.send(&[], SEND_DEFAULT).is_ok() && {
                     recv_blocking(&mut ring, &mut m);
                     m.len == 0
                 }
@@ -270,7 +270,7 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
         });
         ONE_WAY_TICKS.store(0, SeqCst);
         ok &= (0..ROUNDS).all(|_| {
-            to_echo.send(&[counter()], SEND_YIELD).is_ok() && {
+            to_echo.send(&[counter()], SEND_DEFAULT).is_ok() && {
                 recv_blocking(&mut ring, &mut m);
                 m.len == 0
             }

@@ -16,7 +16,7 @@ use aos::kpi::cspace::*;
 use aos::kpi::dispatcher::DispatcherShared;
 use aos::kpi::invocation::DispatcherState;
 use aos::kpi::vspace::DISPFRAME_VADDR;
-use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_YIELD};
+use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_DEFAULT, SEND_SYNC, SEND_YIELD};
 use aos::println;
 use cpu_driver_programs::Checks;
 use cpu_driver_programs::children::{self, Children, Entry};
@@ -272,7 +272,7 @@ extern "C" fn echo_main(frame: u64, _: u64) -> ! {
                 }
                 m.len
             };
-            while reply.send(&out[..len], SEND_YIELD) == Err(ErrorCode::LmpBufferFull) {
+            while reply.send(&out[..len], SEND_DEFAULT) == Err(ErrorCode::LmpBufferFull) {
                 let _ = aos::syscall::yield_now();
             }
         }
@@ -353,7 +353,7 @@ fn lmp(c: &mut Checks, k: &Children) {
     for i in 0..10_000u64 {
         let len = (i % (LMP_WORDS as u64 + 1)) as usize;
         let msg = message(i, len);
-        if to_echo.send(&msg[..len], SEND_YIELD).is_err() {
+        if to_echo.send(&msg[..len], SEND_DEFAULT).is_err() {
             bad += 1;
             continue;
         }
@@ -365,6 +365,36 @@ fn lmp(c: &mut Checks, k: &Children) {
         }
     }
     c.ok("10^4 LMP round trips, every payload intact", bad == 0, format_args!("{bad} bad, first {first_bad:?}"));
+
+    // The yield flags, with the spinner runnable too. A timer tick inside
+    // an attempt could reorder things, so of three attempts two must show
+    // the expected order; a wrong order shows in every attempt.
+    let spin = k.dispatcher(SPIN);
+    c.is("the spinner runs again", spin.make_runnable(), Ok(()));
+    let mut directed = 0;
+    let mut plain = 0;
+    for i in 0..3 {
+        let before = SPIN_COUNT.load(SeqCst);
+        let sent = to_echo.send(&[i], SEND_YIELD | SEND_SYNC).is_ok();
+        let answered = ring.pending() == 1;
+        directed += u32::from(sent && answered && SPIN_COUNT.load(SeqCst) == before);
+        let _ = recv_blocking(&mut ring);
+        let sent = to_echo.send(&[i], 0).is_ok();
+        plain += u32::from(sent && ring.pending() == 0);
+        let _ = recv_blocking(&mut ring);
+    }
+    c.ok("a directed yield runs the receiver before anyone else", directed >= 2, format_args!("{directed} of 3"));
+    c.ok("without a yield flag the sender carries on", plain >= 2, format_args!("{plain} of 3"));
+    // Let echo finish and sleep, so the queue is init, then the spinner.
+    let _ = aos::syscall::yield_now();
+    c.is("echo sleeps again", echo.properties().map(|p| p.state), Ok(Some(DispatcherState::Waiting)));
+    let before = SPIN_COUNT.load(SeqCst);
+    c.is("an undirected yield", to_echo.send(&[9], SEND_YIELD), Ok(()));
+    let after = SPIN_COUNT.load(SeqCst);
+    c.ok("lets the next in turn (the spinner) run first", after > before, format_args!("{before} -> {after}"));
+    c.is("and the receiver before the sender comes back", ring.pending(), 1);
+    let _ = recv_blocking(&mut ring);
+    c.is("stop the spinner again", spin.stop(), Ok(()));
 
     // The full-buffer path: echo stopped, its ring fills, and the send that
     // does not fit changes nothing.
@@ -401,14 +431,14 @@ fn lmp(c: &mut Checks, k: &Children) {
         intact += u64::from(m.len == 14 && m.words.iter().zip(&want).all(|(r, w)| *r == !w));
     }
     c.is("every queued message answered, in order", intact, sent);
-    c.is("the retry now succeeds", to_echo.send(&[5], SEND_YIELD), Ok(()));
+    c.is("the retry now succeeds", to_echo.send(&[5], SEND_DEFAULT), Ok(()));
     c.is("answered", recv_blocking(&mut ring).words(), &[!5u64][..]);
 
     // Capability transfer.
     let id_of = |r: CapRef| cap::identify(r).map(|i| (i.objtype.map(|t| t as u64), i.base, i.size));
     c.err(
         "a capability with no receive slot set",
-        to_echo.send_cap(&[s(RECV).to_raw()], s(SRC_RAM), SEND_YIELD),
+        to_echo.send_cap(&[s(RECV).to_raw()], s(SRC_RAM), SEND_DEFAULT),
         ErrorCode::LmpNoRecvSlot,
     );
     c.is("is not sent", ring.pending(), 0);
@@ -416,7 +446,7 @@ fn lmp(c: &mut Checks, k: &Children) {
     c.is("echo's receive slot", echo.set_recv_slot(Some(s(SRC_FRAME))), Ok(()));
     c.err(
         "into an occupied slot",
-        to_echo.send_cap(&[s(SRC_FRAME).to_raw()], s(SRC_RAM), SEND_YIELD),
+        to_echo.send_cap(&[s(SRC_FRAME).to_raw()], s(SRC_RAM), SEND_DEFAULT),
         ErrorCode::LmpNoRecvSlot,
     );
     c.is("the occupied slot keeps its capability", id_of(s(SRC_FRAME)).map(|t| t.0), Ok(Some(ObjType::Frame as u64)));
@@ -432,7 +462,7 @@ fn lmp(c: &mut Checks, k: &Children) {
     ] {
         let _ = cap::delete(s(RECV));
         c.is("set echo's receive slot", echo.set_recv_slot(Some(s(RECV))), Ok(()));
-        c.is(name, to_echo.send_cap(&[s(RECV).to_raw()], s(src), SEND_YIELD), Ok(()));
+        c.is(name, to_echo.send_cap(&[s(RECV).to_raw()], s(src), SEND_DEFAULT), Ok(()));
         let m = recv_blocking(&mut ring);
         let want = id_of(s(src)).map(|(t, b, sz)| [t.unwrap_or(0), b, sz]);
         c.is("echo identified what arrived", Ok::<_, ErrorCode>(m.words[..3].try_into().unwrap_or([0; 3])), want);
@@ -441,7 +471,7 @@ fn lmp(c: &mut Checks, k: &Children) {
     }
     c.err(
         "the receive slot is used up by a transfer",
-        to_echo.send_cap(&[s(RECV_2).to_raw()], s(SRC_RAM), SEND_YIELD),
+        to_echo.send_cap(&[s(RECV_2).to_raw()], s(SRC_RAM), SEND_DEFAULT),
         ErrorCode::LmpNoRecvSlot,
     );
     // The transferred endpoint works: echo's copy of init's endpoint.
