@@ -464,6 +464,33 @@ pub fn deliver_fault(d: Dcb, esr: u64, far: u64) -> bool {
     true
 }
 
+/// The save area of `d`'s own frame that user address `va` names, if it
+/// names one exactly: its offset in the frame.
+pub fn frame_area(d: Dcb, va: u64) -> Option<usize> {
+    let off = va.checked_sub(d.frame_va())?;
+    [
+        offset_of!(DispatcherShared, enabled_save),
+        offset_of!(DispatcherShared, disabled_save),
+        offset_of!(DispatcherShared, trap_save),
+    ]
+    .into_iter()
+    .find(|&a| a as u64 == off)
+}
+
+/// `Syscall::Resume` of a save area of `d`'s own frame (see
+/// [`frame_area`]): read through the kernel's mapping, not the domain's,
+/// and not copied at all if it is the enabled area.
+pub fn resume_from_frame(d: Dcb, area: usize) {
+    let f = d.frame();
+    if area == offset_of!(DispatcherShared, enabled_save) {
+        f.set_disabled(false);
+    } else {
+        let s: RegisterSave = Frame::read(f.at(area));
+        f.set_disabled(false);
+        *d.regs() = s;
+    }
+}
+
 /// Continues `d` with a state its runtime chose (`Syscall::Resume`), with
 /// `disabled` cleared: the state goes to the enabled area.
 pub fn resume_with(d: Dcb, s: RegisterSave) {

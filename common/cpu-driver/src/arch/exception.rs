@@ -100,13 +100,21 @@ fn sync(cur: Dcb) {
             }
             return;
         }
-        Some(Syscall::Resume) => match read_user_save(a1) {
-            Ok(s) => {
-                dispatch::resume_with(cur, s);
+        Some(Syscall::Resume) => {
+            // The usual cases name a save area of the caller's own frame:
+            // the enabled one needs no copy, the others a kernel-side one.
+            if let Some(area) = dispatch::frame_area(cur, a1) {
+                dispatch::resume_from_frame(cur, area);
                 return;
             }
-            Err(e) => Err(e),
-        },
+            match read_user_save(a1) {
+                Ok(s) => {
+                    dispatch::resume_with(cur, s);
+                    return;
+                }
+                Err(e) => Err(e),
+            }
+        }
         None => Err(ErrorCode::InvalidSyscall),
     };
     set_result(save, result);
