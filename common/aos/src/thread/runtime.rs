@@ -6,10 +6,12 @@
 //! Owns the domain's one scheduler, every thread's context record and TLS
 //! block, the stack pool the program handed over at [`init`], the one place
 //! the runtime gives the core back to the kernel (`idle_wait`), and the run
-//! upcall's Rust half and stack. The state lives in one static, `RUNTIME`,
-//! whose scheduler and bookkeeping are reached only between
-//! [`dispatcher::disable`] and [`dispatcher::enable`] (see `call`) or in
-//! the run upcall (disabled by the kernel). It decides nothing the
+//! upcall's Rust half and stack. Before it idles, and in the run upcall
+//! when `haswork` is set, it lets `waitset::rt` poll the LMP rings bound
+//! as event sources, which may wake threads. The state lives in one
+//! static, `RUNTIME`, whose scheduler and bookkeeping are reached only
+//! between [`dispatcher::disable`] and [`dispatcher::enable`] (see `call`)
+//! or in the run upcall (disabled by the kernel). It decides nothing the
 //! scheduler decides and touches no register itself.
 //!
 //! Upcalls stay disabled across a switch: a thread disables, asks the

@@ -124,10 +124,12 @@ impl Waitset {
     /// thread with upcalls enabled.
     pub fn event_dispatch(&self) -> Result<(), WaitsetError> {
         loop {
-            let got = with_raw(&self.raw, |_, sched| {
+            // Not `with_raw`: the poll makes references to this waitset
+            // too, so ours is made only after it.
+            let got = call_sched::<_, WaitsetError>(|sched| {
                 poll_disabled(sched);
-                // SAFETY: as in `with_raw`; the poll's references to this
-                // waitset ended with it.
+                // SAFETY: disabled (inside `call_sched`); the poll's
+                // references to this waitset ended with it.
                 let ws = unsafe { &mut *self.raw.get() };
                 Ok(match ws.event_dispatch(sched)? {
                     Blocking::Done(closure) => (Some(closure), Next::Continue),
@@ -146,7 +148,7 @@ impl Waitset {
     /// Runs the oldest pending closure, if any, without blocking
     /// (`event_dispatch_non_block`); whether one ran.
     pub fn event_dispatch_non_block(&self) -> Result<bool, WaitsetError> {
-        let got = with_raw(&self.raw, |_, sched| {
+        let got = call_sched::<_, WaitsetError>(|sched| {
             poll_disabled(sched);
             // SAFETY: as in `event_dispatch`.
             let ws = unsafe { &mut *self.raw.get() };
