@@ -23,8 +23,14 @@
 //! leaves messages behind must trigger again after re-registration (as
 //! Barrelfish's `lmp_chan_register_recv` does when the endpoint is not
 //! empty).
+//!
+//! [`rt`] carries this out for the threads of the running dispatcher:
+//! waitsets threads block on, the default waitset, and LMP rings as event
+//! sources.
 
 use crate::thread::{Blocking, Scheduler, ThreadError, Tid, WaitQueue};
+
+pub mod rt;
 
 /// A handler and its argument, run once when its source has an event
 /// (Barrelfish's `struct event_closure`, made by `MKCLOSURE`).
@@ -86,8 +92,13 @@ pub enum WaitsetError {
     AlreadyRegistered,
     /// The source has no closure registered (idle or latched).
     NotRegistered,
-    /// Blocking the caller failed: no thread is running.
+    /// Blocking the caller failed: no thread is running; or, for the
+    /// runtime's waitsets ([`rt`]), the thread runtime refused the call.
     Thread(ThreadError),
+    /// An LMP receiver ([`rt::LmpRecv`]) is bound to a ring already.
+    AlreadyBound,
+    /// An LMP receiver is not bound to a ring.
+    NotBound,
 }
 
 impl From<ThreadError> for WaitsetError {
@@ -103,7 +114,9 @@ impl core::fmt::Display for WaitsetError {
             WaitsetError::UnknownSource => f.write_str("no such event source in this waitset"),
             WaitsetError::AlreadyRegistered => f.write_str("the event source already has a closure registered"),
             WaitsetError::NotRegistered => f.write_str("the event source has no closure registered"),
-            WaitsetError::Thread(e) => write!(f, "blocking in event_dispatch: {e}"),
+            WaitsetError::Thread(e) => write!(f, "thread runtime: {e}"),
+            WaitsetError::AlreadyBound => f.write_str("the LMP receiver is bound to a ring already"),
+            WaitsetError::NotBound => f.write_str("the LMP receiver is not bound to a ring"),
         }
     }
 }

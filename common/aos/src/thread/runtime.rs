@@ -6,10 +6,12 @@
 //! Owns the domain's one scheduler, every thread's context record and TLS
 //! block, the stack pool the program handed over at [`init`], the one place
 //! the runtime gives the core back to the kernel (`idle_wait`), and the run
-//! upcall's Rust half and stack. The state lives in one static, `RUNTIME`,
-//! whose scheduler and bookkeeping are reached only between
-//! [`dispatcher::disable`] and [`dispatcher::enable`] (see `call`) or in
-//! the run upcall (disabled by the kernel). It decides nothing the
+//! upcall's Rust half and stack. Before it idles, and in the run upcall
+//! when `haswork` is set, it lets `waitset::rt` poll the LMP rings bound
+//! as event sources, which may wake threads. The state lives in one
+//! static, `RUNTIME`, whose scheduler and bookkeeping are reached only
+//! between [`dispatcher::disable`] and [`dispatcher::enable`] (see `call`)
+//! or in the run upcall (disabled by the kernel). It decides nothing the
 //! scheduler decides and touches no register itself.
 //!
 //! Upcalls stay disabled across a switch: a thread disables, asks the
@@ -215,6 +217,20 @@ fn call<R>(f: impl FnOnce(&mut State) -> Result<(R, Next), ThreadError>) -> Resu
     r
 }
 
+/// [`call`] for the runtime layers beside this module (`waitset::rt`):
+/// they see only the scheduler, and their refusals (`E`) change nothing, so
+/// the calling thread carries on.
+pub(crate) fn call_sched<R, E: From<ThreadError>>(
+    f: impl FnOnce(&mut Scheduler<MAX_THREADS>) -> Result<(R, Next), E>,
+) -> Result<R, E> {
+    call(|s| {
+        Ok(match f(&mut s.sched) {
+            Ok((v, next)) => (Ok(v), next),
+            Err(e) => (Err(e), Next::Continue),
+        })
+    })?
+}
+
 /// Does what the scheduler decided; returns when the calling thread runs
 /// again. Upcalls disabled, no reference to the state live.
 fn carry_out(next: Next) {
@@ -239,6 +255,8 @@ fn idle() -> Tid {
             // SAFETY: upcalls are disabled (we are in `carry_out`) and the
             // caller's reference ended; this one ends before the wait.
             let s = unsafe { &mut *RUNTIME.state.get() };
+            // Messages that came while we waited wake their threads first.
+            crate::waitset::rt::poll_disabled(&mut s.sched);
             if let Next::Switch { to, .. } = s.sched.run_upcall() {
                 return to;
             }
@@ -251,17 +269,19 @@ fn idle() -> Tid {
 /// has nothing to run; [`idle`] re-checks when it returns.
 ///
 /// Here every thread is blocked and upcalls are disabled, so no thread of
-/// this domain can run until something outside it happens: today no event
-/// source is wired to the threads (nothing from the kernel wakes one), so
-/// this is a deadlock, and later a delivered event may end it. So wait
-/// rather than spin: `Wait` takes the dispatcher off the core until a
-/// message sets `haswork`, and if every dispatcher waits the kernel says so
-/// and stops instead of burning the core on yields. With `haswork` set
-/// already (a message came and nobody took it yet), `Wait` would return at
-/// once; yield then instead, so other dispatchers run. The flag is never
-/// cleared here: a thread may be between clearing it and waiting itself,
-/// and clearing it behind its back would lose its wake-up. A message that
-/// arrives between the check and the wait makes the wait return at once.
+/// this domain can run until something outside it happens: a message on a
+/// ring bound as an LMP source (`waitset::rt::LmpRecv`), which [`idle`]'s
+/// poll turns into a trigger, or nothing (a deadlock). So wait rather than
+/// spin: `Wait` takes the dispatcher off the core until a message sets
+/// `haswork`, and if every dispatcher waits the kernel says so and stops
+/// instead of burning the core on yields. With `haswork` set already (a
+/// message came after the poll, or one for a ring nobody bound), `Wait`
+/// would return at once; yield then instead, so other dispatchers run. The
+/// flag is never cleared here; only the poll clears it, and only once a
+/// source is bound (see `waitset::rt`): before that, a thread may be
+/// between clearing it and waiting itself, and clearing it behind its back
+/// would lose its wake-up. A message that arrives between the check and
+/// the wait makes the wait return at once.
 fn idle_wait() {
     if dispatcher::haswork() {
         let _ = crate::syscall::yield_now();
@@ -295,7 +315,16 @@ extern "C" fn aos_thread_run_upcall(
         // SAFETY: upcalls are disabled (we are the upcall) and the thread we
         // interrupted was enabled, so it held no reference to the state.
         let s = unsafe { &mut *RUNTIME.state.get() };
-        if s.started && reason == kpi::dispatcher::UPCALL_RUN { s.sched.run_upcall() } else { Next::Continue }
+        if s.started && reason == kpi::dispatcher::UPCALL_RUN {
+            // A message since the last poll: its waiting thread becomes
+            // runnable now, not when every thread happens to block.
+            if dispatcher::haswork() {
+                crate::waitset::rt::poll_disabled(&mut s.sched);
+            }
+            s.sched.run_upcall()
+        } else {
+            Next::Continue
+        }
     };
     match next {
         Next::Switch { from: Some(from), to } => {
@@ -642,6 +671,7 @@ impl Default for Condvar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::waitset::{WaitsetError, rt};
 
     static POOL: Stacks<1> = Stacks::new();
 
@@ -662,6 +692,14 @@ mod tests {
         cv.signal();
         cv.broadcast();
         yield_now();
+        // The waitset runtime goes through the same door.
+        let not_started = Some(WaitsetError::Thread(ThreadError::NotStarted));
+        let ws = rt::default_waitset();
+        assert_eq!(ws.add_source().err(), not_started);
+        assert_eq!(ws.event_dispatch().err(), not_started);
+        assert_eq!(ws.event_dispatch_non_block().err(), not_started);
+        static RX: rt::LmpRecv = rt::LmpRecv::new();
+        assert_eq!(RX.recv().err(), not_started);
         assert!(!dispatcher::is_disabled(), "a refused call enables upcalls again");
 
         // From dispatcher code (upcalls disabled), nothing re-enters.
@@ -669,6 +707,7 @@ mod tests {
         assert!(!dispatcher::disable(), "disable says it was disabled already");
         assert_eq!(current(), Err(ThreadError::Disabled));
         assert_eq!(m.lock().err(), Some(ThreadError::Disabled));
+        assert_eq!(ws.blocked(), Err(WaitsetError::Thread(ThreadError::Disabled)));
         assert!(dispatcher::is_disabled(), "a refused nested call leaves the flag to its owner");
         dispatcher::enable();
     }

@@ -2,8 +2,8 @@
 //! board, init's arguments and bootinfo against `menu.lst`, one image per
 //! kind of user fault (reported decoded, only the domain ends, the kernel
 //! powers off with "nothing to run"), hostile syscall arguments, the
-//! register file surviving timer interrupts, and the user-level thread
-//! runtime.
+//! register file surviving timer interrupts, the user-level thread
+//! runtime, and waitsets with LMP as an event source.
 //!
 //! Outcomes are read from QEMU's exit status (semihosting carries the
 //! kernel's verdict) and from the console; expected values come from the
@@ -190,6 +190,45 @@ fn threads(t: &Target) -> CheckResult {
     )
 }
 
+/// Checks the `events` program must pass by name: each is one property of
+/// the waitset runtime the suite promises.
+const EVENTS_REQUIRED: &[&str] = &[
+    "the blocked thread wakes, runs the closure and returns",
+    "the closure ran once, in the thread that was blocked",
+    "an early event is not lost: dispatch runs its closure",
+    "the other waitset's thread stays blocked, its closure not run",
+    "a thread blocked in event_dispatch returns after the child's message",
+    "the child saw this dispatcher Waiting before it sent",
+    "the handler ran once, in that thread, and took the message",
+    "1000 messages handled once each, in order, one per handler run",
+    "handlers that left messages behind ran again",
+    "the source is pending at once",
+    "event_dispatch runs the handler without blocking",
+    "the other waitset's thread stays blocked",
+    "a message wakes its thread while another thread spins (the run upcall polls)",
+];
+
+/// Waitsets on threads and LMP as an event source.
+fn events(t: &Target) -> CheckResult {
+    let (m, code) = boot_to_end(t, "events")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(!text.contains("FAILED"), "a waitset check failed");
+            for name in EVENTS_REQUIRED {
+                ensure!(text.contains(&format!("events: ok {name}\n")), "check did not pass: {name}");
+            }
+            ensure!(text.contains("events: all checks passed"), "the program did not finish its checks");
+            ensure!(text.matches("events: ok ").count() >= 54, "fewer checks ran than the program makes");
+            ensure!(text.contains("domain 'events' exited with status 0"), "the program did not exit cleanly");
+            ensure!(!text.contains("PANIC"), "the kernel panicked");
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
 fn capabilities(t: &Target) -> CheckResult {
     let (m, code) = boot_to_end(t, "caps")?;
     let text = m.transcript();
@@ -356,6 +395,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("registers_survive_timer_interrupts"), move || Ok(preempt(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("user_threads_switch_lock_wait_and_keep_tls"), move || Ok(threads(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("waitsets_dispatch_thread_triggers_and_lmp_messages"), move || Ok(events(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("kernel_exception_is_reported_with_registers"), move || Ok(kernel_fault(&tt)?)));
         let tt = t.clone();
