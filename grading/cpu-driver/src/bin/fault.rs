@@ -25,32 +25,42 @@ fn run(args: &aos::Args) -> i32 {
 #[cfg(target_os = "none")]
 fn commit(kind: &str) {
     match kind {
-        // SAFETY (all arms): each deliberately faults; that is the test. The
-        // kernel must end this domain and keep running.
+        // Each arm commits the fault it is named after, on purpose: the
+        // kernel must end this domain at the faulting instruction and keep
+        // running, so no arm completes and nothing unsound is observed.
+        // SAFETY: reads address 0, which is never mapped; it faults.
         "null" => unsafe {
             let p = core::ptr::null::<u64>();
             core::ptr::read_volatile(p);
         },
+        // SAFETY: jumps into a data page, which is mapped non-executable.
         "exec-data" => unsafe {
             let f: extern "C" fn() = core::mem::transmute(core::ptr::addr_of_mut!(DATA_WORD));
             f();
         },
+        // SAFETY: writes to this program's text, mapped read-only.
         "write-text" => unsafe {
             let text = run as *const () as *mut u32;
             core::ptr::write_volatile(text, 0);
         },
+        // SAFETY: a permanently undefined instruction; it traps.
         "undefined" => unsafe { core::arch::asm!("udf #0") },
+        // SAFETY: only registers change, and SP is restored if the load
+        // does not fault (see below).
         "misaligned-sp" => unsafe {
             // A load through an SP that is not 16-byte aligned: an SP
             // alignment fault where SCTLR_EL1.SA0 is honoured. SP is put
             // back, so a platform that does not check continues cleanly.
             core::arch::asm!("mov x9, sp", "sub x10, x9, #4", "mov sp, x10", "ldr x10, [sp]", "mov sp, x9", out("x9") _, out("x10") _)
         },
+        // SAFETY: the branch target is misaligned, so the fetch faults
+        // before anything executes there.
         "misaligned-pc" => unsafe {
             // A branch to an address that is not 4-byte aligned.
             let target = (run as *const () as usize + 2) as u64;
             core::arch::asm!("br {}", in(reg) target)
         },
+        // SAFETY: an SVC the kernel does not accept; it ends the domain.
         "svc-immediate" => unsafe { core::arch::asm!("svc #42") },
         _ => return,
     }
