@@ -241,6 +241,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             for p in programs {
                 run_status(cargo().args(image::program_args("clippy", p)).args(["--", "-D", "warnings"]))?;
             }
+            // The libraries programs link (their asm and runtime included).
+            run_status(
+                cargo().args(["clippy", "-p", "aos", "-p", "grading", "--lib", "--target", image::TARGET]).args([
+                    "--release",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]),
+            )?;
             eprintln!("lint: fmt and clippy clean (host and aarch64-unknown-none, every stage and board)");
             Ok(ExitCode::SUCCESS)
         }
