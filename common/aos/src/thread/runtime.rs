@@ -8,8 +8,8 @@
 //! the runtime gives the core back to the kernel (`idle_wait`), and the run
 //! upcall's Rust half and stack. Before it idles, and in the run upcall
 //! when `haswork` is set, it lets `waitset::rt` poll the LMP rings bound
-//! as event sources, which may wake threads. The state lives in one
-//! static, `RUNTIME`, whose scheduler and bookkeeping are reached only
+//! as event sources, which may wake threads. The state lives in two
+//! statics, `RUNTIME` and the thread records in `RECORDS`, reached only
 //! between [`dispatcher::disable`] and [`dispatcher::enable`] (see `call`)
 //! or in the run upcall (disabled by the kernel). It decides nothing the
 //! scheduler decides and touches no register itself.
@@ -120,11 +120,17 @@ struct State {
     n_free: usize,
 }
 
-/// The runtime: one static, three kinds of cells. `state` and `contexts`
+/// The runtime: two statics, three kinds of cells. `state` and `contexts`
 /// are used only with upcalls disabled; `contexts[i]` and `tls[i]` belong
-/// to the thread in scheduler slot `i`.
+/// to the thread in scheduler slot `i`. The records are a separate static
+/// because they start all zero: they land in `.bss` (about 120 KiB the
+/// kernel need not copy from the image when it loads a program), while the
+/// scheduler's initial free list makes `state` initialised data.
 struct Runtime {
     state: UnsafeCell<State>,
+}
+
+struct Records {
     contexts: [UnsafeCell<Context>; MAX_THREADS],
     /// Where a thread's registers go when it stops for good (it exited).
     discard: UnsafeCell<Context>,
@@ -136,6 +142,8 @@ struct Runtime {
 // which no two of them are in at once (`call` refuses to nest); `tls` holds
 // atomics.
 unsafe impl Sync for Runtime {}
+// SAFETY: as for `Runtime`.
+unsafe impl Sync for Records {}
 
 static RUNTIME: Runtime = Runtime {
     state: UnsafeCell::new(State {
@@ -146,6 +154,9 @@ static RUNTIME: Runtime = Runtime {
         free_stacks: [0; MAX_THREADS],
         n_free: 0,
     }),
+};
+
+static RECORDS: Records = Records {
     contexts: [const { UnsafeCell::new(Context::EMPTY) }; MAX_THREADS],
     discard: UnsafeCell::new(Context::EMPTY),
     tls: [const { TlsBlock([const { AtomicUsize::new(0) }; TLS_WORDS]) }; MAX_THREADS],
@@ -190,8 +201,8 @@ impl State {
 /// The context record of `t`, or the discard record for `None`.
 fn context_of(t: Option<Tid>) -> *mut Context {
     match t {
-        Some(t) => RUNTIME.contexts[t.index()].get(),
-        None => RUNTIME.discard.get(),
+        Some(t) => RECORDS.contexts[t.index()].get(),
+        None => RECORDS.discard.get(),
     }
 }
 
@@ -369,7 +380,7 @@ pub fn init<const K: usize>(stacks: &'static Stacks<K>) -> Result<Tid, ThreadErr
     } else {
         s.sched.thread_create(0, 0).inspect(|&t| {
             let i = t.index();
-            let tls = &RUNTIME.tls[i] as *const TlsBlock as usize;
+            let tls = &RECORDS.tls[i] as *const TlsBlock as usize;
             // Slot `i` is live: these cannot fail.
             let _ = s.sched.set_context(t, context_of(Some(t)) as usize);
             let _ = s.sched.set_tls(t, tls);
@@ -405,10 +416,10 @@ pub fn spawn(entry: fn(u64) -> i32, arg: u64) -> Result<Tid, ThreadError> {
         s.n_free -= 1;
         let stack = s.free_stacks[s.n_free];
         let i = t.index();
-        for w in &RUNTIME.tls[i].0 {
+        for w in &RECORDS.tls[i].0 {
             w.store(0, Ordering::Relaxed);
         }
-        let tls = &RUNTIME.tls[i] as *const TlsBlock as usize;
+        let tls = &RECORDS.tls[i] as *const TlsBlock as usize;
         let top = s.stack_base + (stack as usize + 1) * STACK_SIZE;
         // SAFETY: upcalls are disabled and slot `i` was free until now, so
         // no thread runs on, or has saved anything in, this record.
@@ -503,13 +514,13 @@ pub fn current() -> Result<Tid, ThreadError> {
 /// The calling thread's TLS block, found through TPIDR_EL0. An address that
 /// is not a block's (no runtime yet) is refused rather than trusted.
 fn tls_block() -> Result<&'static TlsBlock, ThreadError> {
-    let base = RUNTIME.tls.as_ptr() as usize;
+    let base = RECORDS.tls.as_ptr() as usize;
     let off = context::tpidr().wrapping_sub(base);
     let size = size_of::<TlsBlock>();
     if !off.is_multiple_of(size) {
         return Err(ThreadError::NotStarted);
     }
-    RUNTIME.tls.get(off / size).ok_or(ThreadError::NotStarted)
+    RECORDS.tls.get(off / size).ok_or(ThreadError::NotStarted)
 }
 
 /// The calling thread's thread-local word `i` (< [`TLS_WORDS`]).
