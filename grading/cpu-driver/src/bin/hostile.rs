@@ -6,8 +6,9 @@
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use aos::cap::{self, CapRef, ObjType};
+use aos::cap::{self, CapRef, Command, ObjType};
 use aos::kpi::cspace::{ROOTCN_SLOT_TASKCN, TASKCN_SLOT_KERNELCAP};
+use aos::kpi::lmp::send_word;
 use aos::println;
 
 aos::main!(run);
@@ -94,7 +95,14 @@ fn run(args: &aos::Args) -> i32 {
         if [0, SAFE].contains(&l1) || [0, SAFE].contains(&target_l1) || dest_cnode == SAFE {
             continue;
         }
-        let mut cmd = if rng.next().is_multiple_of(16) { rng.next() } else { rng.next() % 9 };
+        let commands = Command::ALL.len() as u64;
+        let mut cmd = if rng.next().is_multiple_of(16) { rng.next() } else { rng.next() % commands };
+        // A dispatcher made runnable would run whatever its frame holds and
+        // could outlive this program; everything else about dispatchers is
+        // fair game.
+        if cmd == Command::MakeRunnable as u64 {
+            continue;
+        }
         let mut target = target;
         // A quarter of the calls retype from the first RAM capability, so
         // objects keep being made; that capability itself is never copied,
@@ -106,6 +114,76 @@ fn run(args: &aos::Args) -> i32 {
             cmd = 1;
         } else if target == PROTECTED.to_raw() && cmd != 0 && cmd != 1 {
             continue;
+        } else if rng.next().is_multiple_of(64) {
+            // Now and then a dispatcher with everything it needs, set up
+            // (never made runnable), an endpoint to it with a buffer, and a
+            // receive slot, in random slots: the random calls around it then
+            // find live dispatchers and endpoints to stop, send to, delete
+            // and revoke. Only the last call of the chain counts.
+            let slot = |rng: &mut Rng| CapRef::slot([5u32, 6][(rng.next() % 2) as usize], (rng.next() % 64) as u8);
+            let (disp, frame, ep, minted) = (slot(&mut rng), slot(&mut rng), slot(&mut rng), slot(&mut rng));
+            let dest_of = |r: CapRef| cap::Dest::l2(r.l1_index(), r.l2_index()).to_raw();
+            let off = |rng: &mut Rng| (rng.next() % (48 << 20)) & !0xfff;
+            let calls = [
+                (PROTECTED, Command::Retype, [dest_of(disp), ObjType::Dispatcher as u64, off(&mut rng), 0, 1]),
+                (PROTECTED, Command::Retype, [dest_of(frame), ObjType::Frame as u64, off(&mut rng), 0x1000, 1]),
+                (
+                    disp,
+                    Command::Setup,
+                    [CapRef::slot(0, 2).to_raw(), CapRef::slot(1, 0).to_raw(), frame.to_raw(), 0, 0],
+                ),
+                (disp, Command::Retype, [dest_of(ep), ObjType::EndPointLmp as u64, 0, 0, 1]),
+            ];
+            for (t, c, a) in calls {
+                let _ = cap::invoke_raw(t.to_raw(), c as u64, a);
+            }
+            let _ = cap::invoke_raw(disp.to_raw(), Command::SetRecvSlot as u64, [slot(&mut rng).to_raw(), 0, 0, 0, 0]);
+            target = ep.to_raw();
+            cmd = Command::Mint as u64;
+            structured = Some([dest_of(minted), 0x1f, 2048, 2048, 0]);
+        } else if rng.next().is_multiple_of(8) {
+            // Dispatcher and LMP calls on whatever the allocation CNodes hold
+            // (random retypes put dispatchers, endpoints and frames there),
+            // with arguments that sometimes line up: init's own CSpace and
+            // VSpace roots, a frame from the same CNodes.
+            let pick = |rng: &mut Rng| CapRef::slot([5u32, 6][(rng.next() % 2) as usize], (rng.next() % 64) as u8);
+            target = pick(&mut rng).to_raw();
+            let root = CapRef::slot(0, 2).to_raw();
+            let vroot = CapRef::slot(1, 0).to_raw();
+            let dest = |rng: &mut Rng| {
+                CapRef::l2_cnode([5u32, 6][(rng.next() % 2) as usize]).to_raw() | (rng.next() % 64) << 40
+            };
+            let (c, args) = match rng.next() % 8 {
+                0 => {
+                    // Often with a fresh frame (if the slot is free).
+                    let frame = pick(&mut rng);
+                    if rng.next().is_multiple_of(2) {
+                        let off = (rng.next() % (48 << 20)) & !0xfff;
+                        let d = cap::Dest::l2(frame.l1_index(), frame.l2_index());
+                        let _ = cap::invoke_raw(
+                            PROTECTED.to_raw(),
+                            Command::Retype as u64,
+                            [d.to_raw(), ObjType::Frame as u64, off, 0x1000, 1],
+                        );
+                    }
+                    (Command::Setup as u64, [root, vroot, frame.to_raw(), rng.next() & 0xffff_f000, 0])
+                }
+                1 => (Command::Stop as u64, [0; 5]),
+                2 => (Command::Properties as u64, [0; 5]),
+                3 => (Command::SetRecvSlot as u64, [pick(&mut rng).to_raw(), 0, 0, 0, 0]),
+                // A dispatcher from the RAM, an endpoint from a dispatcher, a
+                // buffer for an endpoint.
+                4 => {
+                    target = PROTECTED.to_raw();
+                    let off = (rng.next() % (48 << 20)) & !0xfff;
+                    (Command::Retype as u64, [dest(&mut rng), ObjType::Dispatcher as u64, off, 0, 1])
+                }
+                5 => (Command::Retype as u64, [dest(&mut rng), ObjType::EndPointLmp as u64, 0, 0, 1]),
+                6 => (Command::Mint as u64, [dest(&mut rng), 0x1f, 2048, 2048, 0]),
+                _ => (send_word((rng.next() % 16) as usize, rng.next() % 8), [pick(&mut rng).to_raw(), 1, 2, 3, 4]),
+            };
+            cmd = c;
+            structured = Some(args);
         } else if rng.next().is_multiple_of(6) {
             // Map a random capability of the allocation CNodes into another
             // (random retypes put page tables and frames there), or change a
@@ -158,7 +236,7 @@ fn run(args: &aos::Args) -> i32 {
         match cap::invoke_raw(target, cmd, a) {
             Ok(_) => {
                 succeeded += 1;
-                if let Some(n) = per_command.get_mut(cmd as usize) {
+                if let Some(n) = per_command.get_mut((cmd & 0xff) as usize) {
                     *n += 1;
                 }
             }

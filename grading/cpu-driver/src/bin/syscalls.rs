@@ -53,6 +53,24 @@ fn run(_: &aos::Args) -> i32 {
     // The arguments page is mapped; the page above it is not.
     let args_end = aos::kpi::vspace::ARGS_VADDR + 4096;
     expect("print running off a mapped page", raw(1, args_end - 4, 8).0, bad_addr, &mut failures);
+    let resume = aos::kpi::syscall::Syscall::Resume as u64;
+    expect("resume from address 0", raw(resume, 0, 0).0, bad_addr, &mut failures);
+    expect("resume from a kernel address", raw(resume, 0xffff_0000_4020_0000, 0).0, bad_addr, &mut failures);
+    expect("resume from the top of the address space", raw(resume, u64::MAX - 8, 0).0, bad_addr, &mut failures);
+    expect("resume from a state running off a mapped page", raw(resume, args_end - 64, 0).0, bad_addr, &mut failures);
+    let yield_nr = aos::kpi::syscall::Syscall::Yield as u64;
+    expect(
+        "yield to a malformed capability address",
+        raw(yield_nr, 7 << 32, 0).0,
+        ErrorCode::BadCapAddr as u64,
+        &mut failures,
+    );
+    expect(
+        "yield to an empty slot",
+        raw(yield_nr, aos::cap::CapRef::slot(5, 200).to_raw(), 0).0,
+        ErrorCode::SlotEmpty as u64,
+        &mut failures,
+    );
     expect("null syscall", raw(0, 0, 0).0, 0, &mut failures);
     expect("yield", syscall::yield_now().map_or(1, |_| 0), 0, &mut failures);
     expect("print zero bytes", raw(1, 0, 0).0, 0, &mut failures);

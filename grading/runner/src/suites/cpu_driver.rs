@@ -314,7 +314,9 @@ fn hostile(t: &Target, menu: &str) -> CheckResult {
             let last = text.lines().find(|l| l.contains("kernel invariants hold")).ok_or("no invariant check")?;
             // Coverage, not volume: every command that changes the capability
             // system must have succeeded at least once among the random calls.
-            for cmd in ["Retype", "Copy", "Mint", "Delete", "Revoke", "Map", "ModifyFlags"] {
+            for cmd in
+                ["Retype", "Copy", "Mint", "Delete", "Revoke", "Map", "ModifyFlags", "Stop", "SetRecvSlot", "LmpSend"]
+            {
                 let line =
                     text.lines().find(|l| l.ends_with(&format!(" {cmd} accepted"))).ok_or("no per-command counts")?;
                 let n: u64 =
