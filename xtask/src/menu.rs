@@ -9,7 +9,9 @@
 //! ```
 //!
 //! A module's command line is the whole line after `module`, program name
-//! first, as init's `argv` will show it. Arguments split on whitespace.
+//! first, passed on verbatim: the kernel (for init) and spawn split it as a
+//! shell would, with quotes and backslash escapes (`kpi::args`), so spacing
+//! inside quotes survives.
 
 /// A parsed menu.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,7 +51,7 @@ pub fn parse(text: &str) -> Result<Menu, String> {
             "module" => {
                 let name = rest.split_whitespace().next().ok_or(format!("line {at}: 'module' needs a program name"))?;
                 let name = name.rsplit('/').next().unwrap_or(name);
-                modules.push((name.to_owned(), rest.split_whitespace().collect::<Vec<_>>().join(" ")));
+                modules.push((name.to_owned(), rest.to_owned()));
             }
             other => return Err(format!("line {at}: unknown directive '{other}' (title, kernel, module)")),
         }
@@ -74,7 +76,7 @@ mod tests {
         assert_eq!(m.kernel_args, "loglevel=3");
         assert_eq!(
             m.modules,
-            [("init".to_owned(), "/sbin/init a b".to_owned()), ("hello".to_owned(), "hello".to_owned())]
+            [("init".to_owned(), "/sbin/init  a   b".to_owned()), ("hello".to_owned(), "hello".to_owned())]
         );
     }
 

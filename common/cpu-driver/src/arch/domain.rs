@@ -75,7 +75,7 @@ pub fn create_init(
     user_pages(alloc, root, STACK_TOP - STACK_SIZE, STACK_SIZE, Attributes::USER_RW)
         .context(ErrorCode::DomainCreate)?;
 
-    let args = ArgsPage::build(module.args.split_whitespace(), BOOTINFO_VADDR).context(ErrorCode::DomainCreate)?;
+    let args = ArgsPage::from_cmdline(module.args, BOOTINFO_VADDR).context(ErrorCode::DomainCreate)?;
     let args_pa = user_pages(alloc, root, ARGS_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
     // SAFETY: the page just allocated for the arguments.
     unsafe { mm::copy_to_phys(args_pa, args.as_bytes()) };

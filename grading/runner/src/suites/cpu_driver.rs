@@ -91,6 +91,26 @@ fn init_args(t: &Target) -> CheckResult {
     )
 }
 
+/// Init's arguments from a command line with quotes and escapes: the words
+/// are written out here by hand from the quoting rules (`kpi::args`), not
+/// taken from any program.
+fn init_args_quoted(t: &Target) -> CheckResult {
+    const WANT: [&str; 7] = ["args", "two  words", "say \"hi\" \\ ok", "back slash", "", "it's fine'", "ünï"];
+    let (m, code) = boot_to_end(t, "args-quoted")?;
+    let text = m.transcript();
+    with_transcript(
+        &m,
+        (|| {
+            ensure!(text.contains(&format!("args: argc={}", WANT.len())), "argc is not {}", WANT.len());
+            for (i, a) in WANT.iter().enumerate() {
+                ensure!(text.contains(&format!("args: argv[{i}]=<{a}>")), "argv[{i}] is not <{a}>");
+            }
+            ensure!(code == NOTHING_TO_RUN, "QEMU exit status {code}");
+            Ok(())
+        })(),
+    )
+}
+
 /// Each fault kind and words its decoded report must contain.
 const FAULTS: &[(&str, &[&str])] = &[
     ("null", &["data abort", "translation fault", "on a read", "FAR 0x0,"]),
@@ -384,6 +404,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         all.push(Trial::test(name("banner_names_board_and_exception_level"), move || Ok(banner(&tt)?)));
         let tt = t.clone();
         all.push(Trial::test(name("init_prints_its_arguments_and_bootinfo"), move || Ok(init_args(&tt)?)));
+        let tt = t.clone();
+        all.push(Trial::test(name("init_arguments_keep_quotes_and_escapes"), move || Ok(init_args_quoted(&tt)?)));
         for &(kind, words) in FAULTS {
             let tt = t.clone();
             all.push(Trial::test(
