@@ -398,32 +398,8 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
                 return Err(ErrorCode::Retry);
             }
         }
-        // What the last copy of a dispatcher or an IrqDest takes with it
-        // goes here too, exactly as in `delete_slot`.
-        if let Err(e) = before_last_copy_goes(mdb, &c, last, budget) {
-            budget.stop(top, path);
-            return Err(e);
-        }
-        if budget.deletions == 0 {
-            budget.stop(top, path);
-            return Err(ErrorCode::Retry);
-        }
         remove(mdb, spa);
         budget.deletions -= 1;
-    }
-}
-
-/// The work the last copy of a dispatcher (its teardown) or of an IrqDest
-/// (its route) needs before the entry itself goes; nothing for other
-/// capabilities or other copies.
-fn before_last_copy_goes(mdb: &mut Mdb, c: &Cap, last: bool, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
-    match c.objtype {
-        ObjType::Dispatcher if last => teardown_dispatcher(mdb, Dcb(c.base), c, budget),
-        ObjType::IrqDest if last => {
-            irq::disconnect(&this_core().irqs, mdb, c);
-            Ok(())
-        }
-        _ => Ok(()),
     }
 }
 
@@ -449,7 +425,12 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), Er
     if last && caps::types::mapping_type(cap.objtype).is_some() {
         remove_orphaned_mappings(mdb, me, &cap, budget)?;
     }
-    before_last_copy_goes(mdb, &cap, last, budget)?;
+    if last && cap.objtype == ObjType::Dispatcher {
+        teardown_dispatcher(mdb, Dcb(cap.base), &cap, budget)?;
+    }
+    if last && cap.objtype == ObjType::IrqDest {
+        irq::disconnect(&this_core().irqs, mdb, &cap);
+    }
     if budget.deletions == 0 {
         return Err(ErrorCode::Retry);
     }

@@ -646,54 +646,6 @@ fn upcalls(c: &mut Checks, k: &Children) {
     c.err("an ended dispatcher cannot run again", g.make_runnable(), ErrorCode::DispatcherState);
 }
 
-/// A dispatcher (set up, with an endpoint elsewhere) and an IrqDest whose
-/// last copies lie in a CNode that is deleted: what their own deletion
-/// would take must go with the CNode too.
-fn in_a_cnode(c: &mut Checks) {
-    const CN: u32 = 20;
-    let ram = ram_cap();
-    let root = cap::Dest { cnode: CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8), slot: CN };
-    let off = children::RAM_BYTES + 0x10000;
-    let in_cn = |i: u8| CapRef::slot(CN, i);
-    c.is(
-        "an L2 CNode at root slot 20, a dispatcher and a frame in it",
-        [
-            cap::retype(ram, root, ObjType::L2CNode, off, 0, 1),
-            cap::retype(ram, cap::Dest::l2(CN, 0), ObjType::Dispatcher, off + 0x8000, 0, 1),
-            cap::retype(ram, cap::Dest::l2(CN, 1), ObjType::Frame, off + 0x9000, 0x1000, 1),
-        ],
-        [Ok(1), Ok(1), Ok(1)],
-    );
-    let disp = Dispatcher(in_cn(0));
-    let rootcn = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
-    let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
-    c.is("set it up", disp.setup(rootcn, vroot, in_cn(1), 0x1000), Ok(()));
-    c.is("an endpoint to it, outside the CNode", cap::retype(disp.0, d(210), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
-    let table = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_IRQ as u8);
-    let routed = aos::irq::connect(table, 27, s(INIT_EP), cap::Dest::l2(CN, 2));
-    c.ok("an interrupt routed, its IrqDest in the CNode", routed.is_ok(), format_args!("{routed:?}"));
-    let dcb_off = off + 0x8000;
-    c.err(
-        "the dispatcher's memory is in use",
-        cap::retype(ram, d(211), ObjType::Frame, dcb_off, 0x1000, 1),
-        ErrorCode::RetypeOverlap,
-    );
-    let mut gone = cap::delete(CapRef::l2_cnode(CN));
-    while gone == Err(ErrorCode::Retry) {
-        gone = cap::delete(CapRef::l2_cnode(CN));
-    }
-    c.is("delete the CNode", gone, Ok(()));
-    c.err("the dispatcher's endpoint went with it", cap::identify(s(210)), ErrorCode::SlotEmpty);
-    c.is(
-        "so did the route: the interrupt can be routed again",
-        aos::irq::connect(table, 27, s(INIT_EP), d(212)).map(|_| ()),
-        Ok(()),
-    );
-    let _ = cap::delete(s(212));
-    c.is("and the dispatcher's memory is free", cap::retype(ram, d(211), ObjType::Frame, dcb_off, 0x1000, 1), Ok(1));
-    let _ = cap::delete(s(211));
-}
-
 /// Fills v0–v31 with a pattern from `seed`, spins across several
 /// preemptions, and counts registers that changed.
 fn fp_check(seed: u64, rounds: u64) -> u64 {
@@ -778,8 +730,6 @@ fn teardown(c: &mut Checks, k: &Children) {
     );
     c.is("delete an ended one", cap::delete(ended.0), Ok(()));
     c.is("its memory can be retyped again", cap::retype(ram, d(200), ObjType::Frame, dcb_off, 0x1000, 1), Ok(1));
-    in_a_cnode(c);
-
     let init_disp = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
     c.is("a copy of init's own dispatcher", cap::copy(init_disp, d(201)), Ok(()));
     c.is("deleting a copy is fine", cap::delete(s(201)), Ok(()));
