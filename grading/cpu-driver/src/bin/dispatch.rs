@@ -45,7 +45,8 @@ const UPCALL: u8 = 3;
 const FAULT: u8 = 4;
 const NO_HANDLER: u8 = 5;
 const FP: u8 = 6;
-const CHILDREN: u8 = 7;
+const DOOMED: u8 = 7;
+const CHILDREN: u8 = 8;
 
 const fn ep_slot(i: u8) -> u8 {
     children::FREE_SLOTS + i
@@ -54,6 +55,10 @@ const fn ep_slot(i: u8) -> u8 {
 const INIT_EP: u8 = 90;
 /// Where IrqDest capabilities go.
 const IRQ_DEST: u8 = 130;
+/// An L2 CNode made to be deleted with last copies inside.
+const DOOMED_CN: u8 = 140;
+/// Where in the RAM it comes from (past everything else made here).
+const DOOMED_CN_OFF: u64 = 0x40000;
 /// Where capability transfers land, and their sources.
 const RECV: u8 = 100;
 const RECV_2: u8 = 101;
@@ -79,6 +84,8 @@ static FAULT_ESR: AtomicU64 = AtomicU64::new(0);
 static FAULT_FAR: AtomicU64 = AtomicU64::new(0);
 static FAULT_DONE: AtomicU64 = AtomicU64::new(0);
 static FP_BAD: AtomicU64 = AtomicU64::new(u64::MAX);
+static DOOMED_COUNT: AtomicU64 = AtomicU64::new(0);
+static DOOMED_QUIT: AtomicU64 = AtomicU64::new(0);
 
 /// The SUPERCN slot of the RAM everything here is made from.
 static RAM_SLOT: AtomicU64 = AtomicU64::new(0);
@@ -146,6 +153,7 @@ fn run(args: &aos::Args) -> i32 {
     interrupts(&mut c);
     fp_state(&mut c, &kids);
     teardown(&mut c, &kids);
+    last_copies_in_a_deleted_cnode(&mut c, &kids);
 
     if c.failed == 0 {
         println!("dispatch: all checks passed");
@@ -736,4 +744,55 @@ fn teardown(c: &mut Checks, k: &Children) {
     c.err("init cannot delete its own last dispatcher capability", cap::delete(init_disp), ErrorCode::DispatcherState);
     let checked = cap::debug_check(kernel);
     c.ok("the kernel's capability invariants hold", checked.is_ok(), format_args!("{checked:?}"));
+}
+
+/// Counts until told to quit, then exits (so a dispatcher that wrongly
+/// survives does not keep the machine running).
+extern "C" fn doomed_main(_: u64, _: u64) -> ! {
+    while DOOMED_QUIT.load(SeqCst) == 0 {
+        DOOMED_COUNT.fetch_add(1, SeqCst);
+    }
+    aos::syscall::exit(0)
+}
+
+/// A CNode whose last copy is deleted takes the last copies inside it
+/// with everything their deletion implies: a dispatcher ends, a route goes.
+fn last_copies_in_a_deleted_cnode(c: &mut Checks, k: &Children) {
+    use aos::irq;
+    let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
+    let table = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_IRQ as u8);
+    let cn = s(DOOMED_CN);
+    let inside = |slot: u32| Dest { cnode: cn, slot };
+    c.is("a CNode to delete", cap::retype(ram_cap(), d(DOOMED_CN), ObjType::L2CNode, DOOMED_CN_OFF, 0, 1), Ok(1));
+    let doomed = make_child(c, k, DOOMED, "doomed", doomed_main);
+    c.is("start a counting child", doomed.make_runnable(), Ok(()));
+    spin_for(ms(30));
+    c.ok("it counts", DOOMED_COUNT.load(SeqCst) > 0, format_args!("{}", DOOMED_COUNT.load(SeqCst)));
+    c.is(
+        "its dispatcher's last copy into the CNode",
+        [cap::copy(doomed.0, inside(0)), cap::delete(doomed.0)],
+        [Ok(()); 2],
+    );
+    let dest = irq::connect(table, 27, s(INIT_EP), d(IRQ_DEST));
+    c.ok("route the virtual timer again", dest.is_ok(), format_args!("{dest:?}"));
+    if let Ok(dest) = dest {
+        c.is(
+            "the IrqDest's last copy into the CNode",
+            [cap::copy(dest.0, inside(1)), cap::delete(dest.0)],
+            [Ok(()); 2],
+        );
+    }
+    c.is("delete the CNode's last copy", cap::delete(cn), Ok(()));
+    let before = DOOMED_COUNT.load(SeqCst);
+    spin_for(ms(30));
+    let after = DOOMED_COUNT.load(SeqCst);
+    c.is("the dispatcher whose last copy went with the CNode never runs again", after, before);
+    DOOMED_QUIT.store(1, SeqCst);
+    let again = irq::connect(table, 27, s(INIT_EP), d(IRQ_DEST));
+    c.ok("the route whose last IrqDest went with the CNode is gone", again.is_ok(), format_args!("{again:?}"));
+    if let Ok(again) = again {
+        let _ = cap::delete(again.0);
+    }
+    let checked = cap::debug_check(kernel);
+    c.ok("the kernel's capability invariants hold after it", checked.is_ok(), format_args!("{checked:?}"));
 }
