@@ -59,6 +59,13 @@ const IRQ_DEST: u8 = 130;
 const DOOMED_CN: u8 = 140;
 /// Where in the RAM it comes from (past everything else made here).
 const DOOMED_CN_OFF: u64 = 0x40000;
+/// RAM for a dispatcher whose last capability lies in its own CSpace root,
+/// and where that RAM, the root, the dispatcher and its frame go.
+const CYCLE_RAM_OFF: u64 = 0x80000;
+const CYCLE_RAM: u8 = 141;
+const CYCLE_ROOT: u8 = 142;
+const CYCLE_DISP: u8 = 143;
+const CYCLE_FRAME: u8 = 144;
 /// Where capability transfers land, and their sources.
 const RECV: u8 = 100;
 const RECV_2: u8 = 101;
@@ -154,6 +161,7 @@ fn run(args: &aos::Args) -> i32 {
     fp_state(&mut c, &kids);
     teardown(&mut c, &kids);
     last_copies_in_a_deleted_cnode(&mut c, &kids);
+    dispatcher_in_its_own_cspace(&mut c);
 
     if c.failed == 0 {
         println!("dispatch: all checks passed");
@@ -795,4 +803,44 @@ fn last_copies_in_a_deleted_cnode(c: &mut Checks, k: &Children) {
     }
     let checked = cap::debug_check(kernel);
     c.ok("the kernel's capability invariants hold after it", checked.is_ok(), format_args!("{checked:?}"));
+}
+
+/// A dispatcher whose last capability lies in its own CSpace root, which
+/// it holds the last copy of: a revoke of the RAM both came from ends it.
+fn dispatcher_in_its_own_cspace(c: &mut Checks) {
+    let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
+    let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
+    let ram = s(CYCLE_RAM);
+    c.is(
+        "RAM, a CSpace root, a dispatcher and a frame from it",
+        [
+            cap::retype(ram_cap(), d(CYCLE_RAM), ObjType::Ram, CYCLE_RAM_OFF, 0x10000, 1),
+            cap::retype(ram, d(CYCLE_ROOT), ObjType::L1CNode, 0, 0x8000, 1),
+            cap::retype(ram, d(CYCLE_DISP), ObjType::Dispatcher, 0x8000, 0, 1),
+            cap::retype(ram, d(CYCLE_FRAME), ObjType::Frame, 0x9000, 0x1000, 1),
+        ],
+        [Ok(1); 4],
+    );
+    let disp = Dispatcher(s(CYCLE_DISP));
+    c.is("set it up on that root", disp.setup(s(CYCLE_ROOT), vroot, s(CYCLE_FRAME), 0), Ok(()));
+    c.is(
+        "its last capability into its root, whose copy goes too",
+        [cap::copy(disp.0, Dest { cnode: s(CYCLE_ROOT), slot: 0 }), cap::delete(disp.0), cap::delete(s(CYCLE_ROOT))],
+        [Ok(()); 3],
+    );
+    let mut revoked = cap::revoke(ram);
+    for _ in 0..100 {
+        if revoked != Err(ErrorCode::Retry) {
+            break;
+        }
+        revoked = cap::revoke(ram);
+    }
+    c.ok("revoke the RAM", revoked.is_ok(), format_args!("{revoked:?}"));
+    let checked = cap::debug_check(kernel);
+    c.ok("the kernel's capability invariants hold after that", checked.is_ok(), format_args!("{checked:?}"));
+    c.is(
+        "and all of the RAM can be retyped again",
+        cap::retype(ram, d(CYCLE_ROOT), ObjType::Frame, 0, 0x10000, 1),
+        Ok(1),
+    );
 }
