@@ -66,6 +66,14 @@ const CYCLE_RAM: u8 = 141;
 const CYCLE_ROOT: u8 = 142;
 const CYCLE_DISP: u8 = 143;
 const CYCLE_FRAME: u8 = 144;
+/// RAM offset and slots for a dispatcher on a VSpace root of its own.
+const OWN_VSPACE_OFF: u64 = 0xa0000;
+const OWN_VROOT: u8 = 150;
+const OWN_L1: u8 = 151;
+const OWN_DISP: u8 = 152;
+const OWN_FRAME: u8 = 153;
+const OWN_L1_MAPPING: u8 = 154;
+const OWN_EP: u8 = 155;
 /// Where capability transfers land, and their sources.
 const RECV: u8 = 100;
 const RECV_2: u8 = 101;
@@ -162,6 +170,7 @@ fn run(args: &aos::Args) -> i32 {
     teardown(&mut c, &kids);
     last_copies_in_a_deleted_cnode(&mut c, &kids);
     dispatcher_in_its_own_cspace(&mut c);
+    refused_teardown(&mut c);
 
     if c.failed == 0 {
         println!("dispatch: all checks passed");
@@ -843,4 +852,33 @@ fn dispatcher_in_its_own_cspace(c: &mut Checks) {
         cap::retype(ram, d(CYCLE_ROOT), ObjType::Frame, 0, 0x10000, 1),
         Ok(1),
     );
+}
+
+/// Deleting a dispatcher's last copy is refused while the last copy of its
+/// VSpace root, which it holds, still maps a table; the refusal changes
+/// nothing: the dispatcher and its endpoints stay.
+fn refused_teardown(c: &mut Checks) {
+    let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
+    let at = |off: u64| OWN_VSPACE_OFF + off;
+    c.is(
+        "a VSpace root with a table mapped, a dispatcher and a frame",
+        [
+            cap::retype(ram_cap(), d(OWN_VROOT), ObjType::VNodeL0, at(0), 0, 1),
+            cap::retype(ram_cap(), d(OWN_L1), ObjType::VNodeL1, at(0x1000), 0, 1),
+            cap::retype(ram_cap(), d(OWN_DISP), ObjType::Dispatcher, at(0x2000), 0, 1),
+            cap::retype(ram_cap(), d(OWN_FRAME), ObjType::Frame, at(0x3000), 0x1000, 1),
+        ],
+        [Ok(1); 4],
+    );
+    c.is("map the table", cap::map(s(OWN_VROOT), s(OWN_L1), 0, 1, 3, 0, d(OWN_L1_MAPPING)), Ok(()));
+    let disp = Dispatcher(s(OWN_DISP));
+    c.is("set the dispatcher up on that VSpace root", disp.setup(root, s(OWN_VROOT), s(OWN_FRAME), 0), Ok(()));
+    c.is("an endpoint to it", cap::retype(disp.0, d(OWN_EP), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
+    c.is("its VSpace root's last copy is the one it holds", cap::delete(s(OWN_VROOT)), Ok(()));
+    c.err("deleting the dispatcher's last copy is refused", cap::delete(disp.0), ErrorCode::LastCopy);
+    c.is("it is still Stopped", disp.properties().map(|p| p.state), Ok(Some(DispatcherState::Stopped)));
+    c.is("its endpoint is still there", cap::identify(s(OWN_EP)).map(|i| i.objtype), Ok(Some(ObjType::EndPointLmp)));
+    c.is("unmap the table", cap::delete(s(OWN_L1_MAPPING)), Ok(()));
+    c.is("now the dispatcher can go", cap::delete(disp.0), Ok(()));
+    c.err("with its endpoint", cap::identify(s(OWN_EP)), ErrorCode::SlotEmpty);
 }
