@@ -576,6 +576,17 @@ fn dispatcher_command(mdb: &mut Mdb, caller: Dcb, d: Dcb, cmd: Command, a: &[u64
 /// and so do the copies its DCB holds. Charged to `budget`; `Retry` while
 /// work remains. A dispatcher cannot delete its own last copy.
 fn teardown_dispatcher(mdb: &mut Mdb, d: Dcb, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
+    // Its held VSpace root, a last copy with entries, would refuse to go;
+    // unless clearing its CSpace root may unmap them, refuse now, before
+    // anything changes.
+    let last_held = |which| !mdb.has_copies(&Ctes, d.held_id(which));
+    let vroot = d.held(dispatch::HELD_VROOT);
+    if is_vnode(vroot.objtype) && last_held(dispatch::HELD_VROOT) && vnode_has_entries(vroot) {
+        let root = d.held(dispatch::HELD_ROOT);
+        if !(is_cnode(root.objtype) && last_held(dispatch::HELD_ROOT) && cnode_has_contents(root)) {
+            return Err(ErrorCode::LastCopy);
+        }
+    }
     end_dispatcher(mdb, d, cap, budget)?;
     for which in [dispatch::HELD_ROOT, dispatch::HELD_VROOT, dispatch::HELD_FRAME] {
         if d.held(which).objtype != ObjType::Null {
