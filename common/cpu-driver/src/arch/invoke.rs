@@ -398,6 +398,20 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
                 return Err(ErrorCode::Retry);
             }
         }
+        if last && c.objtype == ObjType::Dispatcher {
+            match end_nested_dispatcher(mdb, spa, &c, budget) {
+                Ok(true) => continue,
+                Ok(false) if budget.deletions > 0 => {}
+                Ok(false) | Err(ErrorCode::Retry) => {
+                    budget.stop(top, path);
+                    return Err(ErrorCode::Retry);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if last && c.objtype == ObjType::IrqDest {
+            irq::disconnect(&this_core().irqs, mdb, &c);
+        }
         remove(mdb, spa);
         budget.deletions -= 1;
     }
@@ -427,6 +441,10 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), Er
     }
     if last && cap.objtype == ObjType::Dispatcher {
         teardown_dispatcher(mdb, Dcb(cap.base), &cap, budget)?;
+        // SAFETY: the slot being deleted.
+        if unsafe { cspace::cte_at(pa) }.cap.objtype == ObjType::Null {
+            return Ok(()); // it lay in its own CSpace root and went with it
+        }
     }
     if last && cap.objtype == ObjType::IrqDest {
         irq::disconnect(&this_core().irqs, mdb, &cap);
@@ -558,6 +576,30 @@ fn dispatcher_command(mdb: &mut Mdb, caller: Dcb, d: Dcb, cmd: Command, a: &[u64
 /// and so do the copies its DCB holds. Charged to `budget`; `Retry` while
 /// work remains. A dispatcher cannot delete its own last copy.
 fn teardown_dispatcher(mdb: &mut Mdb, d: Dcb, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
+    // Its held VSpace root, a last copy with entries, would refuse to go;
+    // unless clearing its CSpace root may unmap them, refuse now, before
+    // anything changes.
+    let last_held = |which| !mdb.has_copies(&Ctes, d.held_id(which));
+    let vroot = d.held(dispatch::HELD_VROOT);
+    if is_vnode(vroot.objtype) && last_held(dispatch::HELD_VROOT) && vnode_has_entries(vroot) {
+        let root = d.held(dispatch::HELD_ROOT);
+        if !(is_cnode(root.objtype) && last_held(dispatch::HELD_ROOT) && cnode_has_contents(root)) {
+            return Err(ErrorCode::LastCopy);
+        }
+    }
+    end_dispatcher(mdb, d, cap, budget)?;
+    for which in [dispatch::HELD_ROOT, dispatch::HELD_VROOT, dispatch::HELD_FRAME] {
+        if d.held(which).objtype != ObjType::Null {
+            delete_slot(mdb, d.held_pa(which), budget)?;
+        }
+    }
+    dispatch::release_asid(&this_core().asids, d);
+    Ok(())
+}
+
+/// The first part of a teardown: `d` leaves the scheduler and its endpoints
+/// go. Repeatable; refused for the caller itself.
+fn end_dispatcher(mdb: &mut Mdb, d: Dcb, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let core = this_core();
     if d == core.current() {
         return Err(ErrorCode::DispatcherState);
@@ -571,16 +613,55 @@ fn teardown_dispatcher(mdb: &mut Mdb, d: Dcb, cap: &Cap, budget: &mut Budget<'_>
         remove(mdb, u64::from(e) * CTE_SIZE);
     }
     budget.deletions -= endpoints.ids().len();
-    if endpoints.full {
-        return Err(ErrorCode::Retry);
-    }
-    for which in [dispatch::HELD_ROOT, dispatch::HELD_VROOT, dispatch::HELD_FRAME] {
-        if d.held(which).objtype != ObjType::Null {
-            delete_slot(mdb, d.held_pa(which), budget)?;
+    if endpoints.full { Err(ErrorCode::Retry) } else { Ok(()) }
+}
+
+/// One step of the teardown of a dispatcher whose last copy, at `spa`, is
+/// met while clearing a CNode. No recursion: its held copies may lead to
+/// more such dispatchers. Its held VSpace root and frame go like entries
+/// of that CNode. A held CSpace root that is a last copy with contents
+/// takes the place of the dispatcher's capability, both in one step (so
+/// the DCB is never unnamed while it holds entries), and is then cleared
+/// as a nested CNode. `Ok(true)` after a step; `Ok(false)` once the DCB
+/// holds nothing and its capability may go.
+fn end_nested_dispatcher(mdb: &mut Mdb, spa: u64, c: &Cap, budget: &mut Budget<'_>) -> Result<bool, ErrorCode> {
+    let d = Dcb(c.base);
+    end_dispatcher(mdb, d, c, budget)?;
+    for which in [dispatch::HELD_VROOT, dispatch::HELD_FRAME, dispatch::HELD_ROOT] {
+        let hpa = d.held_pa(which);
+        let h = cap_of(cspace::id_of(hpa));
+        if h.objtype == ObjType::Null {
+            continue;
         }
+        if budget.deletions == 0 {
+            return Err(ErrorCode::Retry);
+        }
+        let last = !mdb.has_copies(&Ctes, cspace::id_of(hpa));
+        if is_cnode(h.objtype) && last && cnode_has_contents(&h) {
+            dispatch::release_asid(&this_core().asids, d);
+            remove(mdb, spa);
+            mdb.remove(&mut Ctes, cspace::id_of(hpa));
+            // SAFETY: the held CTE, just out of the database.
+            unsafe { *cspace::cte_at(hpa) = Cte::EMPTY };
+            install(mdb, spa, h);
+            budget.deletions -= 1;
+            return Ok(true);
+        }
+        if is_vnode(h.objtype) && last && vnode_has_entries(&h) {
+            return Err(ErrorCode::LastCopy);
+        }
+        if last && caps::types::mapping_type(h.objtype).is_some() {
+            remove_orphaned_mappings(mdb, cspace::id_of(hpa), &h, budget)?;
+            if budget.deletions == 0 {
+                return Err(ErrorCode::Retry);
+            }
+        }
+        remove(mdb, hpa);
+        budget.deletions -= 1;
+        return Ok(true);
     }
-    dispatch::release_asid(&core.asids, d);
-    Ok(())
+    dispatch::release_asid(&this_core().asids, d);
+    Ok(false)
 }
 
 /// Where an unfinished delete or revoke stopped clearing a CNode, kept

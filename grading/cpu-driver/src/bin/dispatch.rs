@@ -45,7 +45,8 @@ const UPCALL: u8 = 3;
 const FAULT: u8 = 4;
 const NO_HANDLER: u8 = 5;
 const FP: u8 = 6;
-const CHILDREN: u8 = 7;
+const DOOMED: u8 = 7;
+const CHILDREN: u8 = 8;
 
 const fn ep_slot(i: u8) -> u8 {
     children::FREE_SLOTS + i
@@ -54,6 +55,25 @@ const fn ep_slot(i: u8) -> u8 {
 const INIT_EP: u8 = 90;
 /// Where IrqDest capabilities go.
 const IRQ_DEST: u8 = 130;
+/// An L2 CNode made to be deleted with last copies inside.
+const DOOMED_CN: u8 = 140;
+/// Where in the RAM it comes from (past everything else made here).
+const DOOMED_CN_OFF: u64 = 0x40000;
+/// RAM for a dispatcher whose last capability lies in its own CSpace root,
+/// and where that RAM, the root, the dispatcher and its frame go.
+const CYCLE_RAM_OFF: u64 = 0x80000;
+const CYCLE_RAM: u8 = 141;
+const CYCLE_ROOT: u8 = 142;
+const CYCLE_DISP: u8 = 143;
+const CYCLE_FRAME: u8 = 144;
+/// RAM offset and slots for a dispatcher on a VSpace root of its own.
+const OWN_VSPACE_OFF: u64 = 0xa0000;
+const OWN_VROOT: u8 = 150;
+const OWN_L1: u8 = 151;
+const OWN_DISP: u8 = 152;
+const OWN_FRAME: u8 = 153;
+const OWN_L1_MAPPING: u8 = 154;
+const OWN_EP: u8 = 155;
 /// Where capability transfers land, and their sources.
 const RECV: u8 = 100;
 const RECV_2: u8 = 101;
@@ -79,6 +99,8 @@ static FAULT_ESR: AtomicU64 = AtomicU64::new(0);
 static FAULT_FAR: AtomicU64 = AtomicU64::new(0);
 static FAULT_DONE: AtomicU64 = AtomicU64::new(0);
 static FP_BAD: AtomicU64 = AtomicU64::new(u64::MAX);
+static DOOMED_COUNT: AtomicU64 = AtomicU64::new(0);
+static DOOMED_QUIT: AtomicU64 = AtomicU64::new(0);
 
 /// The SUPERCN slot of the RAM everything here is made from.
 static RAM_SLOT: AtomicU64 = AtomicU64::new(0);
@@ -146,6 +168,9 @@ fn run(args: &aos::Args) -> i32 {
     interrupts(&mut c);
     fp_state(&mut c, &kids);
     teardown(&mut c, &kids);
+    last_copies_in_a_deleted_cnode(&mut c, &kids);
+    dispatcher_in_its_own_cspace(&mut c);
+    refused_teardown(&mut c);
 
     if c.failed == 0 {
         println!("dispatch: all checks passed");
@@ -736,4 +761,124 @@ fn teardown(c: &mut Checks, k: &Children) {
     c.err("init cannot delete its own last dispatcher capability", cap::delete(init_disp), ErrorCode::DispatcherState);
     let checked = cap::debug_check(kernel);
     c.ok("the kernel's capability invariants hold", checked.is_ok(), format_args!("{checked:?}"));
+}
+
+/// Counts until told to quit, then exits (so a dispatcher that wrongly
+/// survives does not keep the machine running).
+extern "C" fn doomed_main(_: u64, _: u64) -> ! {
+    while DOOMED_QUIT.load(SeqCst) == 0 {
+        DOOMED_COUNT.fetch_add(1, SeqCst);
+    }
+    aos::syscall::exit(0)
+}
+
+/// A CNode whose last copy is deleted takes the last copies inside it
+/// with everything their deletion implies: a dispatcher ends, a route goes.
+fn last_copies_in_a_deleted_cnode(c: &mut Checks, k: &Children) {
+    use aos::irq;
+    let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
+    let table = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_IRQ as u8);
+    let cn = s(DOOMED_CN);
+    let inside = |slot: u32| Dest { cnode: cn, slot };
+    c.is("a CNode to delete", cap::retype(ram_cap(), d(DOOMED_CN), ObjType::L2CNode, DOOMED_CN_OFF, 0, 1), Ok(1));
+    let doomed = make_child(c, k, DOOMED, "doomed", doomed_main);
+    c.is("start a counting child", doomed.make_runnable(), Ok(()));
+    spin_for(ms(30));
+    c.ok("it counts", DOOMED_COUNT.load(SeqCst) > 0, format_args!("{}", DOOMED_COUNT.load(SeqCst)));
+    c.is(
+        "its dispatcher's last copy into the CNode",
+        [cap::copy(doomed.0, inside(0)), cap::delete(doomed.0)],
+        [Ok(()); 2],
+    );
+    let dest = irq::connect(table, 27, s(INIT_EP), d(IRQ_DEST));
+    c.ok("route the virtual timer again", dest.is_ok(), format_args!("{dest:?}"));
+    if let Ok(dest) = dest {
+        c.is(
+            "the IrqDest's last copy into the CNode",
+            [cap::copy(dest.0, inside(1)), cap::delete(dest.0)],
+            [Ok(()); 2],
+        );
+    }
+    c.is("delete the CNode's last copy", cap::delete(cn), Ok(()));
+    let before = DOOMED_COUNT.load(SeqCst);
+    spin_for(ms(30));
+    let after = DOOMED_COUNT.load(SeqCst);
+    c.is("the dispatcher whose last copy went with the CNode never runs again", after, before);
+    DOOMED_QUIT.store(1, SeqCst);
+    let again = irq::connect(table, 27, s(INIT_EP), d(IRQ_DEST));
+    c.ok("the route whose last IrqDest went with the CNode is gone", again.is_ok(), format_args!("{again:?}"));
+    if let Ok(again) = again {
+        let _ = cap::delete(again.0);
+    }
+    let checked = cap::debug_check(kernel);
+    c.ok("the kernel's capability invariants hold after it", checked.is_ok(), format_args!("{checked:?}"));
+}
+
+/// A dispatcher whose last capability lies in its own CSpace root, which
+/// it holds the last copy of: a revoke of the RAM both came from ends it.
+fn dispatcher_in_its_own_cspace(c: &mut Checks) {
+    let kernel = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_KERNELCAP as u8);
+    let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
+    let ram = s(CYCLE_RAM);
+    c.is(
+        "RAM, a CSpace root, a dispatcher and a frame from it",
+        [
+            cap::retype(ram_cap(), d(CYCLE_RAM), ObjType::Ram, CYCLE_RAM_OFF, 0x10000, 1),
+            cap::retype(ram, d(CYCLE_ROOT), ObjType::L1CNode, 0, 0x8000, 1),
+            cap::retype(ram, d(CYCLE_DISP), ObjType::Dispatcher, 0x8000, 0, 1),
+            cap::retype(ram, d(CYCLE_FRAME), ObjType::Frame, 0x9000, 0x1000, 1),
+        ],
+        [Ok(1); 4],
+    );
+    let disp = Dispatcher(s(CYCLE_DISP));
+    c.is("set it up on that root", disp.setup(s(CYCLE_ROOT), vroot, s(CYCLE_FRAME), 0), Ok(()));
+    c.is(
+        "its last capability into its root, whose copy goes too",
+        [cap::copy(disp.0, Dest { cnode: s(CYCLE_ROOT), slot: 0 }), cap::delete(disp.0), cap::delete(s(CYCLE_ROOT))],
+        [Ok(()); 3],
+    );
+    let mut revoked = cap::revoke(ram);
+    for _ in 0..100 {
+        if revoked != Err(ErrorCode::Retry) {
+            break;
+        }
+        revoked = cap::revoke(ram);
+    }
+    c.ok("revoke the RAM", revoked.is_ok(), format_args!("{revoked:?}"));
+    let checked = cap::debug_check(kernel);
+    c.ok("the kernel's capability invariants hold after that", checked.is_ok(), format_args!("{checked:?}"));
+    c.is(
+        "and all of the RAM can be retyped again",
+        cap::retype(ram, d(CYCLE_ROOT), ObjType::Frame, 0, 0x10000, 1),
+        Ok(1),
+    );
+}
+
+/// Deleting a dispatcher's last copy is refused while the last copy of its
+/// VSpace root, which it holds, still maps a table; the refusal changes
+/// nothing: the dispatcher and its endpoints stay.
+fn refused_teardown(c: &mut Checks) {
+    let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
+    let at = |off: u64| OWN_VSPACE_OFF + off;
+    c.is(
+        "a VSpace root with a table mapped, a dispatcher and a frame",
+        [
+            cap::retype(ram_cap(), d(OWN_VROOT), ObjType::VNodeL0, at(0), 0, 1),
+            cap::retype(ram_cap(), d(OWN_L1), ObjType::VNodeL1, at(0x1000), 0, 1),
+            cap::retype(ram_cap(), d(OWN_DISP), ObjType::Dispatcher, at(0x2000), 0, 1),
+            cap::retype(ram_cap(), d(OWN_FRAME), ObjType::Frame, at(0x3000), 0x1000, 1),
+        ],
+        [Ok(1); 4],
+    );
+    c.is("map the table", cap::map(s(OWN_VROOT), s(OWN_L1), 0, 1, 3, 0, d(OWN_L1_MAPPING)), Ok(()));
+    let disp = Dispatcher(s(OWN_DISP));
+    c.is("set the dispatcher up on that VSpace root", disp.setup(root, s(OWN_VROOT), s(OWN_FRAME), 0), Ok(()));
+    c.is("an endpoint to it", cap::retype(disp.0, d(OWN_EP), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
+    c.is("its VSpace root's last copy is the one it holds", cap::delete(s(OWN_VROOT)), Ok(()));
+    c.err("deleting the dispatcher's last copy is refused", cap::delete(disp.0), ErrorCode::LastCopy);
+    c.is("it is still Stopped", disp.properties().map(|p| p.state), Ok(Some(DispatcherState::Stopped)));
+    c.is("its endpoint is still there", cap::identify(s(OWN_EP)).map(|i| i.objtype), Ok(Some(ObjType::EndPointLmp)));
+    c.is("unmap the table", cap::delete(s(OWN_L1_MAPPING)), Ok(()));
+    c.is("now the dispatcher can go", cap::delete(disp.0), Ok(()));
+    c.err("with its endpoint", cap::identify(s(OWN_EP)), ErrorCode::SlotEmpty);
 }
