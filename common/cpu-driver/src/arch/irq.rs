@@ -40,9 +40,14 @@ impl Routes {
         Routes([const { Route { intid: Cell::new(0), pending: Cell::new(false), ep: StaticCte::empty() } }; ROUTES])
     }
 
-    /// Whether any interrupt is routed (something may yet wake a waiter).
+    /// Whether any interrupt is routed to an endpoint that still exists
+    /// (something may yet wake a waiter). A route whose endpoint went with
+    /// its dispatcher can deliver nothing.
     pub fn any(&self) -> bool {
-        self.0.iter().any(|r| r.intid.get() != 0)
+        self.0.iter().any(|r| {
+            // SAFETY: the route's CTE; read only, one event at a time.
+            r.intid.get() != 0 && unsafe { cspace::cte_at(r.ep.pa()) }.cap.objtype != ObjType::Null
+        })
     }
 
     fn find(&self, intid: u32) -> Option<&Route> {
