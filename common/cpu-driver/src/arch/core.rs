@@ -80,9 +80,33 @@ impl PerCore {
     /// one that ran last, then activation (a run upcall if due). Returns the
     /// state to resume. Powers off if nothing can ever run again.
     pub fn schedule(&self) -> *const RegisterSave {
-        let next = loop {
+        let next = match self.runq.head() {
+            Some(next) => next,
+            None => self.idle(),
+        };
+        let prev = self.current.get();
+        if next.0 != prev {
+            let from = (prev != 0).then_some(Dcb(prev));
+            if let Some(f) = from {
+                dispatch::mark_upcall_due(f);
+            }
+            dispatch::switch_hw(from, next);
+            self.current.set(next.0);
+            self.current_frame.set(next.frame_kva());
+        }
+        dispatch::activate(next);
+        dispatch::regs_at(self.current_frame.get())
+    }
+
+    /// With nothing runnable: idles until an interrupt makes something
+    /// runnable, or powers off if nothing ever can. Out of line, so the
+    /// path every syscall takes through `schedule` stays short.
+    #[cold]
+    #[inline(never)]
+    fn idle(&self) -> Dcb {
+        loop {
             if let Some(next) = self.runq.head() {
-                break next;
+                return next;
             }
             if self.waiting.get() == 0 {
                 log::info!("no domain left to run; powering off");
@@ -97,19 +121,7 @@ impl PerCore {
             // SAFETY: waits for an interrupt; no memory is touched.
             unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack)) };
             super::exception::interrupt(false, self.current());
-        };
-        let prev = self.current.get();
-        if next.0 != prev {
-            let from = (prev != 0).then_some(Dcb(prev));
-            if let Some(f) = from {
-                dispatch::mark_upcall_due(f);
-            }
-            dispatch::switch_hw(from, next);
-            self.current.set(next.0);
-            self.current_frame.set(next.frame_kva());
         }
-        dispatch::activate(next);
-        dispatch::regs_at(self.current_frame.get())
     }
 
     /// Takes `d` off the run queue if it is on it, into state `to`.
