@@ -117,6 +117,12 @@ pub fn table_descriptor(pa: u64) -> u64 {
     (pa & ADDR_MASK) | VALID | TABLE_OR_PAGE
 }
 
+/// The physical address a valid table, page or block descriptor points
+/// to (a block's low bits below its size are zero by construction).
+pub fn output_address(descriptor: u64) -> u64 {
+    descriptor & ADDR_MASK
+}
+
 /// Whether a descriptor is valid (maps something).
 pub fn is_valid(descriptor: u64) -> bool {
     descriptor & VALID != 0

@@ -49,8 +49,9 @@ numbered_enum! {
         RetypeOverlap = 18,
         /// The capability lacks a right the operation needs.
         NoRights = 19,
-        /// Deleting the last copy of a CNode or dispatcher needs its contents
-        /// cleared first (book ch. 3.9: not supported by a single invocation).
+        /// Reserved: the kernel no longer refuses a last copy (CNodes,
+        /// dispatchers and page tables take what they hold with them, in
+        /// bounded steps answered with `Retry`). Kept so numbers stay put.
         LastCopy = 20,
         /// More work remains: repeat the invocation.
         Retry = 21,

@@ -77,10 +77,6 @@ fn table(pa: u64) -> &'static mut Table {
     unsafe { &mut *(mm::phys(pa) as *mut Table) }
 }
 
-fn vnode_has_entries(cap: &Cap) -> bool {
-    table(cap.base).iter().any(|&d| paging::is_valid(d))
-}
-
 /// Page-table attributes for a user mapping with `rights`.
 fn user_attrs(src_type: ObjType, rights: Rights) -> Attributes {
     Attributes {
@@ -385,8 +381,12 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
             path.push(spa);
             continue;
         }
-        if is_vnode(c.objtype) && last && vnode_has_entries(&c) {
-            return Err(ErrorCode::LastCopy);
+        if is_vnode(c.objtype)
+            && last
+            && let Err(e) = unmap_table(mdb, &c, budget)
+        {
+            budget.stop(top, path);
+            return Err(e);
         }
         if last && caps::types::mapping_type(c.objtype).is_some() {
             if let Err(e) = remove_orphaned_mappings(mdb, cspace::id_of(spa), &c, budget) {
@@ -418,16 +418,15 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
 }
 
 /// Deletes the capability at `pa` with everything its deletion implies: a
-/// CNode's contents if this is its last copy, the mappings a frame's or
-/// table's last copy justified. A page table with live entries cannot lose
-/// its last copy (unmap first): its entries' mapping capabilities would be
-/// left pointing into freed memory.
+/// CNode's contents if this is its last copy, a page table's entries with
+/// the mapping capabilities that record them, the mappings a frame's or
+/// table's last copy justified.
 fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let me = cspace::id_of(pa);
     let cap = cap_of(me);
     let last = !mdb.has_copies(&Ctes, me);
-    if is_vnode(cap.objtype) && last && vnode_has_entries(&cap) {
-        return Err(ErrorCode::LastCopy);
+    if is_vnode(cap.objtype) && last {
+        unmap_table(mdb, &cap, budget)?;
     }
     if is_cnode(cap.objtype) && last {
         clear_cnode(mdb, &cap, budget)?;
@@ -454,6 +453,55 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), Er
     }
     remove(mdb, pa);
     budget.deletions -= 1;
+    Ok(())
+}
+
+/// Before a page table's last copy goes, so do its entries: each with the
+/// mapping capability that records it (removing one clears its whole run
+/// of entries), or, for the kernel's boot mappings of init, which have
+/// none, by itself. Charged to `budget`; `Retry` while entries remain. So a
+/// domain cannot pin its giver's memory by keeping entries in a table.
+fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
+    let mut cleared = false;
+    for i in 0..paging::ENTRIES {
+        let d = table(t.base)[i];
+        if !paging::is_valid(d) {
+            continue;
+        }
+        if budget.deletions == 0 {
+            if cleared {
+                flush_tlb();
+            }
+            return Err(ErrorCode::Retry);
+        }
+        let at = paging::output_address(d);
+        let mut found = None;
+        let _ = mdb.overlapping(&Ctes, at, at + 1, &mut |id| {
+            let c = cap_of(id);
+            match c.extra {
+                Extra::Mapping { table: tb, entry, count, .. }
+                    if types::is_mapping(c.objtype)
+                        && tb == t.base
+                        && (usize::from(entry)..usize::from(entry) + usize::from(count)).contains(&i) =>
+                {
+                    found = Some(id);
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        });
+        match found {
+            Some(m) => remove(mdb, u64::from(m) * CTE_SIZE),
+            None => {
+                table(t.base)[i] = 0;
+                cleared = true;
+            }
+        }
+        budget.deletions -= 1;
+    }
+    if cleared {
+        flush_tlb();
+    }
     Ok(())
 }
 
@@ -576,17 +624,6 @@ fn dispatcher_command(mdb: &mut Mdb, caller: Dcb, d: Dcb, cmd: Command, a: &[u64
 /// and so do the copies its DCB holds. Charged to `budget`; `Retry` while
 /// work remains. A dispatcher cannot delete its own last copy.
 fn teardown_dispatcher(mdb: &mut Mdb, d: Dcb, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
-    // Its held VSpace root, a last copy with entries, would refuse to go;
-    // unless clearing its CSpace root may unmap them, refuse now, before
-    // anything changes.
-    let last_held = |which| !mdb.has_copies(&Ctes, d.held_id(which));
-    let vroot = d.held(dispatch::HELD_VROOT);
-    if is_vnode(vroot.objtype) && last_held(dispatch::HELD_VROOT) && vnode_has_entries(vroot) {
-        let root = d.held(dispatch::HELD_ROOT);
-        if !(is_cnode(root.objtype) && last_held(dispatch::HELD_ROOT) && cnode_has_contents(root)) {
-            return Err(ErrorCode::LastCopy);
-        }
-    }
     end_dispatcher(mdb, d, cap, budget)?;
     for which in [dispatch::HELD_ROOT, dispatch::HELD_VROOT, dispatch::HELD_FRAME] {
         if d.held(which).objtype != ObjType::Null {
@@ -647,8 +684,11 @@ fn end_nested_dispatcher(mdb: &mut Mdb, spa: u64, c: &Cap, budget: &mut Budget<'
             budget.deletions -= 1;
             return Ok(true);
         }
-        if is_vnode(h.objtype) && last && vnode_has_entries(&h) {
-            return Err(ErrorCode::LastCopy);
+        if is_vnode(h.objtype) && last {
+            unmap_table(mdb, &h, budget)?;
+            if budget.deletions == 0 {
+                return Err(ErrorCode::Retry);
+            }
         }
         if last && caps::types::mapping_type(h.objtype).is_some() {
             remove_orphaned_mappings(mdb, cspace::id_of(hpa), &h, budget)?;
@@ -869,21 +909,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                 let _ = mdb.descendants(&Ctes, &cap, &mut collect);
             }
             let more = victims.full;
-            // A page table whose every copy goes in this batch must be empty:
-            // checked before anything is deleted, so that refusal changes
-            // nothing. (CNode contents are deleted in bounded steps.)
             let batch = victims.ids();
-            for &v in batch {
-                let vcap = cap_of(v);
-                let survives = mdb
-                    .with_key(&Ctes, &vcap, &mut |o| {
-                        if o != v && !batch.contains(&o) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-                    })
-                    .is_break();
-                if !survives && is_vnode(vcap.objtype) && vnode_has_entries(&vcap) {
-                    return Err(ErrorCode::LastCopy);
-                }
-            }
             for &v in batch {
                 let vpa = u64::from(v) * CTE_SIZE;
                 // A victim inside a CNode emptied earlier in this batch is

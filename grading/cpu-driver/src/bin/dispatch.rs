@@ -170,7 +170,7 @@ fn run(args: &aos::Args) -> i32 {
     teardown(&mut c, &kids);
     last_copies_in_a_deleted_cnode(&mut c, &kids);
     dispatcher_in_its_own_cspace(&mut c);
-    refused_teardown(&mut c);
+    vspace_goes_with_dispatcher(&mut c);
 
     if c.failed == 0 {
         println!("dispatch: all checks passed");
@@ -854,10 +854,10 @@ fn dispatcher_in_its_own_cspace(c: &mut Checks) {
     );
 }
 
-/// Deleting a dispatcher's last copy is refused while the last copy of its
-/// VSpace root, which it holds, still maps a table; the refusal changes
-/// nothing: the dispatcher and its endpoints stay.
-fn refused_teardown(c: &mut Checks) {
+/// Deleting a dispatcher's last copy while the last copy of its VSpace
+/// root, which it holds, still maps a table: the root's entries go with it,
+/// with their mapping capabilities, and the dispatcher's endpoints too.
+fn vspace_goes_with_dispatcher(c: &mut Checks) {
     let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
     let at = |off: u64| OWN_VSPACE_OFF + off;
     c.is(
@@ -875,10 +875,13 @@ fn refused_teardown(c: &mut Checks) {
     c.is("set the dispatcher up on that VSpace root", disp.setup(root, s(OWN_VROOT), s(OWN_FRAME), 0), Ok(()));
     c.is("an endpoint to it", cap::retype(disp.0, d(OWN_EP), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
     c.is("its VSpace root's last copy is the one it holds", cap::delete(s(OWN_VROOT)), Ok(()));
-    c.err("deleting the dispatcher's last copy is refused", cap::delete(disp.0), ErrorCode::LastCopy);
-    c.is("it is still Stopped", disp.properties().map(|p| p.state), Ok(Some(DispatcherState::Stopped)));
-    c.is("its endpoint is still there", cap::identify(s(OWN_EP)).map(|i| i.objtype), Ok(Some(ObjType::EndPointLmp)));
-    c.is("unmap the table", cap::delete(s(OWN_L1_MAPPING)), Ok(()));
-    c.is("now the dispatcher can go", cap::delete(disp.0), Ok(()));
+    c.is("deleting the dispatcher's last copy takes its VSpace along", cap::delete(disp.0), Ok(()));
+    c.err("the table's mapping in it went too", cap::identify(s(OWN_L1_MAPPING)), ErrorCode::SlotEmpty);
+    c.is(
+        "the VSpace root's memory is free",
+        cap::retype(ram_cap(), d(OWN_VROOT), ObjType::VNodeL0, at(0), 0, 1),
+        Ok(1),
+    );
+    let _ = cap::delete(s(OWN_VROOT));
     c.err("with its endpoint", cap::identify(s(OWN_EP)), ErrorCode::SlotEmpty);
 }
