@@ -6,12 +6,85 @@
 //! Slots of the CNode: 0–2 the L1/L2/L3 tables, 3–5 their mappings,
 //! `10 + i` child `i`'s frame, `30 + i` its dispatcher, `50 + i` the
 //! frame's mapping. Slots from [`FREE_SLOTS`] on are the program's.
+//!
+//! Also the suite's LMP conventions: every dispatcher frame's second half
+//! is its receive ring ([`RING_OFF`], [`RING_SIZE`]), and children run on
+//! [`ChildStacks`].
+
+use core::cell::UnsafeCell;
 
 use aos::cap::{self, CapRef, Dest, ObjType};
-use aos::dispatcher::Dispatcher;
+use aos::dispatcher::{self, Dispatcher};
 use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
 use aos::kpi::dispatcher::{DispatcherShared, RegisterSave};
+use aos::lmp::{Message, Ring};
+
+/// Where every frame's LMP ring lies: its second half.
+pub const RING_OFF: u64 = 2048;
+pub const RING_SIZE: u64 = 2048;
+
+/// The ring in the frame mapped at `frame_va`.
+pub fn ring(frame_va: u64) -> Ring {
+    // SAFETY: the suite's frames are mapped read-write for the program's
+    // life, and their second half holds only the ring.
+    unsafe { Ring::new(frame_va, RING_OFF, RING_SIZE) }
+}
+
+/// Init's ring (its frame is at `DISPFRAME_VADDR`).
+pub fn init_ring() -> Ring {
+    ring(aos::kpi::vspace::DISPFRAME_VADDR)
+}
+
+/// Waits for a message in `ring` and takes it into `m`: clear `haswork`,
+/// look, and `Wait` only if there was nothing, so no wake-up is lost.
+/// Inlined, as the benchmark's round trip measures it in place.
+#[inline]
+pub fn recv_blocking_into(ring: &mut Ring, m: &mut Message) {
+    loop {
+        dispatcher::clear_haswork();
+        if ring.recv_into(m) {
+            return;
+        }
+        let _ = dispatcher::wait();
+    }
+}
+
+/// [`recv_blocking_into`], returning the message.
+pub fn recv_blocking(ring: &mut Ring) -> Message {
+    let mut m = Message::default();
+    recv_blocking_into(ring, &mut m);
+    m
+}
+
+/// Bytes of a child's stack.
+pub const STACK: usize = 16 * 1024;
+
+/// `N` stacks for child dispatchers (a program's `static`).
+#[repr(C, align(16))]
+pub struct ChildStacks<const N: usize>(UnsafeCell<[[u8; STACK]; N]>);
+
+// SAFETY: only the stacks' addresses are handed out; each stack is memory
+// of the one child that runs on it, never referenced from Rust.
+unsafe impl<const N: usize> Sync for ChildStacks<N> {}
+
+impl<const N: usize> ChildStacks<N> {
+    pub const fn new() -> Self {
+        ChildStacks(UnsafeCell::new([[0; STACK]; N]))
+    }
+
+    /// The top (initial SP) of stack `i`.
+    pub fn top(&self, i: usize) -> u64 {
+        assert!(i < N, "stack {i} of {N}");
+        self.0.get() as u64 + ((i + 1) * STACK) as u64
+    }
+}
+
+impl<const N: usize> Default for ChildStacks<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Most children one set holds.
 pub const MAX: u8 = 16;

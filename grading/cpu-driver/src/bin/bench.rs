@@ -15,12 +15,11 @@ use aos::kpi::ErrorCode;
 use aos::kpi::bootinfo::RegionKind;
 use aos::kpi::cspace::*;
 use aos::kpi::dispatcher::DispatcherShared;
-use aos::kpi::vspace::DISPFRAME_VADDR;
-use aos::lmp::{Endpoint, Message, Ring, SEND_DEFAULT};
+use aos::lmp::{Endpoint, Message, SEND_DEFAULT};
 use aos::println;
 use aos::thread;
 use aos::time::{counter, measure};
-use cpu_driver_programs::children::{self, Children};
+use cpu_driver_programs::children::{self, ChildStacks, Children, RING_OFF, RING_SIZE, recv_blocking_into};
 
 aos::main!(run);
 
@@ -116,20 +115,15 @@ const UPCALLED: u8 = 2;
 const FAULTER: u8 = 3;
 const KIDS: u8 = 4;
 const KIDS_CN: u32 = ROOTCN_SLOT_SEGCN as u32;
-const RING_OFF: u64 = 2048;
-const RING_SIZE: u64 = 2048;
 const INIT_EP: u8 = children::FREE_SLOTS;
 const ECHO_EP: u8 = children::FREE_SLOTS + 1;
 /// Where the faulting child reads: nothing is mapped there.
 const FAULT_ADDR: u64 = 0x18;
 
-const STACK: usize = 16 * 1024;
-#[repr(C, align(16))]
-struct Stacks([[u8; STACK]; KIDS as usize + 2]);
-static mut STACKS: Stacks = Stacks([[0; STACK]; KIDS as usize + 2]);
+static STACKS: ChildStacks<{ KIDS as usize + 2 }> = ChildStacks::new();
 
 fn stack_top(i: usize) -> u64 {
-    (&raw mut STACKS) as u64 + ((i + 1) * STACK) as u64
+    STACKS.top(i)
 }
 
 /// Echo's one-way accounting: counter ticks from send to receipt, summed.
@@ -139,26 +133,14 @@ static FAULTER_OK: AtomicBool = AtomicBool::new(false);
 static THREAD_STOP: AtomicBool = AtomicBool::new(false);
 static THREAD_STACKS: thread::Stacks<1> = thread::Stacks::new();
 
-/// Waits for a message in `ring` and takes it into `m`.
-fn recv_blocking(ring: &mut Ring, m: &mut Message) {
-    loop {
-        dispatcher::clear_haswork();
-        if ring.recv_into(m) {
-            return;
-        }
-        let _ = dispatcher::wait();
-    }
-}
-
 /// Replies to every message at once with an empty one; a one-word message
 /// carries its send time, and the time to receipt is added up.
 extern "C" fn echo_main(frame: u64, _: u64) -> ! {
-    // SAFETY: the second half of this child's frame is its ring only.
-    let mut ring = unsafe { Ring::new(frame, RING_OFF, RING_SIZE) };
+    let mut ring = children::ring(frame);
     let reply = Endpoint(CapRef::slot(KIDS_CN, INIT_EP));
     let mut m = Message::default();
     loop {
-        recv_blocking(&mut ring, &mut m);
+        recv_blocking_into(&mut ring, &mut m);
         if m.len == 1 {
             ONE_WAY_TICKS.fetch_add(counter() - m.words[0], SeqCst);
         }
@@ -247,9 +229,7 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
     cap::retype(echo.0, d(ECHO_EP + 10), ObjType::EndPointLmp, 0, 0, 1)?;
     cap::mint(s(ECHO_EP + 10), d(ECHO_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32)))?;
     echo.make_runnable()?;
-    // SAFETY: init's frame is mapped at DISPFRAME_VADDR; its second half is
-    // this ring only.
-    let mut ring = unsafe { Ring::new(DISPFRAME_VADDR, RING_OFF, RING_SIZE) };
+    let mut ring = children::init_ring();
     let to_echo = Endpoint(s(ECHO_EP));
     let mut ok = true;
     let mut m = Message::default();
@@ -263,7 +243,7 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
         ok &= measure("ipc-round-trip", ROUNDS, || {
             (0..ROUNDS).all(|_| {
                 to_echo.send(&[], SEND_DEFAULT).is_ok() && {
-                    recv_blocking(&mut ring, &mut m);
+                    recv_blocking_into(&mut ring, &mut m);
                     m.len == 0
                 }
             })
@@ -271,7 +251,7 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
         ONE_WAY_TICKS.store(0, SeqCst);
         ok &= (0..ROUNDS).all(|_| {
             to_echo.send(&[counter()], SEND_DEFAULT).is_ok() && {
-                recv_blocking(&mut ring, &mut m);
+                recv_blocking_into(&mut ring, &mut m);
                 m.len == 0
             }
         });

@@ -15,11 +15,12 @@ use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
 use aos::kpi::dispatcher::DispatcherShared;
 use aos::kpi::invocation::DispatcherState;
-use aos::kpi::vspace::DISPFRAME_VADDR;
 use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_DEFAULT, SEND_SYNC, SEND_YIELD};
 use aos::println;
 use cpu_driver_programs::Checks;
-use cpu_driver_programs::children::{self, Children, Entry};
+use cpu_driver_programs::children::{
+    self, ChildStacks, Children, Entry, RING_OFF, RING_SIZE, init_ring, recv_blocking,
+};
 
 aos::main!(run);
 
@@ -31,9 +32,6 @@ fn d(i: u8) -> Dest {
     Dest::l2(A0, u32::from(i))
 }
 
-/// Every frame's LMP ring: the second half of the page.
-const RING_OFF: u64 = 2048;
-const RING_SIZE: u64 = 2048;
 /// Slots a 2 KiB ring holds (64-byte header, 128-byte slots).
 const RING_SLOTS: u64 = 15;
 
@@ -80,13 +78,10 @@ const RECV_2: u8 = 101;
 const SRC_RAM: u8 = 110;
 const SRC_FRAME: u8 = 111;
 
-const STACK: usize = 16 * 1024;
-#[repr(C, align(16))]
-struct Stacks([[u8; STACK]; CHILDREN as usize + 2]);
-static mut STACKS: Stacks = Stacks([[0; STACK]; CHILDREN as usize + 2]);
+static STACKS: ChildStacks<{ CHILDREN as usize + 2 }> = ChildStacks::new();
 
 fn stack_top(i: usize) -> u64 {
-    (&raw mut STACKS) as u64 + ((i + 1) * STACK) as u64
+    STACKS.top(i)
 }
 
 // What the children do, seen by init.
@@ -273,8 +268,7 @@ fn preemption_and_stop(c: &mut Checks, k: &Children) {
 /// Echo: for a plain message, sends back every word complemented; for one
 /// with a capability, the identity of the slot named in word 0.
 extern "C" fn echo_main(frame: u64, _: u64) -> ! {
-    // SAFETY: the second half of this child's frame is its ring only.
-    let mut ring = unsafe { Ring::new(frame, RING_OFF, RING_SIZE) };
+    let mut ring = children::ring(frame);
     let reply = Endpoint(s(INIT_EP));
     loop {
         dispatcher::clear_haswork();
@@ -300,23 +294,6 @@ extern "C" fn echo_main(frame: u64, _: u64) -> ! {
             while reply.send(&out[..len], SEND_DEFAULT) == Err(ErrorCode::LmpBufferFull) {
                 let _ = aos::syscall::yield_now();
             }
-        }
-        let _ = dispatcher::wait();
-    }
-}
-
-/// Init's ring: the second half of its frame.
-fn init_ring() -> Ring {
-    // SAFETY: init's frame is mapped at DISPFRAME_VADDR; its second half is
-    // this ring only.
-    unsafe { Ring::new(DISPFRAME_VADDR, RING_OFF, RING_SIZE) }
-}
-
-fn recv_blocking(ring: &mut Ring) -> Message {
-    loop {
-        dispatcher::clear_haswork();
-        if let Some(m) = ring.recv() {
-            return m;
         }
         let _ = dispatcher::wait();
     }

@@ -18,14 +18,13 @@ use aos::dispatcher::Dispatcher;
 use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
 use aos::kpi::invocation::DispatcherState;
-use aos::kpi::vspace::DISPFRAME_VADDR;
-use aos::lmp::{Endpoint, Ring, SEND_YIELD};
+use aos::lmp::{Endpoint, SEND_YIELD};
 use aos::println;
 use aos::thread::{self, Stacks, Tid};
 use aos::waitset::rt::{self, LmpRecv, Waitset};
 use aos::waitset::{Closure, SourceState};
 use cpu_driver_programs::Checks;
-use cpu_driver_programs::children::{self, Children};
+use cpu_driver_programs::children::{self, ChildStacks, Children, RING_OFF, RING_SIZE, init_ring};
 
 aos::main!(run);
 
@@ -37,9 +36,6 @@ fn d(i: u8) -> Dest {
     Dest::l2(A0, u32::from(i))
 }
 
-/// Init's LMP ring: the second half of its frame.
-const RING_OFF: u64 = 2048;
-const RING_SIZE: u64 = 2048;
 /// The child that sends, and the endpoint to init it sends on.
 const SENDER: u8 = 0;
 const INIT_EP_RAW: u8 = children::FREE_SLOTS;
@@ -49,10 +45,7 @@ const BATCH: u64 = 1000;
 
 static STACKS: Stacks<8> = Stacks::new();
 
-const CHILD_STACK: usize = 16 * 1024;
-#[repr(C, align(16))]
-struct ChildStack([u8; CHILD_STACK]);
-static mut CHILD_STACK_MEM: ChildStack = ChildStack([0; CHILD_STACK]);
+static CHILD_STACK: ChildStacks<1> = ChildStacks::new();
 
 // The child's script: it runs step `n` once `GO` reaches `n`, then sets
 // `DONE` to `n`. Steps that wait first until init's dispatcher reports
@@ -281,17 +274,10 @@ fn start_sender(c: &mut Checks, args: &aos::Args) -> Option<Children> {
         cap::mint(s(INIT_EP_RAW), d(INIT_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32))),
         Ok(()),
     );
-    let top = (&raw mut CHILD_STACK_MEM) as u64 + CHILD_STACK as u64;
-    let made = kids.make(SENDER, "sender", sender_main, 0, top);
+    let made = kids.make(SENDER, "sender", sender_main, 0, CHILD_STACK.top(0));
     c.ok("make the sending child", made.is_ok(), format_args!("{made:?}"));
     c.is("start it", kids.dispatcher(SENDER).make_runnable(), Ok(()));
     Some(kids)
-}
-
-fn init_ring() -> Ring {
-    // SAFETY: init's frame is mapped at DISPFRAME_VADDR for its lifetime;
-    // its second half is this ring only, and only RX receives from it.
-    unsafe { Ring::new(DISPFRAME_VADDR, RING_OFF, RING_SIZE) }
 }
 
 static RX: LmpRecv = LmpRecv::new();
