@@ -1,11 +1,30 @@
 //! What the suite's guest programs share: named checks printed as
 //! `PROGRAM: ok NAME` or `PROGRAM: FAILED NAME: DETAIL`, the lines the
-//! grading runner reads (this file owns only that format), and child
-//! dispatchers ([`children`]).
+//! grading runner reads (this file owns only that format), child
+//! dispatchers ([`children`]) and the slots the programs use ([`alloc0`]).
 
 #![no_std]
 
 pub mod children;
+
+/// The first slot-allocation CNode, where the programs put what they make
+/// (init's own slot allocator is not running in these programs).
+pub mod alloc0 {
+    use aos::cap::{CapRef, Dest};
+
+    /// Its root-CNode slot.
+    pub const A0: u32 = aos::kpi::cspace::ROOTCN_SLOT_SLOT_ALLOC0 as u32;
+
+    /// Slot `i` of it.
+    pub const fn s(i: u8) -> CapRef {
+        CapRef::slot(A0, i)
+    }
+
+    /// Slot `i` of it as a destination.
+    pub const fn d(i: u8) -> Dest {
+        Dest::l2(A0, i as u32)
+    }
+}
 
 use core::fmt::{Arguments, Debug};
 

@@ -18,19 +18,12 @@ use aos::kpi::invocation::DispatcherState;
 use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_DEFAULT, SEND_SYNC, SEND_YIELD};
 use aos::println;
 use cpu_driver_programs::Checks;
+use cpu_driver_programs::alloc0::{A0, d, s};
 use cpu_driver_programs::children::{
     self, ChildStacks, Children, Entry, RING_OFF, RING_SIZE, init_ring, recv_blocking,
 };
 
 aos::main!(run);
-
-const A0: u32 = ROOTCN_SLOT_SLOT_ALLOC0 as u32;
-fn s(i: u8) -> CapRef {
-    CapRef::slot(A0, i)
-}
-fn d(i: u8) -> Dest {
-    Dest::l2(A0, u32::from(i))
-}
 
 /// Slots a 2 KiB ring holds (64-byte header, 128-byte slots).
 const RING_SLOTS: u64 = 15;

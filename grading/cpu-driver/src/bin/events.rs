@@ -13,7 +13,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
-use aos::cap::{self, CapRef, Dest, ObjType};
+use aos::cap::{self, CapRef, ObjType};
 use aos::dispatcher::Dispatcher;
 use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
@@ -24,17 +24,10 @@ use aos::thread::{self, Stacks, Tid};
 use aos::waitset::rt::{self, LmpRecv, Waitset};
 use aos::waitset::{Closure, SourceState};
 use cpu_driver_programs::Checks;
+use cpu_driver_programs::alloc0::{A0, d, s};
 use cpu_driver_programs::children::{self, ChildStacks, Children, RING_OFF, RING_SIZE, init_ring};
 
 aos::main!(run);
-
-const A0: u32 = ROOTCN_SLOT_SLOT_ALLOC0 as u32;
-fn s(i: u8) -> CapRef {
-    CapRef::slot(A0, i)
-}
-fn d(i: u8) -> Dest {
-    Dest::l2(A0, u32::from(i))
-}
 
 /// The child that sends, and the endpoint to init it sends on.
 const SENDER: u8 = 0;

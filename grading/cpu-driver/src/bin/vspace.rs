@@ -5,11 +5,12 @@
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use aos::cap::{self, CapRef, Dest, ObjType};
+use aos::cap::{self, CapRef, ObjType};
 use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
 use aos::println;
 use cpu_driver_programs::Checks;
+use cpu_driver_programs::alloc0::{d, s};
 
 aos::main!(run);
 
@@ -19,14 +20,6 @@ const RWX: u8 = 7;
 /// The mappings go under L0 entry 1: virtual addresses from 512 GiB, which
 /// init's own image and stack (under entry 0) never use.
 const BASE_VA: u64 = 1 << 39;
-
-const A0: usize = ROOTCN_SLOT_SLOT_ALLOC0;
-fn s(i: u8) -> CapRef {
-    CapRef::slot(A0 as u32, i)
-}
-fn d(i: u32) -> Dest {
-    Dest::l2(A0 as u32, i)
-}
 
 fn touch(va: u64, value: u64) -> u64 {
     let p = va as *mut u64;
@@ -155,8 +148,7 @@ fn run(args: &aos::Args) -> i32 {
     // A frame mapped 100 times: its deletion removes more mappings than one
     // invocation may, so the first call does part and answers Retry.
     let r = cap::retype(ram, d(99), ObjType::Frame, 0xa000, 0x1000, 1);
-    let mapped =
-        (0..100u16).filter(|&i| cap::map(s(2), s(99), 100 + i, 1, R, 0, d(100 + u32::from(i))).is_ok()).count();
+    let mapped = (0..100u16).filter(|&i| cap::map(s(2), s(99), 100 + i, 1, R, 0, d(100 + i as u8)).is_ok()).count();
     c.is("one frame mapped 100 times", (r, mapped), (Ok(1), 100));
     c.is(
         "deleting it takes more than one call",
