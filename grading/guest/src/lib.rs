@@ -19,6 +19,25 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 pub mod m1;
 
+/// A small deterministic generator (xorshift64) for the suites' sizes,
+/// orders and random calls: the same seed gives the same run on every
+/// board. Not for anything that needs good randomness.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value below `n` (slightly biased for large `n`; fine for tests).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 /// Init's bootinfo, for checks that need the machine's memory map.
 static BOOTINFO: spin::Once<&'static aos::kpi::bootinfo::BootInfo> = spin::Once::new();
 

@@ -11,7 +11,7 @@ use aos::kpi::bootinfo::RegionKind;
 use aos::kpi::cspace::{CTE_SIZE, L1_CNODE_MIN_SLOTS, L2_CNODE_BYTES, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_KERNELCAP};
 use api::{GRADING_VADDR, M1, MapFlags, MemoryManager};
 
-use crate::Checks;
+use crate::{Checks, Rng};
 use heapless_name::Name;
 
 /// Init's demonstration frame holds, in each 64-bit word, the word's
@@ -46,20 +46,6 @@ fn avail<M: MemoryManager>(m: &M) -> u64 {
 
 fn ident(c: CapRef) -> Option<cap::Identity> {
     cap::identify(c).ok()
-}
-
-/// A small deterministic generator (xorshift) for sizes and orders.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 pub fn test_mm<M: MemoryManager>(c: &mut Checks, mm: &mut M) {
