@@ -158,15 +158,28 @@ fn read_user_save(va: u64) -> Result<RegisterSave, ErrorCode> {
 /// Copies user bytes at `va` into `out`, page by page, each page checked
 /// readable by EL0 in the current address space.
 fn copy_from_user(va: u64, out: &mut [u8]) -> Result<(), ErrorCode> {
-    let end = va.checked_add(out.len() as u64).ok_or(ErrorCode::BadUserAddress)?;
+    let mut done = 0;
+    user_chunks(va, out.len() as u64, |bytes| {
+        out[done..done + bytes.len()].copy_from_slice(bytes);
+        done += bytes.len();
+    })
+}
+
+/// Calls `f` on the bytes of `[va, va + len)` in the current address
+/// space, one page's worth at a time, each page checked readable by EL0
+/// (`BadUserAddress` at the first that is not; earlier chunks were seen).
+fn user_chunks(va: u64, len: u64, mut f: impl FnMut(&[u8])) -> Result<(), ErrorCode> {
+    let end = va.checked_add(len).ok_or(ErrorCode::BadUserAddress)?;
     let mut at = va;
     while at < end {
+        // The end of the page holding `at`, or `end` if sooner; written so
+        // the last page of the address space cannot overflow.
         let chunk_end = at + (0x1000 - (at & 0xfff)).min(end - at);
         let pa = mm::user_readable(at).ok_or(ErrorCode::BadUserAddress)?;
-        let dst = &mut out[(at - va) as usize..(chunk_end - va) as usize];
-        // SAFETY: `pa` is RAM the calling domain can read (checked with an
-        // EL0 translation), in the direct map; the chunk stays in its page.
-        dst.copy_from_slice(unsafe { core::slice::from_raw_parts(mm::phys(pa), dst.len()) });
+        // SAFETY: `pa` is RAM the calling domain can read (checked just now
+        // with an EL0 translation), in the direct map; the chunk stays in
+        // its page.
+        f(unsafe { core::slice::from_raw_parts(mm::phys(pa), (chunk_end - at) as usize) });
         at = chunk_end;
     }
     Ok(())
@@ -191,27 +204,9 @@ fn print(ptr: u64, len: u64) -> Result<(), ErrorCode> {
     if len > PRINT_MAX as u64 {
         return Err(ErrorCode::TooLong);
     }
-    let end = ptr.checked_add(len).ok_or(ErrorCode::BadUserAddress)?;
-    // The end of the page holding `va`, or `end` if sooner; written so the
-    // last page of the address space cannot overflow.
-    let chunk_end = |va: u64| va + (0x1000 - (va & 0xfff)).min(end - va);
-    let mut va = ptr;
-    while va < end {
-        mm::user_readable(va).ok_or(ErrorCode::BadUserAddress)?;
-        va = chunk_end(va);
-    }
-    let mut va = ptr;
-    while va < end {
-        let chunk_end = chunk_end(va);
-        let pa = mm::user_readable(va).ok_or(ErrorCode::BadUserAddress)?;
-        // SAFETY: `pa` is RAM the calling domain can read (checked just now
-        // with an EL0 translation), reached through the kernel's direct map;
-        // the chunk does not cross its page.
-        let bytes = unsafe { core::slice::from_raw_parts(mm::phys(pa), (chunk_end - va) as usize) };
-        console::write_bytes(bytes);
-        va = chunk_end;
-    }
-    Ok(())
+    // Every page is checked before any byte is written: all or nothing.
+    user_chunks(ptr, len, |_| {})?;
+    user_chunks(ptr, len, console::write_bytes)
 }
 
 /// Reports a fault in dispatcher `d` that it cannot handle, and ends it.
