@@ -88,6 +88,16 @@ pub unsafe fn cte_at<'a>(pa: u64) -> &'a mut Cte {
     unsafe { &mut *(mm::phys(pa) as *mut Cte) }
 }
 
+/// Puts `entry` into the slot at `pa` and the slot into the database.
+///
+/// # Safety
+/// As for [`cte_at`], and the slot must be empty (not in the database).
+pub unsafe fn put(mdb: &mut caps::mdb::Mdb, pa: u64, entry: Cte) {
+    // SAFETY: the caller's contract.
+    unsafe { *cte_at(pa) = entry };
+    mdb.insert(&mut Ctes, id_of(pa));
+}
+
 /// Fills a new CNode's slots with empty entries.
 ///
 /// # Safety

@@ -23,7 +23,7 @@ use kpi::ErrorCode;
 use kpi::dispatcher::{DispatcherShared, FpuSave, NAME_LEN, RegisterSave, SHARED_SIZE, UPCALL_RUN};
 use kpi::invocation::DispatcherState;
 
-use super::cspace::{self, Cte, Ctes};
+use super::cspace::{self, Cte};
 use super::mm;
 
 /// Where the held CTEs start in a DCB, and which is which.
@@ -378,8 +378,7 @@ pub fn setup(mdb: &mut Mdb, asids: &Asids, d: Dcb, a: SetupArgs) -> Result<(), E
 pub fn install_held(mdb: &mut Mdb, d: Dcb, which: u64, cap: Cap) {
     // SAFETY: a held CTE of a live DCB, empty (new objects are zeroed, and
     // teardown empties them).
-    unsafe { *cspace::cte_at(d.held_pa(which)) = Cte::held(cap) };
-    mdb.insert(&mut Ctes, d.held_id(which));
+    unsafe { cspace::put(mdb, d.held_pa(which), Cte::held(cap)) };
 }
 
 /// Sets the kernel-made init's fields that `setup` would: used at boot,

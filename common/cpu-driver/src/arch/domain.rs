@@ -20,7 +20,7 @@ use caps::{Cap, ObjType, Rights};
 use kpi::cspace::*;
 use platform::BOARD;
 
-use super::cspace::{self, Cte, Ctes};
+use super::cspace::{self, Cte};
 use super::dispatch::{self, Asids, Dcb, HELD_FRAME, HELD_ROOT, HELD_VROOT};
 use super::mm::{self, Tables};
 
@@ -217,8 +217,7 @@ impl InitCSpace {
 
     fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
         // SAFETY: a slot of a CNode made above, still empty.
-        unsafe { *cspace::cte_at(pa) = Cte::new(cap) };
-        mdb.insert(&mut Ctes, cspace::id_of(pa));
+        unsafe { cspace::put(mdb, pa, Cte::new(cap)) };
     }
 
     /// Puts `cap` in slot `slot` of the L2 CNode at root slot `cn`.

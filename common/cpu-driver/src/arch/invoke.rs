@@ -62,8 +62,7 @@ fn dest_slots(root: &Cap, dest: Option<Dest>, count: u64) -> Result<u64, ErrorCo
 /// Puts `cap` into the empty slot at `pa` and into the database.
 fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
     // SAFETY: `pa` is an empty slot checked by `dest_slots`.
-    unsafe { *cspace::cte_at(pa) = Cte::new(cap) };
-    mdb.insert(&mut Ctes, cspace::id_of(pa));
+    unsafe { cspace::put(mdb, pa, Cte::new(cap)) };
 }
 
 fn is_vnode(ty: ObjType) -> bool {
@@ -953,8 +952,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             mdb.remove(&mut Ctes, root_id);
             // SAFETY: the domain's kernel-held root entry, just removed.
-            unsafe { *cspace::cte_at(u64::from(root_id) * CTE_SIZE) = Cte::held(new) };
-            mdb.insert(&mut Ctes, root_id);
+            unsafe { cspace::put(mdb, u64::from(root_id) * CTE_SIZE, Cte::held(new)) };
             Ok([0; 3])
         }
         Command::Setup | Command::MakeRunnable | Command::Stop | Command::Properties | Command::SetRecvSlot => {

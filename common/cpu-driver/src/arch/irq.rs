@@ -81,8 +81,7 @@ pub fn connect(routes: &Routes, mdb: &mut Mdb, intid: u32, ep: &Cap) -> Result<C
     gic().set_enabled(intid, true).map_err(|_| ErrorCode::InvalidArgument)?;
     let pa = route.ep.pa();
     // SAFETY: the route's CTE, free (routes are emptied when freed).
-    unsafe { *cspace::cte_at(pa) = Cte::held(copy) };
-    mdb.insert(&mut Ctes, cspace::id_of(pa));
+    unsafe { cspace::put(mdb, pa, Cte::held(copy)) };
     route.intid.set(intid);
     route.pending.set(false);
     Ok(Cap { extra: Extra::IrqVector(intid), ..Cap::new(ObjType::IrqDest, 0, 0) })

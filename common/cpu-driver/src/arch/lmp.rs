@@ -16,7 +16,7 @@ use kpi::lmp::{
 };
 
 use super::core::this_core;
-use super::cspace::{self, Ctes};
+use super::cspace;
 use super::dispatch::{Dcb, Frame, HELD_FRAME, HELD_ROOT};
 use super::{invoke, mm};
 
@@ -120,8 +120,7 @@ fn transfer_cap(from: Dcb, to: Dcb, raw: u64) -> Result<(), ErrorCode> {
         return Err(ErrorCode::LmpNoRecvSlot);
     }
     // SAFETY: as above; the slot is empty.
-    unsafe { *cspace::cte_at(dst) = cspace::Cte::new(copy) };
-    this_core().mdb.borrow_mut().insert(&mut Ctes, cspace::id_of(dst));
+    unsafe { cspace::put(&mut this_core().mdb.borrow_mut(), dst, cspace::Cte::new(copy)) };
     to.set_recv_slot(0);
     Ok(())
 }
