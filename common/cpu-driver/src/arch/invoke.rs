@@ -683,20 +683,9 @@ fn end_nested_dispatcher(mdb: &mut Mdb, spa: u64, c: &Cap, budget: &mut Budget<'
             budget.deletions -= 1;
             return Ok(true);
         }
-        if is_vnode(h.objtype) && last {
-            unmap_table(mdb, &h, budget)?;
-            if budget.deletions == 0 {
-                return Err(ErrorCode::Retry);
-            }
-        }
-        if last && caps::types::mapping_type(h.objtype).is_some() {
-            remove_orphaned_mappings(mdb, cspace::id_of(hpa), &h, budget)?;
-            if budget.deletions == 0 {
-                return Err(ErrorCode::Retry);
-            }
-        }
-        remove(mdb, hpa);
-        budget.deletions -= 1;
+        // Anything else (a table, a frame, an empty or shared CNode) is a
+        // delete that cannot lead back here.
+        delete_slot(mdb, hpa, budget)?;
         return Ok(true);
     }
     dispatch::release_asid(&this_core().asids, d);
