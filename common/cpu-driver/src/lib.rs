@@ -4,8 +4,9 @@
 //!
 //! This library holds the kernel's logic that needs no hardware, each
 //! module tested on the host: translation tables ([`paging`]), the boot
-//! allocator ([`bootalloc`]), the boot image format ([`bootimage`]), ELF
-//! checks ([`elf`]) and exception decoding ([`esr`]). The binary
+//! allocator ([`bootalloc`]), the boot image format ([`bootimage`]) and
+//! exception decoding ([`esr`]); ELF checks live in `aos-elf`, shared with
+//! spawn. The binary
 //! (`src/main.rs` and `src/arch/`) is the glue to the hardware.
 
 #![cfg_attr(not(test), no_std)]
@@ -13,9 +14,10 @@
 #[cfg(all(not(test), not(target_os = "none")))]
 extern crate std;
 
+pub use aos_elf as elf;
+
 pub mod bootalloc;
 pub mod bootimage;
-pub mod elf;
 pub mod esr;
 pub mod paging;
 

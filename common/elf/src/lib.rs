@@ -1,13 +1,16 @@
-//! Checking and describing a program's ELF image before the kernel maps it
-//! (init at boot; later `spawn` does the same in user space). `goblin`
-//! supplies the ELF types; `plain` copies them out of the module bytes
-//! without an allocator and without trusting alignment.
+//! Checking and describing a program's ELF image before it is mapped: the
+//! kernel checks init at boot, and spawn (M2) every later program, with
+//! this same code, so both refuse the same images for the same reasons.
+//! `goblin` supplies the ELF types; `plain` copies them out of the module
+//! bytes without an allocator and without trusting alignment.
 //!
 //! Everything is validated: identification, machine, type, program-header
 //! bounds, each loadable segment (file bytes inside the file, size limits,
 //! user address range, page congruence, no write+execute) and that no two
 //! segments share a page, and that the entry point lies in an executable
 //! segment. A malformed image yields a reason, never a panic.
+
+#![no_std]
 
 use goblin::elf::header::{EI_CLASS, EI_DATA, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_AARCH64, ET_EXEC, SELFMAG};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_LOAD};
@@ -186,6 +189,7 @@ pub fn parse(image: &[u8]) -> Result<Program, BadElf> {
 mod tests {
     extern crate std;
     use super::*;
+    use std::vec;
     use std::vec::Vec;
 
     /// A loadable segment: (vaddr, memsz, offset, filesz, flags).
