@@ -16,6 +16,9 @@
 //! (floor(log2 size)) with a bitmap of the non-empty ones let `alloc` take a
 //! region that is certain to fit with one bit scan instead of a search.
 //! Nodes are named by slab index, so none of this needs `unsafe`.
+//!
+//! [`AddressRanges`] is the same index on its own, without roots or
+//! capabilities: the free ranges of a virtual address space.
 
 use core::fmt;
 use core::mem::MaybeUninit;
@@ -29,15 +32,15 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Most root regions one manager holds.
 pub const MAX_ROOTS: usize = 64;
 
-/// The most slab nodes one `add`, `alloc` or `free` consumes, net; each
-/// refuses with `NoNodes`, before anything changes, unless this many are
-/// free.
+/// The most slab nodes one `add`, `alloc` or `free` (and
+/// [`AddressRanges::take`]) consumes, net; each refuses with `NoNodes`,
+/// before anything changes, unless this many are free.
 ///
-/// 1: `alloc` cuts one range out of one free region, leaving at most a
-/// head and a tail (one region becomes two); `free` either widens a
+/// 1: `alloc` and `take` cut one range out of one free region, leaving at
+/// most a head and a tail (one region becomes two); `free` either widens a
 /// neighbour, merges two neighbours (gives one back), or creates one region;
-/// `add` creates one region. Tree and list updates relink existing nodes and
-/// need none.
+/// `add` creates one region (in [`AddressRanges`], merges like `free`). Tree
+/// and list updates relink existing nodes and need none.
 pub const NODES_PER_OP: usize = 1;
 
 /// Size classes: class `k` holds regions of `2^k` up to `2^(k+1)` bytes;
@@ -404,8 +407,8 @@ impl Regions {
     // Regions as a whole.
 
     /// Records a new free region. The caller has checked that a node is
-    /// free (`MemoryManager::reserve`): by then the kernel has acted, and
-    /// this cannot be undone.
+    /// free ([`Regions::has_reserve`]): by then the kernel may have acted,
+    /// and this cannot be undone.
     fn insert(&mut self, base: u64, size: u64) {
         let node = Node { base, size, left: None, right: None, level: 1, prev: None, next: None };
         let Ok(i) = self.nodes.alloc(node) else {
@@ -501,6 +504,52 @@ impl Regions {
 
     fn find_exact(&self, base: u64) -> Option<Idx> {
         self.at_or_after(base).filter(|&i| self.node(i).base == base)
+    }
+
+    /// Whether one operation's worth of nodes ([`NODES_PER_OP`]) is free.
+    fn has_reserve(&self) -> bool {
+        self.nodes.free_count() >= NODES_PER_OP
+    }
+
+    /// Whether any byte of `[base, end)` is free. Only the last region
+    /// starting below `end` can overlap: every earlier one ends before it
+    /// starts.
+    fn overlaps(&self, base: u64, end: u64) -> bool {
+        self.before(end).is_some_and(|p| self.end(p) > base)
+    }
+
+    /// The region holding all of `[base, end)` (`base < end`), if one does.
+    fn containing(&self, base: u64, end: u64) -> Option<Idx> {
+        // The last region starting at or below `base`; `base < end` keeps
+        // `base + 1` from wrapping.
+        self.before(base + 1).filter(|&i| self.end(i) >= end)
+    }
+
+    /// Records `[base, base + size)`, none of which is free, as free,
+    /// merged with the regions touching it that lie in `[lo, hi)`: a
+    /// neighbour beyond the bounds stays a region of its own. Takes a node
+    /// only when it merges with neither neighbour; the caller has checked
+    /// [`Regions::has_reserve`].
+    fn release(&mut self, base: u64, size: u64, lo: u64, hi: u64) {
+        let end = base + size;
+        let pred = self.before(base).filter(|&p| self.end(p) == base && self.node(p).base >= lo);
+        let succ = self.at_or_after(end).filter(|&s| self.node(s).base == end && end < hi);
+        match (pred, succ) {
+            (Some(p), Some(s)) => {
+                let (pbase, psize, ssize) = (self.node(p).base, self.node(p).size, self.node(s).size);
+                self.remove(s);
+                self.reshape(p, pbase, psize + size + ssize);
+            }
+            (Some(p), None) => {
+                let (pbase, psize) = (self.node(p).base, self.node(p).size);
+                self.reshape(p, pbase, psize + size);
+            }
+            (None, Some(s)) => {
+                let ssize = self.node(s).size;
+                self.reshape(s, base, size + ssize);
+            }
+            (None, None) => self.insert(base, size),
+        }
     }
 
     /// Checks the tree, the lists and the counters, and shows every region
@@ -688,7 +737,7 @@ impl<C: RamCaps> MemoryManager<C> {
     /// Refuses before anything changes if one operation could run out of
     /// nodes half way, after the kernel has acted.
     fn reserve(&self) -> Result<(), MmError> {
-        if self.nodes_free() < NODES_PER_OP { Err(MmError::NoNodes) } else { Ok(()) }
+        if self.free.has_reserve() { Ok(()) } else { Err(MmError::NoNodes) }
     }
 
     /// Adds a RAM capability's memory, all of it free. Its base and size
@@ -775,9 +824,7 @@ impl<C: RamCaps> MemoryManager<C> {
         if end > root.end() || cap == root.cap {
             return Err(MmError::NotAllocated);
         }
-        // Only the last free region starting below `end` can overlap: every
-        // earlier one ends before it starts.
-        if self.free.before(end).is_some_and(|p| self.free.end(p) > base) {
+        if self.free.overlaps(base, end) {
             return Err(MmError::NotAllocated);
         }
         self.reserve()?;
@@ -785,33 +832,10 @@ impl<C: RamCaps> MemoryManager<C> {
             return Err(MmError::StillInUse);
         }
         self.caps.delete(cap)?;
-        self.release(root, base, size);
+        // Never merged across a root boundary: each range must be retyped
+        // from the one root it is in.
+        self.free.release(base, size, root.base, root.end());
         Ok(())
-    }
-
-    /// Records `[base, base + size)` in `root` as free, merged with the
-    /// free regions touching it in the same root.
-    fn release(&mut self, root: Root<C::Cap>, base: u64, size: u64) {
-        let end = base + size;
-        let regions = &mut self.free;
-        let pred = regions.before(base).filter(|&p| regions.end(p) == base && regions.node(p).base >= root.base);
-        let succ = regions.at_or_after(end).filter(|&s| regions.node(s).base == end && end < root.end());
-        match (pred, succ) {
-            (Some(p), Some(s)) => {
-                let (pbase, psize, ssize) = (regions.node(p).base, regions.node(p).size, regions.node(s).size);
-                regions.remove(s);
-                regions.reshape(p, pbase, psize + size + ssize);
-            }
-            (Some(p), None) => {
-                let (pbase, psize) = (regions.node(p).base, regions.node(p).size);
-                regions.reshape(p, pbase, psize + size);
-            }
-            (None, Some(s)) => {
-                let ssize = regions.node(s).size;
-                regions.reshape(s, base, size + ssize);
-            }
-            (None, None) => regions.insert(base, size),
-        }
     }
 
     /// Verifies every invariant of the bookkeeping; for tests and debugging.
@@ -861,6 +885,196 @@ impl<C: RamCaps> MemoryManager<C> {
             return Err("more bytes free than the roots hold");
         }
         Ok(())
+    }
+}
+
+/// Why [`AddressRanges`] refused. On every error it is as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeError {
+    /// Fewer than [`NODES_PER_OP`] nodes are free; grow the slab first.
+    NoNodes,
+    /// A base or size not a multiple of a page, or an alignment that is not
+    /// a power of two.
+    Misaligned,
+    /// Empty, or running past the end of the address space.
+    InvalidSize,
+    /// `add`: part of the range is free already.
+    Overlap,
+    /// `take`: part of the range is not free.
+    NotFree,
+    /// `free`: part of the range is free already.
+    NotAllocated,
+    /// `alloc`: no free range holds one of that size and alignment.
+    OutOfSpace,
+}
+
+impl fmt::Display for RangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RangeError::NoNodes => "the node slab is too low for an operation; grow it first",
+            RangeError::Misaligned => {
+                "the base or size is not a multiple of 4 KiB, or the alignment not a power of two"
+            }
+            RangeError::InvalidSize => "the range is empty or runs past the end of the address space",
+            RangeError::Overlap => "the range overlaps one that is free already",
+            RangeError::NotFree => "the range is not wholly free",
+            RangeError::NotAllocated => "part of the range is free already",
+            RangeError::OutOfSpace => "no free range holds one of that size and alignment",
+        })
+    }
+}
+
+impl core::error::Error for RangeError {}
+
+/// Free ranges of an address space with nothing behind them: the free-region
+/// index of [`MemoryManager`] without roots or capabilities, for a virtual
+/// address allocator (`paging_alloc`). Touching free ranges always merge.
+///
+/// Every range is page aligned and ends below 2^64, so the top page of the
+/// address space can never be free. Like [`MemoryManager`] it never
+/// allocates: every mutating operation refuses with `NoNodes`, before it
+/// changes anything, unless [`NODES_PER_OP`] nodes are free. Errors in the
+/// arguments and in the request itself come before `NoNodes`, since growing
+/// the slab would not fix them; `OutOfSpace` comes after, as in
+/// [`MemoryManager::alloc_aligned`].
+pub struct AddressRanges {
+    free: Regions,
+}
+
+impl Default for AddressRanges {
+    fn default() -> Self {
+        AddressRanges::new()
+    }
+}
+
+/// `[base, base + size)` as `(base, end)` if both are page multiples and
+/// the range is neither empty nor wraps.
+fn page_range(base: u64, size: u64) -> Result<(u64, u64), RangeError> {
+    if !base.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
+        return Err(RangeError::Misaligned);
+    }
+    let end = base.checked_add(size).filter(|_| size > 0).ok_or(RangeError::InvalidSize)?;
+    Ok((base, end))
+}
+
+impl AddressRanges {
+    /// Nothing free and no nodes: grow the slab, then add ranges.
+    pub const fn new() -> Self {
+        AddressRanges { free: Regions::new() }
+    }
+
+    /// Gives the node slab more memory (see [`aos::slab::carve`] and
+    /// [`node_bytes`]).
+    pub fn grow_nodes(&mut self, mem: &'static mut [MaybeUninit<Entry<Node>>]) -> Result<(), GrowError> {
+        self.free.nodes.grow(mem)
+    }
+
+    /// Nodes available before the slab must grow.
+    pub fn nodes_free(&self) -> usize {
+        self.free.nodes.free_count()
+    }
+
+    /// Whether the node slab takes another chunk.
+    pub fn node_slab_has_room(&self) -> bool {
+        self.free.nodes.has_room()
+    }
+
+    fn reserve(&self) -> Result<(), RangeError> {
+        if self.free.has_reserve() { Ok(()) } else { Err(RangeError::NoNodes) }
+    }
+
+    /// Makes `[base, base + size)` free, merged with the free ranges it
+    /// touches. `Overlap` if any of it is free already.
+    pub fn add(&mut self, base: u64, size: u64) -> Result<(), RangeError> {
+        self.give(base, size, RangeError::Overlap)
+    }
+
+    /// Gives back `[base, base + size)`, merged with the free ranges it
+    /// touches. `NotAllocated` if any of it is free already. Whether the
+    /// range was ever added is not known here: freeing space never added
+    /// adds it.
+    pub fn free(&mut self, base: u64, size: u64) -> Result<(), RangeError> {
+        self.give(base, size, RangeError::NotAllocated)
+    }
+
+    /// `add` and `free`, which differ only in what an overlap means.
+    fn give(&mut self, base: u64, size: u64, overlap: RangeError) -> Result<(), RangeError> {
+        let (base, end) = page_range(base, size)?;
+        if self.free.overlaps(base, end) {
+            return Err(overlap);
+        }
+        self.reserve()?;
+        // No roots, so no bounds: a page-aligned end is below u64::MAX, and
+        // every touching neighbour merges.
+        self.free.release(base, size, 0, u64::MAX);
+        Ok(())
+    }
+
+    /// Takes a free range of at least `size` bytes (rounded up to whole
+    /// pages) at a multiple of `align` (a power of two; a page at least,
+    /// smaller ones are raised to a page) and returns its base. Which range
+    /// is taken follows the policy of [`MemoryManager::alloc_aligned`], not
+    /// lowest address first.
+    pub fn alloc(&mut self, size: u64, align: u64) -> Result<u64, RangeError> {
+        if size == 0 {
+            return Err(RangeError::InvalidSize);
+        }
+        let size = size.checked_next_multiple_of(PAGE_SIZE).ok_or(RangeError::InvalidSize)?;
+        if !align.is_power_of_two() {
+            return Err(RangeError::Misaligned);
+        }
+        self.reserve()?;
+        let (i, addr) = self.free.find(size, align.max(PAGE_SIZE)).ok_or(RangeError::OutOfSpace)?;
+        self.free.carve(i, addr, size);
+        Ok(addr)
+    }
+
+    /// Takes exactly `[base, base + size)`, which must all be free (for a
+    /// mapping at a fixed address); `NotFree` otherwise.
+    pub fn take(&mut self, base: u64, size: u64) -> Result<(), RangeError> {
+        let (base, end) = page_range(base, size)?;
+        let i = self.free.containing(base, end).ok_or(RangeError::NotFree)?;
+        self.reserve()?;
+        self.free.carve(i, base, size);
+        Ok(())
+    }
+
+    /// Whether every byte of `[base, base + size)` is free; false for an
+    /// empty or wrapping range.
+    pub fn is_free(&self, base: u64, size: u64) -> bool {
+        base.checked_add(size).filter(|_| size > 0).is_some_and(|end| self.free.containing(base, end).is_some())
+    }
+
+    pub fn free_bytes(&self) -> u64 {
+        self.free.bytes
+    }
+
+    /// Number of free ranges.
+    pub fn count(&self) -> usize {
+        self.free.count
+    }
+
+    /// The free ranges as `(base, size)`, in address order. Each step is a
+    /// tree search from the root, O(log n), so iterating needs no stack.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let regions = &self.free;
+        core::iter::successors(regions.at_or_after(0), move |&i| regions.at_or_after(regions.end(i)))
+            .map(move |i| (regions.node(i).base, regions.node(i).size))
+    }
+
+    /// Verifies every invariant of the bookkeeping; for tests and debugging.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let mut prev_end = None;
+        self.free.check(&mut |base, size| {
+            if !base.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
+                return Err("a free range is not page aligned");
+            }
+            if prev_end == Some(base) {
+                return Err("two touching free ranges were not merged");
+            }
+            prev_end = Some(base + size);
+            Ok(())
+        })
     }
 }
 
@@ -1754,6 +1968,523 @@ mod tests {
         let texts: BTreeSet<_> = all.iter().map(|e| format!("{e}")).collect();
         assert_eq!(texts.len(), all.len(), "each error reads differently");
         assert!(format!("{}", MmError::from(ErrorCode::RetypeOverlap)).contains("already has a type"));
+    }
+
+    mod address_ranges {
+        use super::*;
+        use proptest::prelude::*;
+
+        const P: u64 = PAGE_SIZE;
+        /// The base of the last page, which no free range can hold.
+        const TOP: u64 = u64::MAX - P + 1;
+
+        fn ranges(nodes: usize) -> AddressRanges {
+            let mut r = AddressRanges::new();
+            if nodes > 0 {
+                r.grow_nodes(chunk(nodes)).unwrap();
+            }
+            r
+        }
+
+        fn list(r: &AddressRanges) -> Vec<(u64, u64)> {
+            r.iter().collect()
+        }
+
+        fn ok(r: &AddressRanges) {
+            if let Err(e) = r.check() {
+                panic!("invariant broken: {e}");
+            }
+        }
+
+        /// Runs `op`, which must fail with `want` and change nothing.
+        fn refused<T: std::fmt::Debug>(
+            r: &mut AddressRanges,
+            want: RangeError,
+            op: impl FnOnce(&mut AddressRanges) -> Result<T, RangeError>,
+        ) {
+            let (before, nodes) = (list(r), r.nodes_free());
+            assert_eq!(op(r).unwrap_err(), want);
+            assert_eq!((list(r), r.nodes_free()), (before, nodes), "a refused operation changed something");
+            ok(r);
+        }
+
+        #[test]
+        fn add_merges_with_touching_ranges() {
+            let mut r = ranges(8);
+            assert_eq!((r.count(), r.free_bytes(), r.nodes_free()), (0, 0, 8));
+            r.add(0x1_0000, 0x2000).unwrap();
+            r.add(0x2_0000, P).unwrap();
+            assert_eq!(list(&r), [(0x1_0000, 0x2000), (0x2_0000, P)]);
+            assert_eq!(r.nodes_free(), 6);
+            // Fills the gap exactly: the three become one, a node comes back.
+            r.add(0x1_2000, 0xe000).unwrap();
+            assert_eq!(list(&r), [(0x1_0000, 0x1_1000)]);
+            assert_eq!(r.nodes_free(), 7);
+            // Touching below and above widens the range in place.
+            r.add(0xf000, P).unwrap();
+            r.add(0x2_1000, 0x3000).unwrap();
+            assert_eq!(list(&r), [(0xf000, 0x1_5000)]);
+            assert_eq!((r.count(), r.free_bytes(), r.nodes_free()), (1, 0x1_5000, 7));
+            ok(&r);
+        }
+
+        #[test]
+        fn add_refuses_bad_and_overlapping_ranges() {
+            let mut r = ranges(8);
+            r.add(0x1_0000, 0x1_0000).unwrap();
+            refused(&mut r, RangeError::Misaligned, |r| r.add(0x800, P));
+            refused(&mut r, RangeError::Misaligned, |r| r.add(0, 0x800));
+            refused(&mut r, RangeError::InvalidSize, |r| r.add(0, 0));
+            refused(&mut r, RangeError::InvalidSize, |r| r.add(TOP, P));
+            for (base, size) in
+                [(0x1_0000, 0x1_0000), (0xf000, 0x2000), (0x1_f000, 0x2000), (0x8000, 0x2_0000), (0x1_4000, P)]
+            {
+                refused(&mut r, RangeError::Overlap, |r| r.add(base, size));
+            }
+        }
+
+        #[test]
+        fn alloc_rounds_aligns_and_runs_out() {
+            let mut r = ranges(16);
+            r.add(0x10_0000, MIB).unwrap();
+            // Alignments below a page are raised to one.
+            let a = r.alloc(1, 1).unwrap();
+            assert_eq!(a % P, 0);
+            assert!(!r.is_free(a, P));
+            assert_eq!(r.free_bytes(), MIB - P);
+            let b = r.alloc(P + 1, 0x1_0000).unwrap();
+            assert_eq!(b % 0x1_0000, 0);
+            assert!(!r.is_free(b, 2 * P) && b + 2 * P <= 0x20_0000 && b >= 0x10_0000);
+            assert_eq!(r.free_bytes(), MIB - 3 * P);
+            ok(&r);
+            refused(&mut r, RangeError::InvalidSize, |r| r.alloc(0, P));
+            refused(&mut r, RangeError::InvalidSize, |r| r.alloc(u64::MAX, P));
+            for align in [0, 3, 4095, 4097, 3 << 20] {
+                refused(&mut r, RangeError::Misaligned, |r| r.alloc(P, align));
+            }
+            refused(&mut r, RangeError::OutOfSpace, |r| r.alloc(MIB, P));
+            refused(&mut r, RangeError::OutOfSpace, |r| r.alloc(P, 2 * MIB));
+            refused(&mut r, RangeError::OutOfSpace, |r| r.alloc(P, 1 << 63));
+            refused(&mut r, RangeError::OutOfSpace, |r| r.alloc(1 << 62, 1 << 63));
+            // Exhausts the rest a page at a time: no page twice, none left.
+            let mut got = BTreeSet::from([a, b, b + P]);
+            while let Ok(x) = r.alloc(P, P) {
+                assert!(got.insert(x), "{x:#x} handed out twice");
+            }
+            assert_eq!(got.len() as u64, MIB / P);
+            assert!(got.iter().all(|&x| (0x10_0000..0x20_0000).contains(&x)));
+            assert_eq!((r.free_bytes(), r.count()), (0, 0));
+            ok(&r);
+        }
+
+        #[test]
+        fn take_removes_exactly_the_range() {
+            let mut r = ranges(8);
+            r.add(0x1_0000, 0x1_0000).unwrap();
+            r.take(0x1_4000, 0x2000).unwrap();
+            assert_eq!(list(&r), [(0x1_0000, 0x4000), (0x1_6000, 0xa000)]);
+            r.take(0x1_0000, P).unwrap();
+            r.take(0x1_f000, P).unwrap();
+            assert_eq!(list(&r), [(0x1_1000, 0x3000), (0x1_6000, 0x9000)]);
+            r.take(0x1_1000, 0x3000).unwrap();
+            assert_eq!(list(&r), [(0x1_6000, 0x9000)]);
+            ok(&r);
+            r.add(0x3_0000, 0x2000).unwrap();
+            for (base, size) in [
+                (0x1_4000, P),        // taken
+                (0x1_5000, 0x2000),   // half taken
+                (0x1_e000, 0x2000),   // runs past the end
+                (0x1_6000, 0x1_c000), // spans two free ranges and the gap
+                (0x10_0000, P),       // never added
+                (0, P),
+            ] {
+                refused(&mut r, RangeError::NotFree, |r| r.take(base, size));
+            }
+            refused(&mut r, RangeError::Misaligned, |r| r.take(0x1_6800, P));
+            refused(&mut r, RangeError::Misaligned, |r| r.take(0x1_6000, 0x800));
+            refused(&mut r, RangeError::InvalidSize, |r| r.take(0x1_6000, 0));
+            refused(&mut r, RangeError::InvalidSize, |r| r.take(TOP, P));
+            r.take(0x1_6000, 0x9000).unwrap();
+            r.take(0x3_0000, 0x2000).unwrap();
+            assert_eq!((r.count(), r.free_bytes(), r.nodes_free()), (0, 0, 8));
+            ok(&r);
+        }
+
+        #[test]
+        fn free_merges_and_refuses_double_frees() {
+            let mut r = ranges(8);
+            // At address 0: no range lies below, none can wrap round to it.
+            r.add(0, 0x1_0000).unwrap();
+            r.take(0, 0x1_0000).unwrap();
+            assert_eq!(r.count(), 0);
+            r.free(0x4000, P).unwrap();
+            r.free(0x6000, P).unwrap();
+            assert_eq!(list(&r), [(0x4000, P), (0x6000, P)]);
+            r.free(0x5000, P).unwrap();
+            assert_eq!(list(&r), [(0x4000, 0x3000)]);
+            r.free(0x3000, P).unwrap();
+            r.free(0x7000, P).unwrap();
+            assert_eq!(list(&r), [(0x3000, 0x5000)]);
+            assert_eq!(r.nodes_free(), 7);
+            for (base, size) in [(0x4000, P), (0x2000, 0x2000), (0x7000, 0x2000), (0, 0x1_0000), (0x3000, 0x5000)] {
+                refused(&mut r, RangeError::NotAllocated, |r| r.free(base, size));
+            }
+            refused(&mut r, RangeError::Misaligned, |r| r.free(0x800, P));
+            refused(&mut r, RangeError::Misaligned, |r| r.free(0, 0x1800));
+            refused(&mut r, RangeError::InvalidSize, |r| r.free(0, 0));
+            refused(&mut r, RangeError::InvalidSize, |r| r.free(TOP, P));
+            r.free(0, 0x3000).unwrap();
+            r.free(0x8000, 0x8000).unwrap();
+            assert_eq!(list(&r), [(0, 0x1_0000)]);
+            assert_eq!(r.nodes_free(), 7);
+            ok(&r);
+        }
+
+        #[test]
+        fn without_nodes_nothing_changes() {
+            let mut r = ranges(0);
+            assert!(r.node_slab_has_room());
+            refused(&mut r, RangeError::NoNodes, |r| r.add(0x1_0000, 0x1_0000));
+            r.grow_nodes(chunk(1)).unwrap();
+            r.add(0x1_0000, 0x1_0000).unwrap();
+            assert_eq!(r.nodes_free(), 0);
+            // Even what would need no node is refused: the check comes
+            // before the search.
+            refused(&mut r, RangeError::NoNodes, |r| r.alloc(P, P));
+            refused(&mut r, RangeError::NoNodes, |r| r.take(0x1_0000, P));
+            refused(&mut r, RangeError::NoNodes, |r| r.add(0x2_0000, P));
+            refused(&mut r, RangeError::NoNodes, |r| r.free(0x4_0000, P));
+            // Errors no node would cure come first.
+            refused(&mut r, RangeError::Overlap, |r| r.add(0x1_0000, P));
+            refused(&mut r, RangeError::NotAllocated, |r| r.free(0x1_0000, P));
+            refused(&mut r, RangeError::NotFree, |r| r.take(0x4_0000, P));
+            refused(&mut r, RangeError::InvalidSize, |r| r.alloc(0, P));
+            r.grow_nodes(chunk(1)).unwrap();
+            assert_eq!(r.alloc(P, P), Ok(0x1_0000));
+            assert_eq!(r.nodes_free(), 1, "cutting from the front of a range takes no node");
+            r.take(0x1_8000, P).unwrap();
+            assert_eq!((r.nodes_free(), r.count()), (0, 2), "a head and a tail");
+            // This free would only widen a range, but is refused all the same.
+            refused(&mut r, RangeError::NoNodes, |r| r.free(0x1_0000, P));
+            r.grow_nodes(chunk(2)).unwrap();
+            r.free(0x1_0000, P).unwrap();
+            r.free(0x1_8000, P).unwrap();
+            assert_eq!((list(&r), r.nodes_free()), (vec![(0x1_0000, 0x1_0000)], 3));
+        }
+
+        #[test]
+        fn is_free_answers_for_any_range() {
+            let mut r = ranges(4);
+            r.add(0x1_0000, 0x4000).unwrap();
+            r.add(0x2_0000, 0x4000).unwrap();
+            assert!(r.is_free(0x1_0000, 0x4000));
+            assert!(r.is_free(0x1_0800, 0x100), "unaligned, but inside");
+            assert!(r.is_free(0x2_3fff, 1));
+            for (base, size) in [
+                (0x1_3000, 0x2000),
+                (0xf000, 0x2000),
+                (0x1_4000, P),
+                (0x1_0000, 0x1_4000),
+                (0x1_0000, 0),
+                (u64::MAX, 2),
+                (0, P),
+            ] {
+                assert!(!r.is_free(base, size), "{base:#x}+{size:#x}");
+            }
+        }
+
+        #[test]
+        fn the_top_of_the_address_space() {
+            let mut r = ranges(4);
+            // Ends where the last page starts: as high as a range goes.
+            r.add(TOP - 4 * P, 4 * P).unwrap();
+            ok(&r);
+            refused(&mut r, RangeError::OutOfSpace, |r| r.alloc(P, 1 << 63));
+            refused(&mut r, RangeError::OutOfSpace, |r| r.alloc(8 * P, P));
+            // Every page-aligned range past the end wraps.
+            refused(&mut r, RangeError::InvalidSize, |r| r.take(TOP - P, 2 * P));
+            refused(&mut r, RangeError::InvalidSize, |r| r.free(TOP - P, 2 * P));
+            assert!(!r.is_free(TOP - P, 2 * P));
+            assert!(!r.is_free(TOP, P));
+            r.take(TOP - P, P).unwrap();
+            assert_eq!(r.alloc(3 * P, P), Ok(TOP - 4 * P));
+            assert_eq!(r.count(), 0);
+            r.free(TOP - 3 * P, P).unwrap();
+            r.free(TOP - P, P).unwrap();
+            r.add(TOP - 2 * P, P).unwrap();
+            r.free(TOP - 4 * P, P).unwrap();
+            assert_eq!(list(&r), [(TOP - 4 * P, 4 * P)]);
+            ok(&r);
+        }
+
+        #[test]
+        fn pages_freed_in_any_order_merge_into_one_range() {
+            let n = 4000;
+            let mut r = ranges(n / 2 + 1);
+            r.add(GIB, n as u64 * P).unwrap();
+            let mut pages: Vec<u64> = (0..n).map(|_| r.alloc(P, P).unwrap()).collect();
+            assert_eq!(pages.iter().collect::<BTreeSet<_>>().len(), n);
+            assert_eq!(r.count(), 0);
+            Rng(21).shuffle(&mut pages);
+            for (i, &p) in pages.iter().enumerate() {
+                r.free(p, P).unwrap();
+                if i % 500 == 0 {
+                    ok(&r);
+                }
+            }
+            ok(&r);
+            assert_eq!(list(&r), [(GIB, n as u64 * P)]);
+        }
+
+        #[test]
+        fn errors_read_as_sentences() {
+            let all = [
+                RangeError::NoNodes,
+                RangeError::Misaligned,
+                RangeError::InvalidSize,
+                RangeError::Overlap,
+                RangeError::NotFree,
+                RangeError::NotAllocated,
+                RangeError::OutOfSpace,
+            ];
+            let texts: BTreeSet<_> = all.iter().map(|e| format!("{e}")).collect();
+            assert_eq!(texts.len(), all.len(), "each error reads differently");
+        }
+
+        /// Pages in the model's window.
+        const PAGES: u64 = 256;
+        /// Where the window lies: at the bottom of the address space, at an
+        /// ordinary place, and ending as high as a range can.
+        const WINDOWS: [u64; 3] = [0, 0x10_0000_0000, TOP - PAGES * P];
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Add {
+                page: u64,
+                pages: u64,
+            },
+            Free {
+                page: u64,
+                pages: u64,
+            },
+            /// Frees something `alloc` or `take` handed out, if it is
+            /// still out.
+            FreeHeld(usize),
+            Take {
+                page: u64,
+                pages: u64,
+            },
+            Alloc {
+                pages: u64,
+                trim: u64,
+                align_log2: u32,
+            },
+            /// An argument error of kind `kind` near `page`.
+            Bad {
+                kind: u8,
+                page: u64,
+            },
+            Grow(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let range = |most: u64| (0..PAGES, 1..=most);
+            prop_oneof![
+                2 => range(64).prop_map(|(page, pages)| Op::Add { page, pages }),
+                2 => range(32).prop_map(|(page, pages)| Op::Free { page, pages }),
+                4 => any::<usize>().prop_map(Op::FreeHeld),
+                3 => range(8).prop_map(|(page, pages)| Op::Take { page, pages }),
+                5 => (1u64..=24, 0..P, 0u32..=21)
+                    .prop_map(|(pages, trim, align_log2)| Op::Alloc { pages, trim, align_log2 }),
+                1 => (200u64..=300).prop_map(|pages| Op::Alloc { pages, trim: 0, align_log2: 12 }),
+                1 => (0u8..7, 0..PAGES).prop_map(|(kind, page)| Op::Bad { kind, page }),
+                2 => (1usize..4).prop_map(Op::Grow),
+            ]
+        }
+
+        /// The window's free pages.
+        struct Model {
+            base: u64,
+            free: Vec<bool>,
+            /// What `alloc` and `take` handed out, as (base, size).
+            held: Vec<(u64, u64)>,
+        }
+
+        impl Model {
+            fn pages(&self, base: u64, size: u64) -> std::ops::Range<usize> {
+                let first = ((base - self.base) / P) as usize;
+                first..first + (size / P) as usize
+            }
+
+            fn all(&self, base: u64, size: u64, free: bool) -> bool {
+                self.pages(base, size).all(|p| self.free[p] == free)
+            }
+
+            fn any_free(&self, base: u64, size: u64) -> bool {
+                !self.all(base, size, false)
+            }
+
+            fn set(&mut self, base: u64, size: u64, free: bool) {
+                for p in self.pages(base, size) {
+                    self.free[p] = free;
+                }
+            }
+
+            /// The maximal runs of free pages, as (base, size).
+            fn ranges(&self) -> Vec<(u64, u64)> {
+                let mut out: Vec<(u64, u64)> = vec![];
+                for (p, _) in self.free.iter().enumerate().filter(|(_, f)| **f) {
+                    let addr = self.base + p as u64 * P;
+                    match out.last_mut() {
+                        Some((b, s)) if *b + *s == addr => *s += P,
+                        _ => out.push((addr, P)),
+                    }
+                }
+                out
+            }
+
+            fn fits(&self, size: u64, align: u64) -> bool {
+                // Offsets, not addresses: the top window ends near 2^64.
+                (0..PAGES)
+                    .map(|p| p * P)
+                    .filter(|off| (self.base + off).is_multiple_of(align))
+                    .any(|off| off + size <= PAGES * P && self.all(self.base + off, size, true))
+            }
+        }
+
+        /// A range in the window from a page and a length, cut at its end.
+        fn clip(m: &Model, page: u64, pages: u64) -> (u64, u64) {
+            (m.base + page * P, pages.min(PAGES - page) * P)
+        }
+
+        fn give(r: &mut AddressRanges, m: &mut Model, base: u64, size: u64, add: bool) -> Result<(), RangeError> {
+            let nodes = r.nodes_free();
+            let got = if add { r.add(base, size) } else { r.free(base, size) };
+            let want = if m.any_free(base, size) {
+                Err(if add { RangeError::Overlap } else { RangeError::NotAllocated })
+            } else if nodes < NODES_PER_OP {
+                Err(RangeError::NoNodes)
+            } else {
+                Ok(())
+            };
+            assert_eq!(got, want, "{} {base:#x}+{size:#x}", if add { "add" } else { "free" });
+            if got.is_ok() {
+                m.set(base, size, true);
+            }
+            got
+        }
+
+        fn step(r: &mut AddressRanges, m: &mut Model, op: &Op) -> Result<(), RangeError> {
+            let nodes = r.nodes_free();
+            match *op {
+                Op::Add { page, pages } => {
+                    let (base, size) = clip(m, page, pages);
+                    give(r, m, base, size, true)
+                }
+                Op::Free { page, pages } => {
+                    let (base, size) = clip(m, page, pages);
+                    give(r, m, base, size, false)
+                }
+                Op::FreeHeld(which) => {
+                    if m.held.is_empty() {
+                        return Ok(());
+                    }
+                    let (base, size) = m.held.swap_remove(which % m.held.len());
+                    let got = give(r, m, base, size, false);
+                    if got == Err(RangeError::NoNodes) {
+                        m.held.push((base, size));
+                    }
+                    got
+                }
+                Op::Take { page, pages } => {
+                    let (base, size) = clip(m, page, pages);
+                    let got = r.take(base, size);
+                    let want = if !m.all(base, size, true) {
+                        Err(RangeError::NotFree)
+                    } else if nodes < NODES_PER_OP {
+                        Err(RangeError::NoNodes)
+                    } else {
+                        Ok(())
+                    };
+                    assert_eq!(got, want, "take {base:#x}+{size:#x}");
+                    if got.is_ok() {
+                        m.set(base, size, false);
+                        m.held.push((base, size));
+                    }
+                    got
+                }
+                Op::Alloc { pages, trim, align_log2 } => {
+                    let (size, align) = (pages * P - trim, 1u64 << align_log2);
+                    let (rounded, align) = (pages * P, align.max(P));
+                    let got = r.alloc(size, align);
+                    match got {
+                        Ok(a) => {
+                            assert!(nodes >= NODES_PER_OP);
+                            assert_eq!(a % align, 0, "{a:#x} not aligned to {align:#x}");
+                            assert!(a >= m.base && a - m.base + rounded <= PAGES * P, "{a:#x} outside");
+                            assert!(m.all(a, rounded, true), "{a:#x}+{rounded:#x} handed out but not all free");
+                            m.set(a, rounded, false);
+                            m.held.push((a, rounded));
+                        }
+                        Err(RangeError::NoNodes) => assert!(nodes < NODES_PER_OP),
+                        Err(RangeError::OutOfSpace) => {
+                            assert!(nodes >= NODES_PER_OP);
+                            assert!(!m.fits(rounded, align), "{rounded:#x} at {align:#x} fits but was refused");
+                        }
+                        Err(e) => panic!("alloc {size:#x} at {align:#x}: {e}"),
+                    }
+                    got.map(drop)
+                }
+                Op::Bad { kind, page } => {
+                    let base = m.base + page * P;
+                    let (got, want) = match kind {
+                        0 => (r.add(base + 0x800, P), RangeError::Misaligned),
+                        1 => (r.free(base, P + 0x800), RangeError::Misaligned),
+                        2 => (r.take(base + 0x800, P), RangeError::Misaligned),
+                        3 => (r.alloc(P, 3 << 12).map(drop), RangeError::Misaligned),
+                        4 => (r.add(base, 0), RangeError::InvalidSize),
+                        5 => (r.free(base, 0), RangeError::InvalidSize),
+                        _ => (r.take(base, 0), RangeError::InvalidSize),
+                    };
+                    assert_eq!(got, Err(want), "{op:?}");
+                    got
+                }
+                Op::Grow(n) => {
+                    r.grow_nodes(chunk(n)).unwrap();
+                    Ok(())
+                }
+            }
+        }
+
+        fn run(window: usize, ops: Vec<Op>) {
+            let base = WINDOWS[window];
+            let mut m = Model { base, free: vec![false; PAGES as usize], held: vec![] };
+            let mut r = ranges(2);
+            for op in ops {
+                let (before, nodes) = (list(&r), r.nodes_free());
+                let got = step(&mut r, &mut m, &op);
+                if got.is_err() {
+                    assert_eq!((list(&r), r.nodes_free()), (before, nodes), "refused {op:?} changed something");
+                }
+                let used = nodes.saturating_sub(r.nodes_free());
+                assert!(used <= NODES_PER_OP, "{op:?} took {used} nodes");
+                if let Err(e) = r.check() {
+                    panic!("after {op:?}: {e}");
+                }
+                let want = m.ranges();
+                assert_eq!(list(&r), want, "after {op:?}");
+                assert_eq!(r.count(), want.len());
+                assert_eq!(r.free_bytes(), want.iter().map(|w| w.1).sum::<u64>());
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn agrees_with_a_page_model(window in 0..WINDOWS.len(), ops in proptest::collection::vec(op(), 1..200)) {
+                run(window, ops);
+            }
+        }
     }
 
     mod model {

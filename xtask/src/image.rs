@@ -156,19 +156,28 @@ pub fn pack_menu(stage: &Stage, board: &Board, menu_name: &str) -> Result<Packed
     }
     let dir = programs_dir(programs)?;
     let mut blobs = Vec::new();
-    for (name, _) in &menu.modules {
-        let file = dir.join(name);
+    for m in &menu.modules {
+        let (name, program) = (&m.name, &m.program);
+        let file = dir.join(program);
         if !file.is_file() {
-            return Err(format!("{}: module '{name}': no such program in {programs}", path.display()));
+            return Err(format!("{}: module '{name}': no such program '{program}' in {programs}", path.display()));
         }
         // Modules carry no debug information: it would only cost boot-image
         // space and copying. gdb reads the unstripped file in target/user.
-        let stripped = images_dir().join(format!("{name}.stripped"));
+        let stripped = images_dir().join(format!("{program}.stripped"));
         run_status(std::process::Command::new(prereq::llvm_objcopy()?).arg("--strip-debug").arg(&file).arg(&stripped))?;
-        blobs.push(std::fs::read(&stripped).map_err(|e| format!("{}: {e}", stripped.display()))?);
+        let bytes = std::fs::read(&stripped).map_err(|e| format!("{}: {e}", stripped.display()))?;
+        // Corrupted after stripping, so the defect is in what the guest loads.
+        let bytes = match m.corrupt {
+            Some(kind) => kind.apply(&bytes).map_err(|e| {
+                format!("{}: module '{name}': corrupting '{program}' as {}: {e}", path.display(), kind.name())
+            })?,
+            None => bytes,
+        };
+        blobs.push(bytes);
     }
     let modules: Vec<(&str, &str, &[u8])> =
-        menu.modules.iter().zip(&blobs).map(|((n, c), b)| (n.as_str(), c.as_str(), b.as_slice())).collect();
+        menu.modules.iter().zip(&blobs).map(|(m, b)| (m.name.as_str(), m.cmdline.as_str(), b.as_slice())).collect();
     let out = images_dir().join(format!("{}-{}-{menu_name}.modules", stage.name, board.name));
     std::fs::write(&out, cpu_driver::bootimage::pack(&modules)).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(Packed { modules: out, kernel_args: menu.kernel_args })

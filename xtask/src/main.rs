@@ -5,6 +5,7 @@
 //! images to `grading-runner`, which owns booting and checking them.
 
 mod bench;
+mod corrupt;
 mod cpio;
 mod dtb;
 mod image;
