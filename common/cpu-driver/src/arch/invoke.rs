@@ -854,6 +854,11 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             // SAFETY: a barrier only: the walker sees the new entries.
             unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+            if !plan.table && plan.mapping.rights.contains(Rights::EXECUTE) {
+                // Code a parent wrote through another mapping (spawn):
+                // EL0 may not clean caches itself (SCTLR_EL1.UCI is 0).
+                mm::sync_icache(plan.pa, count as u64 * plan.entry_size);
+            }
             install(mdb, slot, plan.mapping);
             Ok([0; 3])
         }
@@ -881,6 +886,9 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                     paging::leaf_descriptor(pa, user_attrs(src_type, rights), level);
             }
             flush_tlb();
+            if rights.contains(Rights::EXECUTE) {
+                mm::sync_icache(cap.base, cap.size);
+            }
             // SAFETY: the invoked slot.
             unsafe { cspace::cte_at(pa) }.cap.rights = rights;
             Ok([0; 3])
