@@ -285,6 +285,31 @@ impl Memory {
         }
     }
 
+    /// Removes the mappings that start in `[vaddr, vaddr + bytes)` and
+    /// deletes their mapping capabilities; page tables stay.
+    pub fn unmap(&mut self, vaddr: u64, bytes: u64) -> Result<(), Error> {
+        paging::check_range(vaddr, bytes)?;
+        if vaddr < REFILL_VADDR.end && REFILL_VADDR.start < vaddr + bytes {
+            return Err(Error::Reserved { vaddr });
+        }
+        self.paging.unmap(&mut self.mm, vaddr, bytes);
+        Ok(())
+    }
+
+    /// A fresh frame of `bytes` mapped read-write for good in the
+    /// refill region: memory for another component's slabs (M2's address
+    /// ranges), which like the memory system's own is never given back.
+    pub fn slab_chunk(&mut self, bytes: u64) -> Result<&'static mut [MaybeUninit<u8>], Error> {
+        self.refill()?;
+        self.map_chunk(bytes)
+    }
+
+    /// Keeps the slot allocator out of the root slots from `from` up, for
+    /// a component that puts CNodes there itself (M2's spawn).
+    pub fn leave_root_slots(&mut self, from: u32) -> Result<(), Error> {
+        self.mm.caps().slots.leave_root_slots(from).map_err(Error::Slot)
+    }
+
     pub fn stats(&self) -> AllocStats {
         AllocStats {
             mm_slab_capacity: self.mm.node_capacity() as u64,

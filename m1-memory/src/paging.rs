@@ -92,6 +92,28 @@ impl PagingState {
         Ok(PagingState { tables, root })
     }
 
+    /// A state that shadows nothing yet, to be placed where it will live
+    /// and started there with [`PagingState::start_empty`] (a state is
+    /// too large to build on a small stack and move).
+    pub const fn unstarted() -> Self {
+        PagingState { tables: Slab::new(), root: Idx::from_raw(0) }
+    }
+
+    /// Starts an [`PagingState::unstarted`] state in place as the shadow of
+    /// the empty L0 table `vroot`: another domain's, being built (M2's
+    /// spawn), where nothing is mapped yet.
+    pub fn start_empty(
+        &mut self,
+        vroot: CapRef,
+        first: &'static mut [core::mem::MaybeUninit<Entry<Table>>],
+    ) -> Result<(), GrowError> {
+        self.tables = Slab::new();
+        self.tables.grow(first)?;
+        let root = Table { cap: vroot, entries: [EMPTY; ENTRIES] };
+        self.root = self.tables.alloc(root).map_err(|_| GrowError::BadChunk)?;
+        Ok(())
+    }
+
     pub fn tables_free(&self) -> usize {
         self.tables.free_count()
     }

@@ -30,6 +30,16 @@ impl Args {
         self.len() == 0
     }
 
+    /// The environment (`NAME=value` strings), in order.
+    pub fn envs(&self) -> impl Iterator<Item = &'static str> {
+        self.page.envs()
+    }
+
+    /// The value of environment variable `name`.
+    pub fn var(&self, name: &str) -> Option<&'static str> {
+        self.envs().find_map(|e| e.strip_prefix(name)?.strip_prefix('='))
+    }
+
     /// Bootinfo, if this domain was given it (init) and it is well formed.
     pub fn bootinfo(&self) -> Option<&'static BootInfo> {
         if self.page.bootinfo == 0 {

@@ -73,6 +73,8 @@ pub struct SlotAllocator {
     by_l1: [u16; ROOT_SLOTS],
     /// The next root slot for a new CNode.
     next_root_slot: u32,
+    /// Root slots from here up are someone else's (see `leave_root_slots`).
+    root_end: u32,
     refills: u64,
 }
 
@@ -87,6 +89,7 @@ impl SlotAllocator {
             has_free: [0; CNODES_MAX / 64],
             by_l1: [0; ROOT_SLOTS],
             next_root_slot: ROOTCN_SLOTS_USER as u32,
+            root_end: ROOT_SLOTS as u32,
             refills: 0,
         }
     }
@@ -164,11 +167,22 @@ impl SlotAllocator {
         Ok(())
     }
 
+    /// Leaves the root slots from `from` up to another user (spawn puts
+    /// its children's CNodes there to reach their slots); refills stop
+    /// below them. Refused if a refill has taken one already.
+    pub fn leave_root_slots(&mut self, from: u32) -> Result<(), SlotError> {
+        if from < self.next_root_slot || from > self.root_end {
+            return Err(SlotError::RootFull);
+        }
+        self.root_end = from;
+        Ok(())
+    }
+
     /// Makes a new L2 CNode from `ram` (at least [`REFILL_BYTES`]) in the
     /// next free root slot and adds its slots. `ram` stays allocated as the
     /// CNode's parent.
     pub fn refill(&mut self, ram: CapRef) -> Result<(), SlotError> {
-        if self.count == CNODES_MAX || self.next_root_slot as usize >= ROOT_SLOTS {
+        if self.count == CNODES_MAX || self.next_root_slot >= self.root_end {
             return Err(SlotError::RootFull);
         }
         let root = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_ROOTCN as u8);
@@ -238,5 +252,17 @@ mod tests {
         assert_eq!(a.free(CapRef::slot(5, 3)), Err(SlotError::NotAllocated), "below the first free slot: never ours");
         assert_eq!(a.free(CapRef::l2_cnode(5)), Err(SlotError::NotAllocated), "a CNode, not a slot");
         assert_eq!(a.add_cnode(CNodeRef { l1: 5 }, 0), Err(SlotError::RootFull), "added twice");
+    }
+
+    #[test]
+    fn root_slots_left_to_others_are_never_refilled() {
+        let mut a = SlotAllocator::new();
+        let user = ROOTCN_SLOTS_USER as u32;
+        assert_eq!(a.leave_root_slots(user - 1), Err(SlotError::RootFull), "below the allocator's next slot");
+        a.leave_root_slots(user + 1).unwrap();
+        assert_eq!(a.leave_root_slots(user + 2), Err(SlotError::RootFull), "slots already left cannot come back");
+        a.leave_root_slots(user).unwrap();
+        // The refill is refused before it would ask the kernel.
+        assert_eq!(a.refill(CapRef::slot(3, 0)), Err(SlotError::RootFull));
     }
 }

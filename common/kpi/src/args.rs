@@ -27,8 +27,10 @@ pub struct ArgsPage {
     /// User virtual address of the bootinfo page, 0 if none.
     pub bootinfo: u64,
     pub argc: u32,
-    pub _reserved: u32,
-    /// Offsets of each argument's first byte in `strings`.
+    /// Environment strings (`NAME=value`), after the arguments.
+    pub envc: u32,
+    /// Offsets in `strings` of each argument's first byte, then of each
+    /// environment string's (`argv[argc..argc + envc]`).
     pub argv: [u32; ARGS_MAX],
     pub strings: [u8; STRINGS_SIZE],
 }
@@ -38,14 +40,7 @@ const _: () = assert!(size_of::<ArgsPage>() == BASE_PAGE_SIZE);
 impl ArgsPage {
     /// An empty, valid page.
     pub const fn new() -> Self {
-        ArgsPage {
-            magic: ARGS_MAGIC,
-            bootinfo: 0,
-            argc: 0,
-            _reserved: 0,
-            argv: [0; ARGS_MAX],
-            strings: [0; STRINGS_SIZE],
-        }
+        ArgsPage { magic: ARGS_MAGIC, bootinfo: 0, argc: 0, envc: 0, argv: [0; ARGS_MAX], strings: [0; STRINGS_SIZE] }
     }
 
     /// Builds a page from arguments; fails if they do not fit or contain NUL.
@@ -178,6 +173,51 @@ impl ArgsPage {
     /// All well-formed arguments, in order; stops at the first bad one.
     pub fn args(&self) -> impl Iterator<Item = &str> {
         (0..ARGS_MAX).map_while(move |i| self.arg(i))
+    }
+
+    /// The string at `argv[i]`, if the page is well formed there.
+    fn string(&self, i: usize) -> Option<&str> {
+        let start = *self.argv.get(i)? as usize;
+        let rest = self.strings.get(start..)?;
+        let len = rest.iter().position(|&b| b == 0)?;
+        core::str::from_utf8(&rest[..len]).ok()
+    }
+
+    /// Environment string `i` (`NAME=value`), if the page is well formed
+    /// there.
+    pub fn env(&self, i: usize) -> Option<&str> {
+        let argc = self.argc as usize;
+        if self.magic != ARGS_MAGIC || i >= self.envc as usize || argc.checked_add(i)? >= ARGS_MAX {
+            return None;
+        }
+        self.string(argc + i)
+    }
+
+    /// The environment, in order; stops at the first bad string.
+    pub fn envs(&self) -> impl Iterator<Item = &str> {
+        (0..ARGS_MAX).map_while(move |i| self.env(i))
+    }
+
+    /// Appends an environment string (`NAME=value`, no NUL) after the
+    /// arguments and any earlier ones.
+    pub fn push_env(&mut self, var: &str) -> Result<(), ErrorCode> {
+        let n = self.argc as usize + self.envc as usize;
+        if var.as_bytes().contains(&0) || !var.contains('=') {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        // Strings are stored in order: the free space starts after the last.
+        let used = match n.checked_sub(1) {
+            None => 0,
+            Some(last) => self.argv[last] as usize + self.string(last).ok_or(ErrorCode::InvalidArgument)?.len() + 1,
+        };
+        if n >= ARGS_MAX || used + var.len() + 1 > STRINGS_SIZE {
+            return Err(ErrorCode::TooLong);
+        }
+        self.strings[used..used + var.len()].copy_from_slice(var.as_bytes());
+        self.strings[used + var.len()] = 0;
+        self.argv[n] = used as u32;
+        self.envc += 1;
+        Ok(())
     }
 
     /// The page as bytes, for copying into a frame.
@@ -332,5 +372,37 @@ mod tests {
         assert_eq!(page.arg(1), None, "no terminator");
         page.magic = 0;
         assert_eq!(page.args().count(), 0);
+    }
+
+    #[test]
+    fn environment_strings_follow_the_arguments() {
+        let mut page = ArgsPage::from_cmdline("prog 'a b' c", 0).unwrap();
+        page.push_env("AOS_PID=0x3").unwrap();
+        page.push_env("EMPTY=").unwrap();
+        assert_eq!(page.args().collect::<Vec<_>>(), ["prog", "a b", "c"], "arguments unchanged");
+        assert_eq!(page.envs().collect::<Vec<_>>(), ["AOS_PID=0x3", "EMPTY="]);
+        assert_eq!(page.push_env("no-equals"), Err(ErrorCode::InvalidArgument));
+        assert_eq!(page.push_env("NUL=a\0b"), Err(ErrorCode::InvalidArgument));
+        assert_eq!(page.envs().count(), 2, "a refused string is not added");
+        let mut empty = ArgsPage::new();
+        empty.push_env("ONLY=1").unwrap();
+        assert_eq!(empty.envs().collect::<Vec<_>>(), ["ONLY=1"]);
+        assert_eq!(empty.args().count(), 0);
+    }
+
+    #[test]
+    fn the_environment_is_bounded_by_the_page() {
+        let mut page = ArgsPage::new();
+        let long = std::format!("V={}", "x".repeat(1000));
+        let mut n = 0;
+        while page.push_env(&long).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, STRINGS_SIZE / 1003);
+        assert_eq!(page.push_env(&long), Err(ErrorCode::TooLong), "nothing written on refusal");
+        assert_eq!(page.envs().count(), n);
+        // A hostile count is bounded too.
+        page.envc = u32::MAX;
+        assert!(page.envs().count() <= ARGS_MAX);
     }
 }

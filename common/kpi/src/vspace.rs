@@ -11,6 +11,9 @@ pub const ARGS_VADDR: u64 = 0x7f_ffff_f000;
 pub const BOOTINFO_VADDR: u64 = 0x7f_ffff_e000;
 /// Init's dispatcher frame (other domains choose where theirs goes).
 pub const DISPFRAME_VADDR: u64 = 0x7f_ffff_c000;
+/// The paging-state page a parent shares with a child it spawned: the
+/// regions mapped in the child's address space (M2, book ch. 4.10).
+pub const PAGING_STATE_VADDR: u64 = 0x7f_ffff_d000;
 /// Top of the initial stack (grows down), with a guard page above it.
 pub const STACK_TOP: u64 = 0x7f_fffe_0000;
 /// Size of the initial stack.
