@@ -59,6 +59,12 @@ pub static ALL: &[Stage] = &[
         milestone: true,
         suite: grading_runner::suites::m1::checks,
     },
+    Stage {
+        name: "m2",
+        kind: Kind::Kernel { programs: "m2-spawn", menus: "m2-spawn", default_menu: "menu" },
+        milestone: true,
+        suite: grading_runner::suites::m2::checks,
+    },
 ];
 
 /// A stage by name; `None` is the most complete milestone.

@@ -104,3 +104,80 @@ pub struct AllocStats {
 pub trait M1: MemoryManager + Paging + SlotAllocator {
     fn stats(&self) -> AllocStats;
 }
+
+/// Address-space allocation (`paging_alloc`, `paging_map_frame_attr`,
+/// `paging_unmap`, book ch. 4.6-4.7): the implementation picks the
+/// addresses, and tracks every mapping, fixed ones included.
+pub trait VSpace {
+    type Error: Debug + Display;
+
+    /// A free, `align`-aligned range of at least `bytes` (rounded up to
+    /// whole pages), reserved but not mapped (`paging_alloc`).
+    fn paging_alloc(&mut self, bytes: u64, align: u64) -> Result<u64, Self::Error>;
+
+    /// Maps the first `bytes` of `frame` at a free address and returns it
+    /// (`paging_map_frame_attr`). The frame may span many page tables.
+    fn map_frame_attr(&mut self, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<u64, Self::Error>;
+
+    /// Removes the mappings of `[vaddr, vaddr + bytes)`, a range a map
+    /// call returned or was given, and frees the addresses.
+    fn unmap(&mut self, vaddr: u64, bytes: u64) -> Result<(), Self::Error>;
+}
+
+/// A process: its index in the process table and a generation, so an old
+/// identifier never names a newer process.
+pub type Pid = u32;
+
+/// What became of a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcState {
+    /// Runnable or waiting.
+    Running,
+    /// It exited (or was ended by a fault); its memory is reclaimed by
+    /// [`Spawner::reap`].
+    Exited,
+}
+
+/// A process, as [`Spawner::for_each`] shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcInfo<'a> {
+    pub pid: Pid,
+    pub name: &'a str,
+    pub state: ProcState,
+}
+
+/// Spawning programs from boot modules and managing them (book ch.
+/// 4.8-4.20).
+pub trait Spawner {
+    type Error: Debug + Display;
+
+    /// Starts the boot module `name` with its command line from
+    /// `menu.lst` (`spawn_load_by_name`).
+    fn spawn_load_by_name(&mut self, name: &str) -> Result<Pid, Self::Error>;
+
+    /// Starts a boot module with the arguments of `cmdline`, split as a
+    /// shell would (quotes, backslash escapes); its first word names the
+    /// module and becomes `argv[0]`.
+    fn spawn_load_cmdline(&mut self, cmdline: &str) -> Result<Pid, Self::Error>;
+
+    /// Maps `bytes` of `frame` into the process's address space at an
+    /// address free there, and returns that address. The process learns
+    /// of it through the paging state its parent shares with it.
+    fn map_frame_in(&mut self, pid: Pid, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<u64, Self::Error>;
+
+    fn state(&mut self, pid: Pid) -> Result<ProcState, Self::Error>;
+
+    /// Stops the process (`DispatcherCmd_Stop`) and gives all its memory
+    /// back; `pid` names nothing afterwards.
+    fn stop(&mut self, pid: Pid) -> Result<(), Self::Error>;
+
+    /// Reclaims every process that exited; returns how many.
+    fn reap(&mut self) -> Result<usize, Self::Error>;
+
+    /// Shows every process in the table, in table order.
+    fn for_each(&mut self, f: &mut dyn FnMut(ProcInfo<'_>));
+}
+
+/// Everything M2 provides to its suite: spawn, the parent's address space,
+/// and the memory manager underneath (to see that nothing leaks).
+pub trait M2: Spawner + VSpace + MemoryManager + SlotAllocator {}

@@ -18,6 +18,7 @@ use core::fmt::{Arguments, Debug};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 pub mod m1;
+pub mod m2;
 
 /// A small deterministic generator (xorshift64) for the suites' sizes,
 /// orders and random calls: the same seed gives the same run on every
@@ -160,24 +161,35 @@ pub fn test_ram_alloc() {
 
 /// A group's checks and their counts.
 pub struct Checks {
-    group: Group,
+    /// The stage and group, as in `m1: ok early/...`.
+    stage: &'static str,
+    group: &'static str,
     passed: u32,
     failed: u32,
 }
 
 impl Checks {
     fn new(group: Group) -> Self {
-        Checks { group, passed: 0, failed: 0 }
+        Self::named("m1", group.name())
+    }
+
+    /// Checks of another stage's group.
+    pub fn named(stage: &'static str, group: &'static str) -> Self {
+        Checks { stage, group, passed: 0, failed: 0 }
+    }
+
+    pub fn failed(&self) -> u32 {
+        self.failed
     }
 
     /// Reports one check; `detail` is printed only if it failed.
     pub fn ok(&mut self, name: &str, pass: bool, detail: Arguments<'_>) -> bool {
         if pass {
             self.passed += 1;
-            aos::println!("m1: ok {}/{name}", self.group.name());
+            aos::println!("{}: ok {}/{name}", self.stage, self.group);
         } else {
             self.failed += 1;
-            aos::println!("m1: FAILED {}/{name}: {detail}", self.group.name());
+            aos::println!("{}: FAILED {}/{name}: {detail}", self.stage, self.group);
         }
         pass
     }
@@ -188,8 +200,8 @@ impl Checks {
         self.ok(name, pass, format_args!("got {got:?}, want {want:?}"))
     }
 
-    fn verdict(&self) {
-        aos::println!("m1: {} done: {} passed, {} failed", self.group.name(), self.passed, self.failed);
+    pub fn verdict(&self) {
+        aos::println!("{}: {} done: {} passed, {} failed", self.stage, self.group, self.passed, self.failed);
     }
 }
 

@@ -5,6 +5,7 @@ use crate::qemu::QemuConfig;
 pub mod cpu_driver;
 pub mod m0;
 pub mod m1;
+pub mod m2;
 
 /// One QEMU configuration a suite runs against.
 #[derive(Clone, Debug)]

@@ -1,0 +1,238 @@
+//! The M2 suite (book ch. 4.21-4.22) on every QEMU board. The in-guest
+//! groups (grading/guest/src/m2.rs) end with verdicts this reads; from
+//! outside, on the console, it checks what only the children and the
+//! machine show:
+//! - each argument of a quoted command line arrives as the runner splits
+//!   it by hand, and the menu's own command line too;
+//! - the ELF magic printed from a mapped module;
+//! - the child's half of the 64 MiB frame and its view of its paging state;
+//! - the printer ticks before it is stopped and never after;
+//! - each malformed module is refused for its own reason;
+//! - QEMU's exit status once init is done.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use grading::m2::MALFORMED;
+
+use super::Target;
+use super::cpu_driver::NOTHING_TO_RUN;
+use crate::machine::Machine;
+use crate::{CheckResult, Trial, ensure};
+
+/// Fewest checks each group makes; fewer means the group stopped early.
+const GROUPS: [(&str, usize); 8] = [
+    ("vspace", 11),
+    ("spawn", 7),
+    ("args", 9),
+    ("bigframe", 6),
+    ("stop", 6),
+    ("malformed", 15),
+    ("cycles", 2),
+    ("final", 2),
+];
+
+#[derive(Debug)]
+struct Run {
+    transcript: String,
+    exit: Option<i32>,
+}
+
+fn grading_boot(t: &Target) -> Result<Run, String> {
+    let mut m = Machine::boot(t.menu("grading")?)?;
+    let status = m.wait_exit(Duration::from_secs(600));
+    Ok(Run { transcript: m.transcript(), exit: status.ok().and_then(|s| s.code()) })
+}
+
+fn group(run: &Run, name: &str, min: usize) -> CheckResult {
+    let text = &run.transcript;
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("m2: FAILED {name}/"))).collect();
+    ensure!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
+    let verdict = format!("m2: {name} done: ");
+    let line = text.lines().find(|l| l.starts_with(&verdict)).ok_or(format!("group {name} never finished"))?;
+    let ok = text.lines().filter(|l| l.starts_with(&format!("m2: ok {name}/"))).count();
+    ensure!(line.ends_with(&format!("{ok} passed, 0 failed")), "verdict {line:?} disagrees with the {ok} checks seen");
+    ensure!(ok >= min, "only {ok} checks ran in group {name}, expected at least {min}");
+    Ok(())
+}
+
+/// Whether `lines` appear in the transcript in this order (others may
+/// come between).
+fn in_order(text: &str, lines: &[String]) -> CheckResult {
+    let mut want = lines.iter().peekable();
+    for l in text.lines() {
+        if want.peek().is_some_and(|w| l == w.as_str()) {
+            want.next();
+        }
+    }
+    match want.next() {
+        None => Ok(()),
+        Some(missing) => Err(format!("expected the line {missing:?} (after the ones before it: {lines:#?})")),
+    }
+}
+
+/// What hello prints for `argv`, each argument quoted as Rust quotes it.
+fn hello_lines(argv: &[&str]) -> Vec<String> {
+    let mut v = vec![format!("hello: {} arguments", argv.len())];
+    v.extend(argv.iter().enumerate().map(|(i, a)| format!("hello: argv[{i}] = {a:?}")));
+    v
+}
+
+fn arguments(run: &Run) -> CheckResult {
+    // hello 'one two' "three \"four\"" five\ six 'seven\eight' "" end
+    in_order(
+        &run.transcript,
+        &hello_lines(&["hello", "one two", "three \"four\"", "five six", "seven\\eight", "", "end"]),
+    )?;
+    in_order(&run.transcript, &hello_lines(&["hello"]))?;
+    in_order(&run.transcript, &hello_lines(&["hello", "from", "the", "menu"]))?;
+    for k in 0..6 {
+        in_order(&run.transcript, &hello_lines(&["hello", "at-once", &k.to_string()]))?;
+    }
+    // Each process is told its own PID in its environment.
+    let pids: Vec<&str> = run.transcript.lines().filter_map(|l| l.strip_prefix("m2: at-once pid ")).collect();
+    ensure!(pids.len() == 6, "{} PIDs reported for the six processes started at once", pids.len());
+    for pid in pids {
+        let env = format!("hello: envp[0] = \"AOS_PID={pid}\"");
+        ensure!(run.transcript.lines().filter(|l| *l == env).count() == 1, "no process printed {env:?} exactly once");
+    }
+    for bad in ["\"hello 'open\"", "\"hello trailing\\\\\"", "\"nosuchprogram a b\"", "\"\""] {
+        ensure!(run.transcript.contains(&format!("m2: {bad} refused: ")), "no refusal reported for {bad}");
+    }
+    Ok(())
+}
+
+fn magic(run: &Run) -> CheckResult {
+    let line =
+        run.transcript.lines().find(|l| l.starts_with("m2: module hello starts with ")).ok_or("no magic line")?;
+    let bytes: Vec<u8> = line
+        .trim_start_matches("m2: module hello starts with ")
+        .split(' ')
+        .map(|b| u8::from_str_radix(b, 16).map_err(|e| format!("{line:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    ensure!(bytes == [0x7f, b'E', b'L', b'F'], "the module starts with {bytes:02x?}, not the ELF magic");
+    Ok(())
+}
+
+fn bigframe(run: &Run) -> CheckResult {
+    let text = &run.transcript;
+    ensure!(
+        text.contains("bigframe: paging state lists code, stack and arguments: true"),
+        "the child's paging-state page does not show its own regions"
+    );
+    let words = (grading::m2::BIG_BYTES / 16).to_string();
+    let line =
+        text.lines().find(|l| l.starts_with("bigframe: ") && l.contains("shared frame")).ok_or("no check line")?;
+    ensure!(line.starts_with(&format!("bigframe: {words} words ")), "the child checked a different size: {line}");
+    ensure!(line.ends_with(", 0 differ"), "the child saw other bytes than init wrote: {line}");
+    ensure!(
+        text.contains("bigframe: mapped a page of its own at 0x"),
+        "the child could not map memory itself from its BASE_PAGE_CN into its own L0 table"
+    );
+    Ok(())
+}
+
+fn printer_stops(run: &Run) -> CheckResult {
+    let text = &run.transcript;
+    let stopped = text.find("m2: printer stopped").ok_or("the printer was never stopped")?;
+    let closed = text.find("m2: printer window closed").ok_or("the stop group did not finish")?;
+    let before = text[..stopped].matches("printer: tick ").count();
+    let after = text[stopped..closed].matches("printer: tick ").count();
+    ensure!(before >= 2, "only {before} ticks before the stop (it prints one a second for 3 s)");
+    ensure!(after == 0, "{after} ticks after the printer was stopped");
+    Ok(())
+}
+
+fn refusals(run: &Run) -> CheckResult {
+    // Each corruption's own reason (the wording of the ELF checker).
+    let reasons = [
+        "outside the file",
+        "machine 62",
+        "share a page",
+        "too small or too large",
+        "not in an executable segment",
+        "shorter than an ELF header",
+        "no ELF magic",
+    ];
+    for (name, reason) in MALFORMED.iter().zip(reasons) {
+        let line = run
+            .transcript
+            .lines()
+            .find(|l| l.starts_with(&format!("m2: {name} refused: ")))
+            .ok_or(format!("{name} was not refused"))?;
+        ensure!(line.contains(reason), "{name} refused for another reason than {reason:?}: {line}");
+    }
+    Ok(())
+}
+
+fn shared(t: &Target) -> impl Fn() -> Result<Arc<Run>, String> + Clone + Send + 'static {
+    let cell: Arc<OnceLock<Result<Arc<Run>, String>>> = Arc::new(OnceLock::new());
+    let t = t.clone();
+    move || cell.get_or_init(|| grading_boot(&t).map(Arc::new)).clone()
+}
+
+fn with_transcript(text: &str, r: CheckResult) -> CheckResult {
+    r.map_err(|e| format!("{e}\n--- console transcript ---\n{text}"))
+}
+
+/// The stage's own image: init spawns the menu's programs and exits.
+fn default_image(t: &Target) -> CheckResult {
+    let mut m = Machine::boot(t.menu("menu")?)?;
+    let status = m.wait_exit(Duration::from_secs(60)).map_err(|e| format!("{e}\n{}", m.transcript()))?;
+    let text = m.transcript();
+    let r = (|| {
+        in_order(&text, &hello_lines(&["hello", "Hello, world", "from", "a child's", "arguments!"]))?;
+        ensure!(text.contains("init: 2 processes ran and were reclaimed"), "init did not reclaim both children");
+        ensure!(!text.contains("m2: "), "grading ran in the stage's own image");
+        ensure!(status.code() == Some(NOTHING_TO_RUN), "QEMU exit status {:?}", status.code());
+        Ok(())
+    })();
+    with_transcript(&text, r)
+}
+
+type Check = fn(&Run) -> CheckResult;
+
+/// Every check for every target.
+pub fn checks(targets: &[Target]) -> Vec<Trial> {
+    let mut all = Vec::new();
+    for t in targets {
+        let name = |n: &str| format!("m2::{}::{n}", t.label);
+        let run = shared(t);
+        for (g, min) in GROUPS {
+            let run = run.clone();
+            all.push(Trial::test(name(&format!("group_{g}")), move || {
+                let run = run()?;
+                Ok(with_transcript(&run.transcript, group(&run, g, min))?)
+            }));
+        }
+        let console: [(&str, Check); 5] = [
+            ("arguments_arrive_as_split_by_hand", arguments),
+            ("a_mapped_module_starts_with_the_elf_magic", magic),
+            ("the_child_reads_and_writes_the_64_mib_frame", bigframe),
+            ("a_stopped_printer_prints_no_more", printer_stops),
+            ("malformed_modules_are_refused_for_their_own_reason", refusals),
+        ];
+        for (n, check) in console {
+            let run = run.clone();
+            all.push(Trial::test(name(n), move || {
+                let run = run()?;
+                Ok(with_transcript(&run.transcript, check(&run))?)
+            }));
+        }
+        let r = run.clone();
+        all.push(Trial::test(name("init_finishes_and_the_machine_stops_cleanly"), move || {
+            let run = r()?;
+            let check = (|| {
+                ensure!(run.transcript.contains("init: done"), "init did not finish");
+                ensure!(!run.transcript.contains("PANIC"), "the kernel panicked");
+                ensure!(!run.transcript.contains("panic:"), "a domain panicked");
+                ensure!(run.exit == Some(NOTHING_TO_RUN), "QEMU exit status {:?}", run.exit);
+                Ok(())
+            })();
+            Ok(with_transcript(&run.transcript, check)?)
+        }));
+        let tt = t.clone();
+        all.push(Trial::test(name("stage_image_spawns_the_menu_and_exits"), move || Ok(default_image(&tt)?)));
+    }
+    all
+}
