@@ -84,6 +84,8 @@ const NAMES: &[(&str, &str)] = &[
     ("mm-alloc-64k-aligned-64k", "mm alloc 64 KiB at 64 KiB alignment"),
     ("mm-free-64k", "mm free 64 KiB"),
     ("map-fixed-4k", "map_fixed_attr of a 4 KiB frame (tables exist)"),
+    ("spawn-to-first-instruction", "spawn call to the child's first instruction"),
+    ("spawn-exit", "spawn a program that exits at once, to its reclaim"),
 ];
 
 /// Runs the CPU driver's benchmark image once; returns the counter
@@ -118,17 +120,30 @@ pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
     match stage {
         None | Some("cpu-driver") => {}
         Some("m1") => return run_stage("m1", "m1-memory", wall),
+        Some("m2") => return run_stage("m2", "m2-spawn", wall),
         Some(s) => {
             stages::find(Some(s))?;
             return Err(format!(
-                "stage '{s}' has no benchmark program yet; stages with benchmarks: cpu-driver, m1 (M0's boot cost is in its banner: cargo xtask run m0 --icount)"
+                "stage '{s}' has no benchmark program yet; stages with benchmarks: cpu-driver, m1, m2 (M0's boot cost is in its banner: cargo xtask run m0 --icount)"
             ));
         }
     }
     let (board, q, config) = bench_config("cpu-driver", wall)?;
 
-    let (freq, first) = run_once(&config)?;
-    let (_, second) = run_once(&config)?;
+    let (freq, mut first) = run_once(&config)?;
+    let (_, mut second) = run_once(&config)?;
+    // Spawn costs come from M2's benchmark image, booted the same way, so
+    // the side-by-side with Linux's fork and exec is from this run too.
+    let (_, _, spawn_config) = bench_config("m2", wall)?;
+    for run in [&mut first, &mut second] {
+        let (spawn_freq, spawn) = run_once(&spawn_config)?;
+        if spawn_freq != freq {
+            return Err(format!(
+                "the M2 benchmark ran with a {spawn_freq} Hz counter, the CPU driver's with {freq} Hz"
+            ));
+        }
+        run.extend(spawn);
+    }
     let version = grading_runner::qemu::installed_version_text().unwrap_or_else(|| "unknown".into());
     let method = if wall {
         format!(
