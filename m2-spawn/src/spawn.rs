@@ -46,8 +46,11 @@ fn pagecn_window(pid: Pid) -> u32 {
 }
 
 /// RAM capabilities of a base page each in the child's BASE_PAGE_CN, for
-/// its first slot and slab allocations (a full CNode, as in the book).
-pub const BASE_PAGES: u64 = L2_CNODE_SLOTS as u64;
+/// its first page tables and slab chunks before it can ask a memory
+/// server (M3). A quarter of the CNode: each one is a capability the
+/// kernel deletes at reclaim, and a full CNode made reclaim four times
+/// slower (see the report).
+pub const BASE_PAGES: u64 = 64;
 /// SEGCN slots: the ELF segments' frames from 0, then these.
 const SEGCN_STACK: u32 = 16;
 const SEGCN_PAGING_STATE: u32 = 17;
