@@ -11,13 +11,12 @@
 //! describes the memory itself, so a 1 GiB-aligned allocation is possible)
 //! and its transcript is shared by the checks.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use grading::m1::DEMO_SEED;
 
-use super::Target;
 use super::cpu_driver::NOTHING_TO_RUN;
+use super::{Target, group_verdict, once, with_transcript};
 use crate::machine::Machine;
 use crate::{CheckResult, Trial, ensure};
 
@@ -82,29 +81,6 @@ fn read_demo_frame(m: &mut Machine, seen: &str, ram: (u64, u64)) -> Result<Strin
     Ok(format!("{checked} words of {bytes:#x} bytes at {pa:#x}"))
 }
 
-fn group(run: &Run, name: &str, min: usize) -> CheckResult {
-    let text = &run.transcript;
-    let prefix = format!("m1: FAILED {name}/");
-    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
-    ensure!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
-    let verdict = format!("m1: {name} done: ");
-    let line = text.lines().find(|l| l.starts_with(&verdict)).ok_or(format!("group {name} never finished"))?;
-    let ok = text.lines().filter(|l| l.starts_with(&format!("m1: ok {name}/"))).count();
-    ensure!(line.ends_with(&format!("{ok} passed, 0 failed")), "verdict {line:?} disagrees with the {ok} checks seen");
-    ensure!(ok >= min, "only {ok} checks ran in group {name}, expected at least {min}");
-    Ok(())
-}
-
-fn shared(t: &Target) -> impl Fn() -> Result<Arc<Run>, String> + Clone + Send + 'static {
-    let cell: Arc<OnceLock<Result<Arc<Run>, String>>> = Arc::new(OnceLock::new());
-    let t = t.clone();
-    move || cell.get_or_init(|| grading_boot(&t).map(Arc::new)).clone()
-}
-
-fn with_transcript(run: &Run, r: CheckResult) -> CheckResult {
-    r.map_err(|e| format!("{e}\n--- console transcript ---\n{}", run.transcript))
-}
-
 /// The stage's own image: init maps its frame, reads it back, exits.
 fn default_image(t: &Target) -> CheckResult {
     let mut m = Machine::boot(t.menu("menu")?)?;
@@ -118,7 +94,7 @@ fn default_image(t: &Target) -> CheckResult {
         ensure!(status.code() == Some(NOTHING_TO_RUN), "QEMU exit status {:?}", status.code());
         Ok(())
     })();
-    r.map_err(|e| format!("{e}\n--- console transcript ---\n{text}"))
+    with_transcript(&text, r)
 }
 
 /// Every check for every target.
@@ -126,7 +102,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
     let mut all = Vec::new();
     for t in targets {
         let name = |n: &str| format!("m1::{}::{n}", t.label);
-        let run = shared(t);
+        let tt = t.clone();
+        let run = once(move || grading_boot(&tt));
         for (g, min) in MIN_CHECKS {
             let run = run.clone();
             let test = match g {
@@ -137,19 +114,19 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
             };
             all.push(Trial::test(name(test), move || {
                 let run = run()?;
-                Ok(with_transcript(&run, group(&run, g, min))?)
+                Ok(with_transcript(&run.transcript, group_verdict(&run.transcript, "m1", g, min))?)
             }));
         }
         let r = run.clone();
         all.push(Trial::test(name("mapped_bytes_land_in_the_frames_physical_memory"), move || {
             let run = r()?;
-            Ok(with_transcript(&run, run.memory.clone().map(drop))?)
+            Ok(with_transcript(&run.transcript, run.memory.clone().map(drop))?)
         }));
         let r = run.clone();
         all.push(Trial::test(name("init_finishes_and_the_machine_stops_cleanly"), move || {
             let run = r()?;
             Ok(with_transcript(
-                &run,
+                &run.transcript,
                 (|| {
                     ensure!(run.transcript.contains("init: done"), "init did not finish");
                     ensure!(!run.transcript.contains("PANIC"), "the kernel panicked");

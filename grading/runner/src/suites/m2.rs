@@ -10,13 +10,12 @@
 //! - each malformed module is refused for its own reason;
 //! - QEMU's exit status once init is done.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use grading::m2::MALFORMED;
 
-use super::Target;
 use super::cpu_driver::NOTHING_TO_RUN;
+use super::{Target, group_verdict, once, with_transcript};
 use crate::machine::Machine;
 use crate::{CheckResult, Trial, ensure};
 
@@ -42,18 +41,6 @@ fn grading_boot(t: &Target) -> Result<Run, String> {
     let mut m = Machine::boot(t.menu("grading")?)?;
     let status = m.wait_exit(Duration::from_secs(600));
     Ok(Run { transcript: m.transcript(), exit: status.ok().and_then(|s| s.code()) })
-}
-
-fn group(run: &Run, name: &str, min: usize) -> CheckResult {
-    let text = &run.transcript;
-    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("m2: FAILED {name}/"))).collect();
-    ensure!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
-    let verdict = format!("m2: {name} done: ");
-    let line = text.lines().find(|l| l.starts_with(&verdict)).ok_or(format!("group {name} never finished"))?;
-    let ok = text.lines().filter(|l| l.starts_with(&format!("m2: ok {name}/"))).count();
-    ensure!(line.ends_with(&format!("{ok} passed, 0 failed")), "verdict {line:?} disagrees with the {ok} checks seen");
-    ensure!(ok >= min, "only {ok} checks ran in group {name}, expected at least {min}");
-    Ok(())
 }
 
 /// Whether `lines` appear in the transcript in this order (others may
@@ -165,16 +152,6 @@ fn refusals(run: &Run) -> CheckResult {
     Ok(())
 }
 
-fn shared(t: &Target) -> impl Fn() -> Result<Arc<Run>, String> + Clone + Send + 'static {
-    let cell: Arc<OnceLock<Result<Arc<Run>, String>>> = Arc::new(OnceLock::new());
-    let t = t.clone();
-    move || cell.get_or_init(|| grading_boot(&t).map(Arc::new)).clone()
-}
-
-fn with_transcript(text: &str, r: CheckResult) -> CheckResult {
-    r.map_err(|e| format!("{e}\n--- console transcript ---\n{text}"))
-}
-
 /// The stage's own image: init spawns the menu's programs and exits.
 fn default_image(t: &Target) -> CheckResult {
     let mut m = Machine::boot(t.menu("menu")?)?;
@@ -197,12 +174,13 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
     let mut all = Vec::new();
     for t in targets {
         let name = |n: &str| format!("m2::{}::{n}", t.label);
-        let run = shared(t);
+        let tt = t.clone();
+        let run = once(move || grading_boot(&tt));
         for (g, min) in GROUPS {
             let run = run.clone();
             all.push(Trial::test(name(&format!("group_{g}")), move || {
                 let run = run()?;
-                Ok(with_transcript(&run.transcript, group(&run, g, min))?)
+                Ok(with_transcript(&run.transcript, group_verdict(&run.transcript, "m2", g, min))?)
             }));
         }
         let console: [(&str, Check); 5] = [

@@ -1,6 +1,9 @@
 //! Grading suites, one module per stage.
 
+use std::sync::{Arc, OnceLock};
+
 use crate::qemu::QemuConfig;
+use crate::{CheckResult, ensure};
 
 pub mod cpu_driver;
 pub mod m0;
@@ -24,4 +27,33 @@ impl Target {
     pub fn menu(&self, name: &str) -> Result<&QemuConfig, String> {
         self.menus.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| format!("no image for menu '{name}'"))
     }
+}
+
+/// `boot`, run once however many checks ask for its result: the checks of
+/// a suite share one grading boot.
+pub fn once<T: Send + Sync + 'static>(
+    boot: impl Fn() -> Result<T, String> + Send + Sync + 'static,
+) -> impl Fn() -> Result<Arc<T>, String> + Clone + Send + 'static {
+    let cell: Arc<OnceLock<Result<Arc<T>, String>>> = Arc::new(OnceLock::new());
+    let boot = Arc::new(boot);
+    move || cell.get_or_init(|| boot().map(Arc::new)).clone()
+}
+
+/// Checks the in-guest verdict of `group` of `stage` (`m1: ok GROUP/...`
+/// lines and `m1: GROUP done: N passed, 0 failed`): no failure, the
+/// verdict agrees with the checks printed, and at least `min` ran.
+pub fn group_verdict(text: &str, stage: &str, group: &str, min: usize) -> CheckResult {
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{stage}: FAILED {group}/"))).collect();
+    ensure!(failed.is_empty(), "failed checks:\n{}", failed.join("\n"));
+    let verdict = format!("{stage}: {group} done: ");
+    let line = text.lines().find(|l| l.starts_with(&verdict)).ok_or(format!("group {group} never finished"))?;
+    let ok = text.lines().filter(|l| l.starts_with(&format!("{stage}: ok {group}/"))).count();
+    ensure!(line.ends_with(&format!("{ok} passed, 0 failed")), "verdict {line:?} disagrees with the {ok} checks seen");
+    ensure!(ok >= min, "only {ok} checks ran in group {group}, expected at least {min}");
+    Ok(())
+}
+
+/// A failure with the console transcript appended.
+pub fn with_transcript(text: &str, r: CheckResult) -> CheckResult {
+    r.map_err(|e| format!("{e}\n--- console transcript ---\n{text}"))
 }
