@@ -109,7 +109,9 @@ numbered_enum! {
         /// On a VNode: map a capability into it. args: the capability
         /// (`CapRef::to_raw`), `entry | count << 16 | rights << 32` (rights as
         /// in `Rights`), offset into the capability, dest (`Dest`) for the
-        /// mapping capability. Deleting that mapping capability unmaps.
+        /// mapping capability. Deleting that mapping capability unmaps. An
+        /// executable mapping is made coherent with the instruction cache,
+        /// and one over `vspace::IMAGE_MAX` bytes is refused (`TooLong`).
         Map = 7,
         /// On a mapping capability: args: new rights (no more than it has).
         ModifyFlags = 8,

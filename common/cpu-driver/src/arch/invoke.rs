@@ -65,6 +65,11 @@ fn install(mdb: &mut Mdb, pa: u64, cap: Cap) {
     unsafe { cspace::put(mdb, pa, Cte::new(cap)) };
 }
 
+/// Most bytes one executable mapping may cover: the kernel cleans and
+/// invalidates the caches over all of it in one event, so its size bounds
+/// how long a user keeps the core in the kernel. The largest program image.
+const EXEC_MAP_MAX: u64 = kpi::vspace::IMAGE_MAX;
+
 fn is_vnode(ty: ObjType) -> bool {
     matches!(ty, ObjType::VNodeL0 | ObjType::VNodeL1 | ObjType::VNodeL2 | ObjType::VNodeL3)
 }
@@ -839,6 +844,10 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             let plan = map::check(&cap, &src, &req).map_err(cap_error)?;
             let first = usize::from(req.entry);
             let count = usize::from(req.count);
+            let exec_bytes = count as u64 * plan.entry_size;
+            if !plan.table && plan.mapping.rights.contains(Rights::EXECUTE) && exec_bytes > EXEC_MAP_MAX {
+                return Err(ErrorCode::TooLong);
+            }
             if table(cap.base)[first..first + count].iter().any(|&d| paging::is_valid(d)) {
                 return Err(ErrorCode::AlreadyMapped);
             }
@@ -857,7 +866,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             if !plan.table && plan.mapping.rights.contains(Rights::EXECUTE) {
                 // Code a parent wrote through another mapping (spawn):
                 // EL0 may not clean caches itself (SCTLR_EL1.UCI is 0).
-                mm::sync_icache(plan.pa, count as u64 * plan.entry_size);
+                mm::sync_icache(plan.pa, exec_bytes);
             }
             install(mdb, slot, plan.mapping);
             Ok([0; 3])
@@ -887,6 +896,8 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             flush_tlb();
             if rights.contains(Rights::EXECUTE) {
+                // At most EXEC_MAP_MAX: only a mapping made executable may
+                // become so again.
                 mm::sync_icache(cap.base, cap.size);
             }
             // SAFETY: the invoked slot.

@@ -193,6 +193,29 @@ fn run(args: &aos::Args) -> i32 {
     let kept = unsafe { ((table_va + 8) as *const u64).read_volatile() };
     c.is("the frame kept what was written before", kept, 0x6666);
 
+    // An executable mapping costs the kernel cache maintenance over all of
+    // it, so its size is bounded (64 MiB, the largest program image).
+    const RX: u8 = 5;
+    const MIB: u64 = 1 << 20;
+    match bi.regions().iter().find(|r| r.kind == aos::kpi::bootinfo::RegionKind::Free && r.size >= 80 * MIB) {
+        Some(big) => {
+            let big_ram = CapRef::slot(ROOTCN_SLOT_SUPERCN as u32, big.slot as u8);
+            // Above what the checks before used, if it is the same region.
+            let off = (big.base + 10 * MIB).next_multiple_of(2 * MIB) - big.base;
+            c.is("a 66 MiB frame", cap::retype(big_ram, d(220), ObjType::Frame, off, 66 * MIB, 1), Ok(1));
+            c.is(
+                "66 MiB executable is refused",
+                cap::map(s(1), s(220), 100, 33, RX, 0, d(221)),
+                Err(ErrorCode::TooLong),
+            );
+            c.is("64 MiB executable is taken", cap::map(s(1), s(220), 100, 32, RX, 0, d(221)), Ok(()));
+            c.is("66 MiB read-only is taken", cap::map(s(1), s(220), 200, 33, R, 0, d(222)), Ok(()));
+            c.is("and cannot be made executable", cap::modify_flags(s(222), RX), Err(ErrorCode::NoRights));
+            c.is("the frame and its mappings go", cap::delete(s(220)), Ok(()));
+        }
+        None => c.ok("80 MiB of RAM in one region", false, format_args!("none in bootinfo")),
+    }
+
     // Read-only from now on: the next write must fault.
     c.is("modify flags to read-only", cap::modify_flags(s(13), R), Ok(()));
     c.is("modify flags cannot add rights", cap::modify_flags(s(13), RW), Err(ErrorCode::NoRights));
