@@ -49,6 +49,8 @@ pub enum Error {
     /// The child's address space has no room for another mapping's `what`.
     ChildFull(&'static str),
     NoBootInfo,
+    /// A failure a test asked for (`Spawner::inject_spawn_failure`).
+    Injected,
     /// A bug in this crate, not the caller's fault.
     Internal(&'static str),
 }
@@ -66,6 +68,7 @@ impl core::fmt::Display for Error {
             Error::BadArguments(_) => f.write_str("the command line has an open quote or a trailing backslash"),
             Error::ChildFull(what) => write!(f, "the child's address space has no room for more {what}"),
             Error::NoBootInfo => f.write_str("spawn needs init's bootinfo"),
+            Error::Injected => f.write_str("a failure injected by a test"),
             Error::Internal(what) => write!(f, "internal error: {what}"),
         }
     }
@@ -273,6 +276,11 @@ impl api::Spawner for System {
             api::Spawner::stop(self, pid)?;
         }
         Ok(n)
+    }
+
+    fn inject_spawn_failure(&mut self, steps: u32) -> bool {
+        spawn::inject_failure(steps);
+        true
     }
 
     fn for_each(&mut self, f: &mut dyn FnMut(ProcInfo<'_>)) {

@@ -16,6 +16,8 @@
 //! visible only while a spawn runs; each process's PAGECN for its
 //! lifetime.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use aos::cap::{self, CapRef, Dest, ObjType};
 use aos::dispatcher::Dispatcher;
 use aos::kpi::args::ArgsPage;
@@ -154,10 +156,36 @@ impl Process {
     /// Retypes one `ty` object of `bytes` (0: the type's size) from the
     /// process's RAM into `dest`.
     fn make(&mut self, dest: Dest, ty: ObjType, bytes: u64, count: u64, doing: &'static str) -> Result<(), Error> {
+        failpoint()?;
         let size = if bytes == 0 { PAGE } else { bytes };
         let at = self.take(size * count)?;
         cap::retype(self.ram()?, dest, ty, at, bytes, count).map_err(|code| Error::Kernel { code, doing })?;
         Ok(())
+    }
+}
+
+/// Steps until an injected failure; 0: none armed.
+static FAIL_AFTER: AtomicU32 = AtomicU32::new(0);
+
+/// Makes the `steps`-th step of the next spawns fail (0: none), so a test
+/// can stop a spawn after every step in turn and see it leave nothing
+/// behind. A step is an object made, a frame filled, or a child mapping.
+pub fn inject_failure(steps: u32) {
+    FAIL_AFTER.store(steps, Ordering::Relaxed);
+}
+
+/// Counts a step; the armed one fails.
+pub(crate) fn failpoint() -> Result<(), Error> {
+    match FAIL_AFTER.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        1 => {
+            FAIL_AFTER.store(0, Ordering::Relaxed);
+            Err(Error::Injected)
+        }
+        n => {
+            FAIL_AFTER.store(n - 1, Ordering::Relaxed);
+            Ok(())
+        }
     }
 }
 
@@ -174,6 +202,7 @@ fn fill(
     bytes: u64,
     f: impl FnOnce(&mut [u8]),
 ) -> Result<(), Error> {
+    failpoint()?;
     let va = own.map_frame(mem, frame, bytes, MapFlags::READ_WRITE)?;
     // SAFETY: `bytes` at `va` were just mapped read-write to `frame`, a
     // new object of the child's that nothing runs on yet; the slice ends

@@ -231,6 +231,7 @@ impl ChildVSpace {
     /// (below [`CHILD_VADDR`]) are spawn's fixed layout, the rest must be
     /// free in the tree.
     pub fn map_fixed(&mut self, vaddr: u64, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<(), Error> {
+        crate::spawn::failpoint()?;
         let bytes = round(bytes)?;
         check_range(vaddr, bytes)?;
         let tracked = vaddr >= CHILD_VADDR.start;

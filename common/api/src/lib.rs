@@ -176,6 +176,15 @@ pub trait Spawner {
 
     /// Shows every process in the table, in table order.
     fn for_each(&mut self, f: &mut dyn FnMut(ProcInfo<'_>));
+
+    /// For graders: makes the `steps`-th internal step of the next spawn
+    /// fail (0 disarms), so that a spawn stopped at every step in turn can
+    /// be seen to give back everything. Returns whether the implementation
+    /// supports it.
+    fn inject_spawn_failure(&mut self, steps: u32) -> bool {
+        let _ = steps;
+        false
+    }
 }
 
 /// Everything M2 provides to its suite: spawn, the parent's address space,

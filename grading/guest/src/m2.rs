@@ -316,6 +316,40 @@ fn malformed<S: M2>(c: &mut Checks, s: &mut S, _bi: &BootInfo) {
     let mut after = 0;
     s.for_each(&mut |_| after += 1);
     c.is("no process was added", after, count);
+
+    // A spawn stopped after each of its steps in turn gives back all.
+    if !s.inject_spawn_failure(0) {
+        c.ok("the implementation can stop a spawn half way", false, format_args!("no failure injection"));
+        return;
+    }
+    let mut steps = 0;
+    let mut leaks = 0;
+    let mut first_leak = None;
+    for n in 1..200u32 {
+        s.inject_spawn_failure(n);
+        match s.spawn_load_cmdline("quiet") {
+            Err(_) => {
+                steps += 1;
+                let mut now = 0;
+                s.for_each(&mut |_| now += 1);
+                if avail(s) != start || now != count {
+                    leaks += 1;
+                    first_leak.get_or_insert(n);
+                }
+            }
+            Ok(pid) => {
+                // Past the last step: the spawn went through.
+                s.inject_spawn_failure(0);
+                wait_exit(s, pid, 20);
+                let _ = s.reap();
+                break;
+            }
+        }
+    }
+    s.inject_spawn_failure(0);
+    aos::println!("m2: a spawn was stopped after each of its {steps} steps");
+    c.ok("a spawn has many steps to stop at", steps >= 20, format_args!("only {steps}"));
+    c.is("stopping after any of them leaks nothing", (leaks, first_leak), (0, None));
 }
 
 fn cycles<S: M2>(c: &mut Checks, s: &mut S, _bi: &BootInfo) {

@@ -26,7 +26,7 @@ const GROUPS: [(&str, usize); 8] = [
     ("args", 9),
     ("bigframe", 6),
     ("stop", 6),
-    ("malformed", 15),
+    ("malformed", 17),
     ("cycles", 2),
     ("final", 2),
 ];
