@@ -35,6 +35,10 @@ pub enum Error {
     Range(RangeError),
     /// The module is not a program this system runs.
     Elf(BadElf),
+    /// Segment `n` asks for addresses spawn keeps for the stack, the
+    /// dispatcher frame, the paging state and the arguments, or for those
+    /// above level-0 entry 0, which the child's own allocations use.
+    SegmentInLayout(usize),
     Proc(ProcError),
     /// The kernel refused an invocation made while `doing` something.
     Kernel {
@@ -61,6 +65,10 @@ impl core::fmt::Display for Error {
             Error::Memory(e) => write!(f, "{e}"),
             Error::Range(e) => write!(f, "address space: {e}"),
             Error::Elf(e) => write!(f, "not a loadable program: {e}"),
+            Error::SegmentInLayout(n) => write!(
+                f,
+                "not a loadable program: segment {n} reaches into the addresses spawn keeps for the stack, frames and arguments"
+            ),
             Error::Proc(e) => write!(f, "{e}"),
             Error::Kernel { code, doing } => write!(f, "{code}, while {doing}"),
             Error::NoSuchModule => f.write_str("no boot module has that name"),
@@ -186,6 +194,9 @@ impl System {
             let image = unsafe { core::slice::from_raw_parts(va as *const u8, size as usize) };
             let r = (|| {
                 let prog = aos_elf::parse(image).map_err(Error::Elf)?;
+                if let Some(n) = spawn::segment_in_fixed_layout(&prog) {
+                    return Err(Error::SegmentInLayout(n));
+                }
                 let pid = procs.add(|pid, p| p.reset(pid, name))?;
                 let p = procs.get_mut(pid)?;
                 let built = pid_var(pid)

@@ -69,6 +69,20 @@ const CHILD_L2: [usize; 7] = [
 ];
 const L1_BYTES: u64 = L1_CNODE_MIN_SLOTS as u64 * CTE_SIZE;
 
+/// The addresses spawn maps for every program (stack and the guard page
+/// below it, dispatcher frame, paging-state page, arguments, and the
+/// bootinfo page init has there): no segment may reach into them.
+pub const FIXED_VADDR: core::ops::Range<u64> = (STACK_TOP - STACK_SIZE - PAGE)..(ARGS_VADDR + PAGE);
+
+/// The first segment of `prog` that reaches into [`FIXED_VADDR`] or above
+/// level-0 entry 0 (where a child's own allocations go).
+pub fn segment_in_fixed_layout(prog: &Program) -> Option<usize> {
+    prog.segments().iter().position(|s| {
+        let (start, end) = s.pages();
+        (start < FIXED_VADDR.end && FIXED_VADDR.start < end) || end > crate::vspace::CHILD_VADDR.start
+    })
+}
+
 /// Bytes of RAM a process built from `prog` takes.
 pub fn ram_bytes(prog: &Program) -> u64 {
     let segments: u64 = prog.segments().iter().map(|s| s.pages().1 - s.pages().0).sum();

@@ -6,6 +6,10 @@
 //! AArch64 executable, reads the layout with goblin, and patches a copy in
 //! place. Everything it does not mean to break stays as the linker wrote it,
 //! so a loader has exactly one thing to object to. Pure: no files, no I/O.
+//!
+//! All but one break the ELF itself. `stack` makes a well-formed ELF that
+//! asks for addresses spawn keeps for the stack: the ELF checker accepts
+//! it, and spawn must refuse it for its own reason.
 
 use goblin::elf::Elf;
 use goblin::elf::header::{EM_AARCH64, EM_X86_64, ET_EXEC};
@@ -32,11 +36,20 @@ pub enum Kind {
     Entry,
     Empty,
     Magic,
+    Stack,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Truncated, Kind::Machine, Kind::Overlap, Kind::HugeMemsz, Kind::Entry, Kind::Empty, Kind::Magic];
+    pub const ALL: [Kind; 8] = [
+        Kind::Truncated,
+        Kind::Machine,
+        Kind::Overlap,
+        Kind::HugeMemsz,
+        Kind::Entry,
+        Kind::Empty,
+        Kind::Magic,
+        Kind::Stack,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +60,7 @@ impl Kind {
             Kind::Entry => "entry",
             Kind::Empty => "empty",
             Kind::Magic => "magic",
+            Kind::Stack => "stack",
         }
     }
 
@@ -68,6 +82,7 @@ impl Kind {
             Kind::Entry => entry(elf),
             Kind::Empty => empty(elf),
             Kind::Magic => magic(elf),
+            Kind::Stack => stack(elf),
         }
     }
 }
@@ -176,6 +191,24 @@ pub fn overlap(elf: &[u8]) -> Result<Vec<u8>, String> {
     let mut b = elf.to_vec();
     put_u64(&mut b, second.at + P_VADDR, vaddr);
     put_u64(&mut b, second.at + P_PADDR, vaddr);
+    Ok(b)
+}
+
+/// The last segment moves to the bottom of the stack's range
+/// (`kpi::vspace`), keeping its page offset: a sound ELF whose memory
+/// collides with what spawn maps for every program.
+pub fn stack(elf: &[u8]) -> Result<Vec<u8>, String> {
+    use kpi::vspace::{STACK_SIZE, STACK_TOP};
+    let l = layout(elf)?;
+    let last = *l.loads.last().expect("layout() found one");
+    let vaddr = STACK_TOP - STACK_SIZE + last.offset % PAGE;
+    let others_end = l.loads[..l.loads.len() - 1].iter().map(|s| s.vaddr + s.memsz).max().unwrap_or(0);
+    if others_end > STACK_TOP - STACK_SIZE {
+        return Err("another segment already reaches the stack's range".into());
+    }
+    let mut b = elf.to_vec();
+    put_u64(&mut b, last.at + P_VADDR, vaddr);
+    put_u64(&mut b, last.at + P_PADDR, vaddr);
     Ok(b)
 }
 
@@ -363,19 +396,34 @@ mod tests {
     }
 
     #[test]
+    fn stack_is_a_sound_elf_that_reaches_into_the_stack() {
+        use kpi::vspace::{STACK_SIZE, STACK_TOP};
+        let good = sample();
+        let bad = stack(&good).unwrap();
+        let prog = cpu_driver::elf::parse(&bad).expect("the ELF checker accepts it");
+        let last = prog.segments().last().unwrap();
+        let (start, end) = last.pages();
+        assert!(start < STACK_TOP && STACK_TOP - STACK_SIZE < end, "{start:#x}..{end:#x} misses the stack");
+        assert_eq!(good.len(), bad.len());
+    }
+
+    #[test]
     fn the_kernel_refuses_each_for_the_intended_reason() {
         let good = sample();
+        // `stack` is a sound ELF: spawn, not the checker, refuses it.
         let want = |k: Kind| match k {
-            Kind::Truncated => BadElf::SegmentFile(0),
-            Kind::Machine => BadElf::NotAarch64(62),
-            Kind::Overlap => BadElf::Overlap(0, 1),
-            Kind::HugeMemsz => BadElf::SegmentSize(0),
-            Kind::Entry => BadElf::EntryOutsideCode(0x40_4000),
-            Kind::Empty => BadElf::TooShort,
-            Kind::Magic => BadElf::Magic,
+            Kind::Truncated => Some(BadElf::SegmentFile(0)),
+            Kind::Machine => Some(BadElf::NotAarch64(62)),
+            Kind::Overlap => Some(BadElf::Overlap(0, 1)),
+            Kind::HugeMemsz => Some(BadElf::SegmentSize(0)),
+            Kind::Entry => Some(BadElf::EntryOutsideCode(0x40_4000)),
+            Kind::Empty => Some(BadElf::TooShort),
+            Kind::Magic => Some(BadElf::Magic),
+            Kind::Stack => None,
         };
         for k in Kind::ALL {
-            assert_eq!(cpu_driver::elf::parse(&k.apply(&good).unwrap()), Err(want(k)), "{}", k.name());
+            let Some(want) = want(k) else { continue };
+            assert_eq!(cpu_driver::elf::parse(&k.apply(&good).unwrap()), Err(want), "{}", k.name());
         }
     }
 
@@ -399,6 +447,6 @@ mod tests {
             assert_eq!(Kind::from_name(k.name()), Some(k));
         }
         assert_eq!(Kind::from_name("bogus"), None);
-        assert_eq!(Kind::names(), "truncated, machine, overlap, huge-memsz, entry, empty, magic");
+        assert_eq!(Kind::names(), "truncated, machine, overlap, huge-memsz, entry, empty, magic, stack");
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! A `corrupt` line packs program PROGRAM's ELF, made malformed as KIND
 //! (`corrupt::Kind`: truncated, machine, overlap, huge-memsz, entry, empty,
-//! magic), as a module named NAME; its command line is everything from NAME
+//! magic, stack), as a module named NAME; its command line is everything from NAME
 //! on, verbatim as for `module`. Grading suites spawn these to check that
 //! malformed programs are refused.
 
@@ -156,7 +156,7 @@ mod tests {
     fn names_the_bad_corrupt_line() {
         assert_eq!(
             parse("kernel k\nmodule init\ncorrupt bogus hello h\n").unwrap_err(),
-            "line 3: unknown corruption 'bogus' (truncated, machine, overlap, huge-memsz, entry, empty, magic)"
+            "line 3: unknown corruption 'bogus' (truncated, machine, overlap, huge-memsz, entry, empty, magic, stack)"
         );
         for line in ["corrupt", "corrupt machine", "corrupt machine hello", "corrupt machine hello  "] {
             assert_eq!(

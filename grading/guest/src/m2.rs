@@ -22,8 +22,16 @@ pub const CHILD_SEED: u64 = 0xc41d_0000_0000_0002;
 /// The shared frame's size (the 64 MiB).
 pub const BIG_BYTES: u64 = 64 << 20;
 /// The malformed modules the grading menu carries, by corruption.
-pub const MALFORMED: [&str; 7] =
-    ["bad-truncated", "bad-machine", "bad-overlap", "bad-huge-memsz", "bad-entry", "bad-empty", "bad-magic"];
+pub const MALFORMED: [&str; 8] = [
+    "bad-truncated",
+    "bad-machine",
+    "bad-overlap",
+    "bad-huge-memsz",
+    "bad-entry",
+    "bad-empty",
+    "bad-magic",
+    "bad-stack",
+];
 /// Spawn/exit cycles of the endurance group.
 pub const CYCLES: u32 = 1000;
 /// Processes started at once.

@@ -26,7 +26,7 @@ const GROUPS: [(&str, usize); 8] = [
     ("args", 9),
     ("bigframe", 6),
     ("stop", 6),
-    ("malformed", 17),
+    ("malformed", 19),
     ("cycles", 2),
     ("final", 2),
 ];
@@ -140,6 +140,7 @@ fn refusals(run: &Run) -> CheckResult {
         "not in an executable segment",
         "shorter than an ELF header",
         "no ELF magic",
+        "reaches into the addresses spawn keeps",
     ];
     for (name, reason) in MALFORMED.iter().zip(reasons) {
         let line = run
