@@ -969,6 +969,18 @@ impl AddressRanges {
         self.free.nodes.grow(mem)
     }
 
+    /// Forgets every range and every node chunk, in place, as `new` would
+    /// make it (too large to build on a small stack and move).
+    pub fn clear(&mut self) {
+        let r = &mut self.free;
+        r.nodes.clear();
+        r.tree = None;
+        r.heads = [None; CLASSES];
+        r.nonempty = 0;
+        r.count = 0;
+        r.bytes = 0;
+    }
+
     /// Nodes available before the slab must grow.
     pub fn nodes_free(&self) -> usize {
         self.free.nodes.free_count()
@@ -2006,6 +2018,20 @@ mod tests {
             assert_eq!(op(r).unwrap_err(), want);
             assert_eq!((list(r), r.nodes_free()), (before, nodes), "a refused operation changed something");
             ok(r);
+        }
+
+        #[test]
+        fn clear_forgets_ranges_and_nodes() {
+            let mut r = ranges(4);
+            r.add(0x1_0000, 4 * P).unwrap();
+            r.alloc(P, P).unwrap();
+            r.clear();
+            assert_eq!((r.count(), r.free_bytes(), r.nodes_free()), (0, 0, 0));
+            assert_eq!(r.add(0x1_0000, P), Err(RangeError::NoNodes), "the old chunk is gone too");
+            r.grow_nodes(chunk(2)).unwrap();
+            r.add(0x1_0000, P).unwrap();
+            assert_eq!(list(&r), [(0x1_0000, P)]);
+            ok(&r);
         }
 
         #[test]

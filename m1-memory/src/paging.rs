@@ -107,11 +107,18 @@ impl PagingState {
         vroot: CapRef,
         first: &'static mut [core::mem::MaybeUninit<Entry<Table>>],
     ) -> Result<(), GrowError> {
-        self.tables = Slab::new();
+        self.tables.clear();
         self.tables.grow(first)?;
         let root = Table { cap: vroot, entries: [EMPTY; ENTRIES] };
         self.root = self.tables.alloc(root).map_err(|_| GrowError::BadChunk)?;
         Ok(())
+    }
+
+    /// Forgets everything, in place: the state is unstarted again, and
+    /// the memory its shadow tables were in is the caller's.
+    pub fn forget(&mut self) {
+        self.tables.clear();
+        self.root = Idx::from_raw(0);
     }
 
     pub fn tables_free(&self) -> usize {

@@ -73,6 +73,7 @@ const L1_BYTES: u64 = L1_CNODE_MIN_SLOTS as u64 * CTE_SIZE;
 /// below it, dispatcher frame, paging-state page, arguments, and the
 /// bootinfo page init has there): no segment may reach into them.
 pub const FIXED_VADDR: core::ops::Range<u64> = (STACK_TOP - STACK_SIZE - PAGE)..(ARGS_VADDR + PAGE);
+const _: () = assert!(aos::kpi::vspace::USER_MIN < FIXED_VADDR.start && FIXED_VADDR.end <= 1 << 39);
 
 /// The first segment of `prog` that reaches into [`FIXED_VADDR`] or above
 /// level-0 entry 0 (where a child's own allocations go).

@@ -188,8 +188,8 @@ impl ChildVSpace {
     /// Forgets the child (before init unmaps the memory the state used).
     pub fn stop(&mut self) {
         self.layout = None;
-        self.paging = PagingState::unstarted();
-        self.ranges = AddressRanges::new();
+        self.paging.forget();
+        self.ranges.clear();
     }
 
     /// Starts the state for the empty L0 table in slot 0 of the PAGECN the
@@ -212,7 +212,7 @@ impl ChildVSpace {
         self.paging
             .start_empty(CapRef::slot(pagecn, 0), slab::carve::<Table>(t))
             .map_err(|_| Error::Internal("shadow table chunk refused"))?;
-        self.ranges = AddressRanges::new();
+        self.ranges.clear();
         self.ranges.grow_nodes(slab::carve::<Node>(n)).map_err(|_| Error::Internal("range chunk refused"))?;
         self.ranges.add(CHILD_VADDR.start, CHILD_VADDR.end - CHILD_VADDR.start)?;
         layout.init();
@@ -330,6 +330,49 @@ impl Resources for ChildResources {
         // Its page of the child's RAM stays used until the child goes.
         if cap::delete(vnode).is_ok() {
             self.free_slot(vnode);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::FIXED_VADDR;
+    use aos::kpi::vspace::{ARGS_VADDR, DISPFRAME_VADDR, PAGING_STATE_VADDR, STACK_SIZE, STACK_TOP};
+
+    #[test]
+    fn blocks_are_placed_on_block_boundaries_only_when_asked_and_large_enough() {
+        let rw = MapFlags::READ_WRITE;
+        assert_eq!(placement(BLOCK, rw | MapFlags::LARGE), BLOCK);
+        assert_eq!(placement(64 << 20, rw | MapFlags::LARGE), BLOCK);
+        assert_eq!(placement(BLOCK - PAGE, rw | MapFlags::LARGE), PAGE, "smaller than a block");
+        assert_eq!(placement(64 << 20, rw), PAGE, "not asked");
+    }
+
+    #[test]
+    fn sizes_round_up_to_pages_and_zero_is_refused() {
+        assert_eq!(round(1).unwrap(), PAGE);
+        assert_eq!(round(PAGE).unwrap(), PAGE);
+        assert_eq!(round(PAGE + 1).unwrap(), 2 * PAGE);
+        assert!(round(0).is_err());
+        assert!(round(u64::MAX).is_err(), "rounding would wrap");
+    }
+
+    #[test]
+    fn the_fixed_layout_is_disjoint_from_what_allocators_hand_out() {
+        let fixed = [
+            (STACK_TOP - STACK_SIZE, STACK_SIZE),
+            (DISPFRAME_VADDR, PAGE),
+            (PAGING_STATE_VADDR, PAGE),
+            (ARGS_VADDR, PAGE),
+        ];
+        for (i, &(va, bytes)) in fixed.iter().enumerate() {
+            assert!(check_range(va, bytes).is_ok(), "{va:#x} is a user range");
+            assert!(FIXED_VADDR.start <= va && va + bytes <= FIXED_VADDR.end, "{va:#x} is kept from segments");
+            assert!(va + bytes <= CHILD_VADDR.start, "{va:#x} lies below the child's allocations");
+            for &(other, obytes) in &fixed[i + 1..] {
+                assert!(va + bytes <= other || other + obytes <= va, "{va:#x} and {other:#x} overlap");
+            }
         }
     }
 }

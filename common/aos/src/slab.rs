@@ -93,6 +93,19 @@ impl<T> Slab<T> {
         self.capacity - self.free
     }
 
+    /// Forgets every chunk and object, in place (a slab is too large to
+    /// replace by a new one on a small stack). The chunks' memory is the
+    /// caller's again; nothing in it is dropped.
+    pub fn clear(&mut self) {
+        for c in &mut self.chunks[..self.nchunks] {
+            *c = None;
+        }
+        self.nchunks = 0;
+        self.free_head = NONE;
+        self.free = 0;
+        self.capacity = 0;
+    }
+
     /// Adds a chunk of memory; every slot in it becomes free.
     pub fn grow(&mut self, mem: &'static mut [MaybeUninit<Entry<T>>]) -> Result<(), GrowError> {
         if self.nchunks == CHUNKS_MAX {
@@ -220,6 +233,22 @@ mod tests {
         assert_eq!(s.free_count(), 2);
         // A freed slot is reused.
         assert_eq!(s.alloc(5).unwrap(), ids[1]);
+    }
+
+    #[test]
+    fn a_cleared_slab_is_empty_and_grows_again() {
+        let mut s: Slab<u64> = Slab::new();
+        for _ in 0..CHUNKS_MAX {
+            s.grow(chunk(1)).unwrap();
+        }
+        s.alloc(3).unwrap();
+        assert!(!s.has_room());
+        s.clear();
+        assert_eq!((s.free_count(), s.used(), s.capacity(), s.has_room()), (0, 0, 0, true));
+        assert_eq!(s.alloc(4), Err(4), "no chunk left");
+        s.grow(chunk(2)).unwrap();
+        let i = s.alloc(5).unwrap();
+        assert_eq!((*s.get(i), s.capacity()), (5, 2));
     }
 
     #[test]
