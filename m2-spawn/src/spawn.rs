@@ -168,8 +168,9 @@ impl Process {
         self.ram.ok_or(Error::Internal("no RAM yet"))
     }
 
-    /// Retypes one `ty` object of `bytes` (0: the type's size) from the
-    /// process's RAM into `dest`.
+    /// Retypes `count` `ty` objects of `bytes` each from the process's RAM
+    /// into consecutive slots from `dest`; `bytes` is 0 for the fixed-size
+    /// types spawn makes (tables, dispatchers), which are a page each.
     fn make(&mut self, dest: Dest, ty: ObjType, bytes: u64, count: u64, doing: &'static str) -> Result<(), Error> {
         failpoint()?;
         let size = if bytes == 0 { PAGE } else { bytes };
