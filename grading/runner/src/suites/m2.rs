@@ -160,7 +160,10 @@ fn default_image(t: &Target) -> CheckResult {
     let text = m.transcript();
     let r = (|| {
         in_order(&text, &hello_lines(&["hello", "Hello, world", "from", "a child's", "arguments!"]))?;
-        ensure!(text.contains("init: 2 processes ran and were reclaimed"), "init did not reclaim both children");
+        ensure!(
+            text.contains("init: 2 processes ran and were reclaimed; all their memory is free again"),
+            "init did not reclaim both children, or memory did not come back"
+        );
         ensure!(!text.contains("m2: "), "grading ran in the stage's own image");
         ensure!(status.code() == Some(NOTHING_TO_RUN), "QEMU exit status {:?}", status.code());
         Ok(())
