@@ -64,7 +64,7 @@ impl Default for Mdb {
 }
 
 fn order(s: &impl Store, a: Id, b: Id) -> Ordering {
-    s.cap(a).order_key().cmp(&s.cap(b).order_key()).then(a.cmp(&b))
+    s.cap(a).order_cmp(s.cap(b)).then(a.cmp(&b))
 }
 
 fn level(s: &impl Store, t: Id) -> u8 {
@@ -287,29 +287,24 @@ impl Mdb {
     /// Calls `f` on every entry whose order key equals that of `cap`
     /// (its copies, and `cap`'s own entry if present).
     pub fn with_key(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
-        fn go(
-            s: &impl Store,
-            t: Id,
-            key: &(u64, core::cmp::Reverse<u64>, u8, u8, crate::cap::Extra),
-            f: &mut impl FnMut(Id) -> ControlFlow<()>,
-        ) -> ControlFlow<()> {
+        fn go(s: &impl Store, t: Id, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
             if t == NIL {
                 return ControlFlow::Continue(());
             }
             let Links { left, right, .. } = *s.links(t);
-            let k = s.cap(t).order_key();
-            if k >= *key {
-                go(s, left, key, f)?;
+            let k = s.cap(t).order_cmp(cap);
+            if k.is_ge() {
+                go(s, left, cap, f)?;
             }
-            if k == *key {
+            if k.is_eq() {
                 f(t)?;
             }
-            if k <= *key {
-                go(s, right, key, f)?;
+            if k.is_le() {
+                go(s, right, cap, f)?;
             }
             ControlFlow::Continue(())
         }
-        go(s, self.root, &cap.order_key(), f)
+        go(s, self.root, cap, f)
     }
 
     /// Whether another entry holds a copy of entry `id`'s capability.
