@@ -67,6 +67,38 @@ fn order(s: &impl Store, a: Id, b: Id) -> Ordering {
     s.cap(a).order_cmp(s.cap(b)).then(a.cmp(&b))
 }
 
+/// The entry an insertion or removal looks for, with its base, size and
+/// end read once: most levels of the search then compare registers only.
+#[derive(Clone, Copy)]
+struct Probe {
+    id: Id,
+    base: u64,
+    size: u64,
+    end: u64,
+}
+
+impl Probe {
+    fn of(s: &impl Store, id: Id) -> Probe {
+        let c = s.cap(id);
+        Probe { id, base: c.base, size: c.size, end: c.end() }
+    }
+
+    /// [`order`] of the probed entry against `t`.
+    #[inline]
+    fn cmp(self, s: &impl Store, t: Id) -> Ordering {
+        let c = s.cap(t);
+        if self.base != c.base {
+            self.base.cmp(&c.base)
+        } else if self.size != c.size {
+            c.size.cmp(&self.size)
+        } else if self.id == t {
+            Ordering::Equal
+        } else {
+            order(s, self.id, t)
+        }
+    }
+}
+
 fn level(s: &impl Store, t: Id) -> u8 {
     if t == NIL { 0 } else { s.links(t).level }
 }
@@ -84,7 +116,9 @@ fn update(s: &mut impl Store, t: Id) {
     s.links_mut(t).max_end = m;
 }
 
-/// Right rotation when a left child has the same level.
+/// Right rotation when a left child has the same level. A rotation keeps
+/// the set of entries below the subtree's root, so only the two rotated
+/// nodes' `max_end` are recomputed: callers keep `t`'s up to date before.
 fn skew(s: &mut impl Store, t: Id) -> Id {
     if t == NIL {
         return t;
@@ -119,95 +153,136 @@ fn split(s: &mut impl Store, t: Id) -> Id {
     t
 }
 
-fn insert_at(s: &mut impl Store, t: Id, id: Id) -> Id {
+fn insert_at(s: &mut impl Store, t: Id, p: Probe) -> Id {
     if t == NIL {
-        let end = s.cap(id).end();
-        *s.links_mut(id) = Links { left: NIL, right: NIL, level: 1, max_end: end };
-        return id;
+        *s.links_mut(p.id) = Links { left: NIL, right: NIL, level: 1, max_end: p.end };
+        return p.id;
     }
-    if order(s, id, t) == Ordering::Less {
-        let l = insert_at(s, s.links(t).left, id);
+    if p.cmp(s, t) == Ordering::Less {
+        let l = insert_at(s, s.links(t).left, p);
         s.links_mut(t).left = l;
     } else {
-        let r = insert_at(s, s.links(t).right, id);
+        let r = insert_at(s, s.links(t).right, p);
         s.links_mut(t).right = r;
     }
-    update(s, t);
+    // The subtree gained one entry: its highest end can only grow to it.
+    let m = &mut s.links_mut(t).max_end;
+    *m = (*m).max(p.end);
     let t = skew(s, t);
     split(s, t)
 }
 
-fn min_of(s: &impl Store, mut t: Id) -> Id {
-    while s.links(t).left != NIL {
-        t = s.links(t).left;
-    }
-    t
-}
-
-fn max_of(s: &impl Store, mut t: Id) -> Id {
-    while s.links(t).right != NIL {
-        t = s.links(t).right;
-    }
-    t
-}
-
-fn remove_at(s: &mut impl Store, t: Id, id: Id) -> Id {
-    if t == NIL {
-        return NIL;
-    }
-    let mut t = t;
-    match order(s, id, t) {
-        Ordering::Less => {
-            let l = remove_at(s, s.links(t).left, id);
-            s.links_mut(t).left = l;
-        }
-        Ordering::Greater => {
-            let r = remove_at(s, s.links(t).right, id);
-            s.links_mut(t).right = r;
-        }
-        Ordering::Equal => {
-            let Links { left, right, level, .. } = *s.links(t);
-            *s.links_mut(t) = Links::EMPTY;
-            if left == NIL && right == NIL {
-                return NIL;
-            }
-            // Put the in-order neighbour in t's place: the entries are the
-            // nodes, so they are relinked rather than their keys swapped.
-            let (sub, new_left, new_right) = if left == NIL {
-                let succ = min_of(s, right);
-                (succ, NIL, remove_at(s, right, succ))
-            } else {
-                let pred = max_of(s, left);
-                (pred, remove_at(s, left, pred), right)
-            };
-            *s.links_mut(sub) = Links { left: new_left, right: new_right, level, max_end: 0 };
-            t = sub;
-        }
-    }
-    // Rebalance (Andersson's deletion).
-    let (l, r) = (s.links(t).left, s.links(t).right);
-    let should = level(s, l).min(level(s, r)) + 1;
-    if should < level(s, t) {
+/// Andersson's rebalancing of `t` after its subtree lost an entry; `t`'s
+/// children are balanced and their `max_end` current. Returns the root.
+fn rebalance(s: &mut impl Store, t: Id) -> Id {
+    let Links { left, right, level: lv, .. } = *s.links(t);
+    let should = level(s, left).min(level(s, right)) + 1;
+    if should < lv {
         s.links_mut(t).level = should;
-        if should < level(s, r) {
-            s.links_mut(r).level = should;
+        if should < level(s, right) {
+            s.links_mut(right).level = should;
         }
     }
     update(s, t);
-    t = skew(s, t);
+    // From here only rotations: each keeps its subtree's entries, and so
+    // the `max_end` of every node it does not move.
+    let t = skew(s, t);
     let r = skew(s, s.links(t).right);
     s.links_mut(t).right = r;
     if r != NIL {
         let rr = skew(s, s.links(r).right);
         s.links_mut(r).right = rr;
-        update(s, r);
     }
-    update(s, t);
-    t = split(s, t);
+    let t = split(s, t);
     let r = split(s, s.links(t).right);
     s.links_mut(t).right = r;
-    update(s, t);
     t
+}
+
+/// [`rebalance`] of `t` after a removal in its left (`right` false) or
+/// right subtree, which was at level `was` before, of an entry that ended
+/// at `gone_end`. Most removals leave that subtree as high as it was, and
+/// then Andersson's steps have little to do: `t` keeps its level, the
+/// other subtree was not touched, and a balanced subtree needs no skew or
+/// split at its own root. What can remain is a split of `t`, if its right
+/// child is level with it and that child's new right spine now is too;
+/// and `t`'s `max_end`, if the entry gone could have been the maximum.
+fn rebalance_side(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64) -> Id {
+    let l = *s.links(t);
+    if level(s, if right { l.right } else { l.left }) != was {
+        return rebalance(s, t);
+    }
+    if gone_end >= l.max_end {
+        update(s, t);
+    }
+    if right && was == l.level { split(s, t) } else { t }
+}
+
+/// Takes entry `t` out of its subtree; returns the subtree's new root. The
+/// in-order neighbour takes `t`'s place: the entries are the nodes, so
+/// they are relinked rather than their keys swapped.
+fn unlink(s: &mut impl Store, t: Id) -> Id {
+    let Links { left, right, level, .. } = *s.links(t);
+    *s.links_mut(t) = Links::EMPTY;
+    if left == NIL && right == NIL {
+        return NIL;
+    }
+    let (sub, new_left, new_right) = if left == NIL {
+        let (succ, rest) = remove_min(s, right);
+        (succ, NIL, rest)
+    } else {
+        let (pred, rest) = remove_max(s, left);
+        (pred, rest, right)
+    };
+    *s.links_mut(sub) = Links { left: new_left, right: new_right, level, max_end: 0 };
+    rebalance(s, sub)
+}
+
+/// Removes the first entry of subtree `t`: returns it and the new root.
+/// (The path a search for that entry takes, without comparing.)
+fn remove_min(s: &mut impl Store, t: Id) -> (Id, Id) {
+    let l = s.links(t).left;
+    if l == NIL {
+        return (t, unlink(s, t));
+    }
+    let was = level(s, l);
+    let (min, l) = remove_min(s, l);
+    s.links_mut(t).left = l;
+    (min, rebalance_side(s, t, false, was, u64::MAX))
+}
+
+/// Removes the last entry of subtree `t`: returns it and the new root.
+fn remove_max(s: &mut impl Store, t: Id) -> (Id, Id) {
+    let r = s.links(t).right;
+    if r == NIL {
+        return (t, unlink(s, t));
+    }
+    let was = level(s, r);
+    let (max, r) = remove_max(s, r);
+    s.links_mut(t).right = r;
+    (max, rebalance_side(s, t, true, was, u64::MAX))
+}
+
+fn remove_at(s: &mut impl Store, t: Id, p: Probe) -> Id {
+    if t == NIL {
+        return NIL;
+    }
+    let Links { left, right, .. } = *s.links(t);
+    match p.cmp(s, t) {
+        Ordering::Less => {
+            let was = level(s, left);
+            let l = remove_at(s, left, p);
+            s.links_mut(t).left = l;
+            rebalance_side(s, t, false, was, p.end)
+        }
+        Ordering::Greater => {
+            let was = level(s, right);
+            let r = remove_at(s, right, p);
+            s.links_mut(t).right = r;
+            rebalance_side(s, t, true, was, p.end)
+        }
+        Ordering::Equal => unlink(s, t),
+    }
 }
 
 impl Mdb {
@@ -225,13 +300,13 @@ impl Mdb {
 
     /// Adds entry `id` (its capability already in the store).
     pub fn insert(&mut self, s: &mut impl Store, id: Id) {
-        self.root = insert_at(s, self.root, id);
+        self.root = insert_at(s, self.root, Probe::of(s, id));
         self.len += 1;
     }
 
     /// Removes entry `id`, which must be in the tree.
     pub fn remove(&mut self, s: &mut impl Store, id: Id) {
-        self.root = remove_at(s, self.root, id);
+        self.root = remove_at(s, self.root, Probe::of(s, id));
         self.len -= 1;
     }
 
