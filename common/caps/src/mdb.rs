@@ -285,6 +285,20 @@ fn remove_at(s: &mut impl Store, t: Id, p: Probe) -> Id {
     }
 }
 
+fn min_of(s: &impl Store, mut t: Id) -> Id {
+    while s.links(t).left != NIL {
+        t = s.links(t).left;
+    }
+    t
+}
+
+fn max_of(s: &impl Store, mut t: Id) -> Id {
+    while s.links(t).right != NIL {
+        t = s.links(t).right;
+    }
+    t
+}
+
 impl Mdb {
     pub const fn new() -> Self {
         Mdb { root: NIL, len: 0 }
@@ -383,19 +397,89 @@ impl Mdb {
     }
 
     /// Whether another entry holds a copy of entry `id`'s capability.
+    /// Copies share an order key and the tree orders equal keys by id, so
+    /// they sit next to each other: it is enough to look at `id`'s two
+    /// neighbours, found with one search from the root.
     pub fn has_copies(&self, s: &impl Store, id: Id) -> bool {
-        let cap = *s.cap(id);
-        self.with_key(s, &cap, &mut |o| if o != id { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-            .is_break()
+        let p = Probe::of(s, id);
+        let (mut before, mut after) = (NIL, NIL);
+        let mut t = self.root;
+        while t != NIL {
+            let Links { left, right, .. } = *s.links(t);
+            match p.cmp(s, t) {
+                Ordering::Less => (after, t) = (t, left),
+                Ordering::Greater => (before, t) = (t, right),
+                Ordering::Equal => {
+                    if left != NIL {
+                        before = max_of(s, left);
+                    }
+                    if right != NIL {
+                        after = min_of(s, right);
+                    }
+                    break;
+                }
+            }
+        }
+        let cap = s.cap(id);
+        let copy = |o: Id| o != NIL && s.cap(o).order_cmp(cap).is_eq();
+        copy(before) || copy(after)
     }
 
     /// Calls `f` on every descendant of `cap` in the tree.
+    ///
+    /// A descendant lies inside `cap`, so it starts in `[cap.base, end)`:
+    /// the walk goes straight to the first entry at `cap.base` and on in
+    /// order until one starts at `end`. (An interval walk would also
+    /// climb into every subtree that holds an ancestor reaching `cap`.)
     pub fn descendants(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
-        // Descendants lie inside `cap` (zero-sized ones at its base).
         let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
-        self.walk_range(s, cap.base, end, true, &mut |o| {
+        self.walk_bases(s, cap.base, end, &mut |o| {
             if cap.is_ancestor_of(s.cap(o)) { f(o) } else { ControlFlow::Continue(()) }
         })
+    }
+
+    /// Calls `f` on every entry whose base lies in `[start, end)`, in
+    /// order, until it breaks. The tree is ordered by base first, so this
+    /// is a search for `start` and a walk on from there.
+    fn walk_bases(
+        &self,
+        s: &impl Store,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(Id) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        /// `Break(true)`: `f` broke; `Break(false)`: an entry at `end` was
+        /// reached, so every later one is past it too.
+        fn go(
+            s: &impl Store,
+            t: Id,
+            range: (u64, u64),
+            f: &mut impl FnMut(Id) -> ControlFlow<()>,
+        ) -> ControlFlow<bool> {
+            let mut t = t;
+            while t != NIL {
+                let Links { left, right, .. } = *s.links(t);
+                let base = s.cap(t).base;
+                // Below `start`, so is everything to the left.
+                if base >= range.0 {
+                    if left != NIL {
+                        go(s, left, range, f)?;
+                    }
+                    if base >= range.1 {
+                        return ControlFlow::Break(false);
+                    }
+                    if f(t).is_break() {
+                        return ControlFlow::Break(true);
+                    }
+                }
+                t = right;
+            }
+            ControlFlow::Continue(())
+        }
+        match go(s, self.root, (start, end), f) {
+            ControlFlow::Break(true) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        }
     }
 
     /// Calls `f` on every ancestor of `cap` in the tree.

@@ -98,6 +98,16 @@ impl World {
                 let _ = m.ancestors(a, &c, &mut |i| f(i));
             });
             assert_eq!(desc, want_desc, "descendants of {c:?}");
+            // In database order, which callers rely on (pieces of a frame
+            // come before the mappings inside them).
+            let mut in_order = Vec::new();
+            let _ = self.mdb.descendants(&self.a, &c, &mut |i| {
+                in_order.push(i);
+                ControlFlow::Continue(())
+            });
+            let mut want_order: Vec<Id> = want_desc.iter().copied().collect();
+            want_order.sort_by(|&x, &y| order(&self.a, x, y));
+            assert_eq!(in_order, want_order, "descendants of {c:?} in order");
             assert_eq!(anc, want_anc, "ancestors of {c:?}");
             assert_eq!(self.mdb.has_copies(&self.a, id), want_copy, "copies of {c:?}");
             let over = self.collect(|m, a, f| {
