@@ -5,7 +5,7 @@
 use core::cell::RefCell;
 use core::ops::ControlFlow;
 
-use caps::mdb::{Id, Mdb};
+use caps::mdb::{Id, Mdb, Store};
 use caps::types::{self, CTE_SIZE};
 use caps::{Cap, CapError, Extra, ObjType, Rights, map, retype};
 use cpu_driver::paging::{self, Attributes, Memory, Table};
@@ -279,12 +279,13 @@ impl Batch {
 fn first_occupied(cnode: &Cap, rank: impl Fn(u64, &Cap) -> u8) -> Option<u64> {
     let mut best: Option<(u8, u64)> = None;
     for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
-        // SAFETY: slots of a live CNode.
-        let c = unsafe { cspace::cte_at(pa) }.cap;
+        // SAFETY: slots of a live CNode. Read in place: a copy of each
+        // slot's capability would cost a `memcpy` call per slot scanned.
+        let c = &unsafe { cspace::cte_at(pa) }.cap;
         if c.objtype == ObjType::Null {
             continue;
         }
-        let r = rank(pa, &c);
+        let r = rank(pa, c);
         if r == 0 {
             return Some(pa);
         }
@@ -522,12 +523,13 @@ fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), Er
 /// ancestor of the same kind (a larger frame), which then justifies all.
 fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let db: &Mdb = mdb;
-    // Asked only once a mapping needs it: most frames have none.
+    // Asked only once a mapping needs it: most frames have none. For the
+    // same reason the batch (zeroed when made) is made at the first.
     let mut covered = None;
-    let mut doomed = Batch::up_to(budget.deletions);
+    let mut doomed = None;
     let mut pieces_end = 0;
     let _ = db.descendants(&Ctes, cap, &mut |m| {
-        let mc = cap_of(m);
+        let mc = Ctes.cap(m);
         // A piece of `cap` (a sub-frame): each mapping type records
         // mappings of exactly one type, so same type is same kind.
         if mc.objtype == cap.objtype {
@@ -547,8 +549,13 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budge
             })
             .is_break()
         });
-        if by_ancestor { ControlFlow::Break(()) } else { doomed.push(m) }
+        if by_ancestor {
+            ControlFlow::Break(())
+        } else {
+            doomed.get_or_insert_with(|| Batch::up_to(budget.deletions)).push(m)
+        }
     });
+    let Some(doomed) = doomed else { return Ok(()) };
     if covered == Some(true) {
         return Ok(());
     }
