@@ -10,7 +10,12 @@
 //! links live in the capability table entries, reached through [`Store`],
 //! so its memory is the CNodes users retyped and it never allocates.
 //!
-//! Recursion depth is the tree height, at most `2 log2(n + 1)`.
+//! Each entry also links to its parent, so an update rebalances from the
+//! entry upwards and stops at the first level whose parent would see no
+//! change.
+//!
+//! Insertion and removal are loops. The queries that recurse do so to the
+//! tree height, at most `2 log2(n + 1)`.
 
 use core::cmp::Ordering;
 use core::ops::ControlFlow;
@@ -28,13 +33,17 @@ pub const NIL: Id = u32::MAX;
 pub struct Links {
     pub left: Id,
     pub right: Id,
+    /// The node this one hangs from (`NIL` at the root): a removal and the
+    /// neighbour queries start at the entry rather than search for it.
+    /// (It fills what was padding: the links stay 24 bytes.)
+    pub parent: Id,
     pub level: u8,
     /// Highest end address in this subtree.
     pub max_end: u64,
 }
 
 impl Links {
-    pub const EMPTY: Links = Links { left: NIL, right: NIL, level: 0, max_end: 0 };
+    pub const EMPTY: Links = Links { left: NIL, right: NIL, parent: NIL, level: 0, max_end: 0 };
 }
 
 impl Default for Links {
@@ -67,8 +76,8 @@ fn order(s: &impl Store, a: Id, b: Id) -> Ordering {
     s.cap(a).order_cmp(s.cap(b)).then(a.cmp(&b))
 }
 
-/// The entry an insertion or removal looks for, with its base, size and
-/// end read once: most levels of the search then compare registers only.
+/// The entry an insertion places, with its base, size and end read once:
+/// most levels of the search then compare registers only.
 #[derive(Clone, Copy)]
 struct Probe {
     id: Id,
@@ -116,64 +125,83 @@ fn update(s: &mut impl Store, t: Id) {
     s.links_mut(t).max_end = m;
 }
 
+fn set_left(s: &mut impl Store, t: Id, c: Id) {
+    s.links_mut(t).left = c;
+    if c != NIL {
+        s.links_mut(c).parent = t;
+    }
+}
+
+fn set_right(s: &mut impl Store, t: Id, c: Id) {
+    s.links_mut(t).right = c;
+    if c != NIL {
+        s.links_mut(c).parent = t;
+    }
+}
+
+/// Hangs `new` from `parent` on its right (`right`) or left, in place of
+/// the subtree that hung there.
+fn replace_child(s: &mut impl Store, parent: Id, right: bool, new: Id) {
+    if right { set_right(s, parent, new) } else { set_left(s, parent, new) }
+}
+
 /// Right rotation when a left child has the same level. A rotation keeps
 /// the set of entries below the subtree's root, so only the two rotated
-/// nodes' `max_end` are recomputed: callers keep `t`'s up to date before.
+/// nodes' `max_end` are recomputed. The new root takes `t`'s parent; the
+/// caller points that parent at it. (The test is inline and the rotation
+/// a call: most calls rotate nothing.)
+#[inline(always)]
 fn skew(s: &mut impl Store, t: Id) -> Id {
     if t == NIL {
         return t;
     }
     let l = s.links(t).left;
-    if l != NIL && level(s, l) == level(s, t) {
-        let lr = s.links(l).right;
-        s.links_mut(t).left = lr;
-        s.links_mut(l).right = t;
-        update(s, t);
-        update(s, l);
-        return l;
-    }
-    t
+    if l != NIL && s.links(l).level == s.links(t).level { rotate_right(s, t, l) } else { t }
+}
+
+#[inline(never)]
+fn rotate_right(s: &mut impl Store, t: Id, l: Id) -> Id {
+    let parent = s.links(t).parent;
+    let lr = s.links(l).right;
+    set_left(s, t, lr);
+    set_right(s, l, t);
+    s.links_mut(l).parent = parent;
+    update(s, t);
+    update(s, l);
+    l
 }
 
 /// Left rotation and promotion when two right links share a level.
+#[inline(always)]
 fn split(s: &mut impl Store, t: Id) -> Id {
     if t == NIL {
         return t;
     }
     let r = s.links(t).right;
-    if r != NIL && s.links(r).right != NIL && level(s, s.links(r).right) == level(s, t) {
-        let rl = s.links(r).left;
-        s.links_mut(t).right = rl;
-        s.links_mut(r).left = t;
-        s.links_mut(r).level += 1;
-        update(s, t);
-        update(s, r);
-        return r;
+    if r != NIL && s.links(r).right != NIL && level(s, s.links(r).right) == s.links(t).level {
+        rotate_left(s, t, r)
+    } else {
+        t
     }
-    t
 }
 
-fn insert_at(s: &mut impl Store, t: Id, p: Probe) -> Id {
-    if t == NIL {
-        *s.links_mut(p.id) = Links { left: NIL, right: NIL, level: 1, max_end: p.end };
-        return p.id;
-    }
-    if p.cmp(s, t) == Ordering::Less {
-        let l = insert_at(s, s.links(t).left, p);
-        s.links_mut(t).left = l;
-    } else {
-        let r = insert_at(s, s.links(t).right, p);
-        s.links_mut(t).right = r;
-    }
-    // The subtree gained one entry: its highest end can only grow to it.
-    let m = &mut s.links_mut(t).max_end;
-    *m = (*m).max(p.end);
-    let t = skew(s, t);
-    split(s, t)
+#[inline(never)]
+fn rotate_left(s: &mut impl Store, t: Id, r: Id) -> Id {
+    let parent = s.links(t).parent;
+    let rl = s.links(r).left;
+    set_right(s, t, rl);
+    set_left(s, r, t);
+    let rr = s.links_mut(r);
+    rr.parent = parent;
+    rr.level += 1;
+    update(s, t);
+    update(s, r);
+    r
 }
 
 /// Andersson's rebalancing of `t` after its subtree lost an entry; `t`'s
-/// children are balanced and their `max_end` current. Returns the root.
+/// children are balanced and their `max_end` current. Returns the root,
+/// which hangs from `t`'s parent.
 fn rebalance(s: &mut impl Store, t: Id) -> Id {
     let Links { left, right, level: lv, .. } = *s.links(t);
     let should = level(s, left).min(level(s, right)) + 1;
@@ -215,74 +243,81 @@ fn rebalance_side(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64
     if gone_end >= l.max_end {
         update(s, t);
     }
-    if right && was == l.level { split(s, t) } else { t }
+    // split(t), its condition read here first: it (almost) never holds.
+    let rr = if right && was == l.level { s.links(l.right).right } else { NIL };
+    if rr != NIL && level(s, rr) == l.level { split(s, t) } else { t }
 }
 
-/// Takes entry `t` out of its subtree; returns the subtree's new root. The
-/// in-order neighbour takes `t`'s place: the entries are the nodes, so
-/// they are relinked rather than their keys swapped.
+/// Rebalances after a removal below `t`, on its `right` side (at level
+/// `was` before), of an entry that ended at `gone_end`: `t`, then each
+/// parent up to `top`. Returns the root of what `top` headed.
+///
+/// The walk stops early once a node comes out as it went in — same root,
+/// level and `max_end` — unless it is a right child level with its parent
+/// whose own right child has come level with both, which its parent must
+/// split. Above such a node every step would find nothing to do: its
+/// parent's children have the levels and `max_end` they had, and a right
+/// child keeps the right child it had at the parent's level.
+fn fix_up(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64, top: Id) -> Id {
+    let (mut t, mut right, mut was) = (t, right, was);
+    loop {
+        let before = *s.links(t);
+        let parent = before.parent;
+        let is_right = parent != NIL && s.links(parent).right == t;
+        let new = rebalance_side(s, t, right, was, gone_end);
+        if t == top {
+            return new;
+        }
+        replace_child(s, parent, is_right, new);
+        let after = *s.links(new);
+        let same = new == t && after.level == before.level && after.max_end == before.max_end;
+        let split_above = is_right
+            && after.level == s.links(parent).level
+            && after.right != NIL
+            && s.links(after.right).level == after.level;
+        if same && !split_above {
+            return top;
+        }
+        (t, right, was) = (parent, is_right, before.level);
+    }
+}
+
+/// Takes entry `t` out of its subtree; returns the subtree's new root,
+/// hanging from `t`'s parent. The in-order neighbour takes `t`'s place:
+/// the entries are the nodes, so they are relinked rather than their keys
+/// swapped.
 fn unlink(s: &mut impl Store, t: Id) -> Id {
-    let Links { left, right, level, .. } = *s.links(t);
+    let Links { left, right, parent, level, .. } = *s.links(t);
     *s.links_mut(t) = Links::EMPTY;
     if left == NIL && right == NIL {
         return NIL;
     }
-    let (sub, new_left, new_right) = if left == NIL {
-        let (succ, rest) = remove_min(s, right);
-        (succ, NIL, rest)
-    } else {
-        let (pred, rest) = remove_max(s, left);
-        (pred, rest, right)
-    };
-    *s.links_mut(sub) = Links { left: new_left, right: new_right, level, max_end: 0 };
-    rebalance(s, sub)
+    // The neighbour comes from the side that has one, the left if both.
+    let from_right = left == NIL;
+    let side = if from_right { right } else { left };
+    let was = s.links(side).level;
+    let (sub, rest) = take_end(s, side, !from_right);
+    let (new_left, new_right) = if from_right { (NIL, rest) } else { (rest, right) };
+    *s.links_mut(sub) = Links { left: NIL, right: NIL, parent, level, max_end: 0 };
+    set_left(s, sub, new_left);
+    set_right(s, sub, new_right);
+    // `sub` stands where `t` stood, with one side short of an entry.
+    rebalance_side(s, sub, from_right, was, u64::MAX)
 }
 
-/// Removes the first entry of subtree `t`: returns it and the new root.
-/// (The path a search for that entry takes, without comparing.)
-fn remove_min(s: &mut impl Store, t: Id) -> (Id, Id) {
-    let l = s.links(t).left;
-    if l == NIL {
-        return (t, unlink(s, t));
+/// Takes the last (`last`) or first entry out of subtree `t`, whose
+/// parent is being unlinked: returns it and the subtree's new root.
+fn take_end(s: &mut impl Store, t: Id, last: bool) -> (Id, Id) {
+    let end = if last { max_of(s, t) } else { min_of(s, t) };
+    if end == t {
+        return (end, unlink(s, end));
     }
-    let was = level(s, l);
-    let (min, l) = remove_min(s, l);
-    s.links_mut(t).left = l;
-    (min, rebalance_side(s, t, false, was, u64::MAX))
-}
-
-/// Removes the last entry of subtree `t`: returns it and the new root.
-fn remove_max(s: &mut impl Store, t: Id) -> (Id, Id) {
-    let r = s.links(t).right;
-    if r == NIL {
-        return (t, unlink(s, t));
-    }
-    let was = level(s, r);
-    let (max, r) = remove_max(s, r);
-    s.links_mut(t).right = r;
-    (max, rebalance_side(s, t, true, was, u64::MAX))
-}
-
-fn remove_at(s: &mut impl Store, t: Id, p: Probe) -> Id {
-    if t == NIL {
-        return NIL;
-    }
-    let Links { left, right, .. } = *s.links(t);
-    match p.cmp(s, t) {
-        Ordering::Less => {
-            let was = level(s, left);
-            let l = remove_at(s, left, p);
-            s.links_mut(t).left = l;
-            rebalance_side(s, t, false, was, p.end)
-        }
-        Ordering::Greater => {
-            let was = level(s, right);
-            let r = remove_at(s, right, p);
-            s.links_mut(t).right = r;
-            rebalance_side(s, t, true, was, p.end)
-        }
-        Ordering::Equal => unlink(s, t),
-    }
+    let Links { parent, level, .. } = *s.links(end);
+    let rest = unlink(s, end);
+    replace_child(s, parent, last, rest);
+    // The entry does not stay in this subtree: any node's `max_end` may
+    // have been its end.
+    (end, fix_up(s, parent, last, level, u64::MAX, t))
 }
 
 fn min_of(s: &impl Store, mut t: Id) -> Id {
@@ -314,14 +349,67 @@ impl Mdb {
 
     /// Adds entry `id` (its capability already in the store).
     pub fn insert(&mut self, s: &mut impl Store, id: Id) {
-        self.root = insert_at(s, self.root, Probe::of(s, id));
+        let p = Probe::of(s, id);
+        *s.links_mut(id) = Links { level: 1, max_end: p.end, ..Links::EMPTY };
         self.len += 1;
+        if self.root == NIL {
+            self.root = id;
+            return;
+        }
+        // Down to a leaf. The entry joins every subtree on the way, so
+        // their highest ends can only grow to its end.
+        let mut t = self.root;
+        loop {
+            let l = s.links_mut(t);
+            l.max_end = l.max_end.max(p.end);
+            let right = p.cmp(s, t) != Ordering::Less;
+            let c = if right { s.links(t).right } else { s.links(t).left };
+            if c == NIL {
+                replace_child(s, t, right, id);
+                break;
+            }
+            t = c;
+        }
+        // Back up with Andersson's skew and split at each node, until one
+        // is not rotated (so keeps its level) and its parent needs
+        // no split because of it: only a right child level with its parent
+        // whose own right child has come level too makes the parent split.
+        loop {
+            let parent = s.links(t).parent;
+            let is_right = parent != NIL && s.links(parent).right == t;
+            let skewed = skew(s, t);
+            let new = split(s, skewed);
+            if parent == NIL {
+                self.root = new;
+                return;
+            }
+            // (A skew and a split can bring `t` back on top, a level up.)
+            if skewed != t || new != skewed {
+                replace_child(s, parent, is_right, new);
+            } else {
+                let Links { right, level: lv, .. } = *s.links(t);
+                if !is_right || lv != s.links(parent).level || level(s, right) != lv {
+                    return;
+                }
+            }
+            t = parent;
+        }
     }
 
-    /// Removes entry `id`, which must be in the tree.
+    /// Removes entry `id`, which must be in the tree: from the entry
+    /// itself, rebalancing upwards only as far as something changed.
     pub fn remove(&mut self, s: &mut impl Store, id: Id) {
-        self.root = remove_at(s, self.root, Probe::of(s, id));
+        let gone_end = s.cap(id).end();
+        let Links { parent, level, .. } = *s.links(id);
+        let is_right = parent != NIL && s.links(parent).right == id;
+        let sub = unlink(s, id);
         self.len -= 1;
+        if parent == NIL {
+            self.root = sub;
+            return;
+        }
+        replace_child(s, parent, is_right, sub);
+        self.root = fix_up(s, parent, is_right, level, gone_end, self.root);
     }
 
     /// Calls `f` on every entry whose memory overlaps `[start, end)`, in
@@ -549,6 +637,9 @@ impl Mdb {
             }
             *n += 1;
             let l = *s.links(t);
+            if [l.left, l.right].iter().any(|&c| c != NIL && s.links(c).parent != t) {
+                return Err("a child that does not link back to its parent");
+            }
             if lo.is_some_and(|lo| order(s, lo, t) != Ordering::Less)
                 || hi.is_some_and(|hi| order(s, t, hi) != Ordering::Less)
             {
@@ -579,6 +670,9 @@ impl Mdb {
             }
             go(s, l.left, lo, Some(t), n)?;
             go(s, l.right, Some(t), hi, n)
+        }
+        if self.root != NIL && s.links(self.root).parent != NIL {
+            return Err("a root with a parent");
         }
         let mut n = 0;
         go(s, self.root, None, None, &mut n)?;
