@@ -12,7 +12,7 @@
 //!
 //! Each entry also links to its parent, so an update rebalances from the
 //! entry upwards and stops at the first level whose parent would see no
-//! change.
+//! change, and an entry's neighbours in the order are found from it.
 //!
 //! Insertion and removal are loops. The queries that recurse do so to the
 //! tree height, at most `2 log2(n + 1)`.
@@ -334,6 +334,43 @@ fn max_of(s: &impl Store, mut t: Id) -> Id {
     t
 }
 
+/// Calls `f` on `t` and the entries after it in order, until one starts
+/// at or after `end` or `f` breaks.
+fn walk_from(s: &impl Store, t: Id, end: u64, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
+    let mut t = t;
+    while t != NIL && s.cap(t).base < end {
+        f(t)?;
+        t = next(s, t);
+    }
+    ControlFlow::Continue(())
+}
+
+/// The entry before `t` in the order, or `NIL`.
+fn prev(s: &impl Store, t: Id) -> Id {
+    let l = s.links(t).left;
+    if l != NIL {
+        return max_of(s, l);
+    }
+    let (mut t, mut p) = (t, s.links(t).parent);
+    while p != NIL && s.links(p).left == t {
+        (t, p) = (p, s.links(p).parent);
+    }
+    p
+}
+
+/// The entry after `t` in the order, or `NIL`.
+fn next(s: &impl Store, t: Id) -> Id {
+    let r = s.links(t).right;
+    if r != NIL {
+        return min_of(s, r);
+    }
+    let (mut t, mut p) = (t, s.links(t).parent);
+    while p != NIL && s.links(p).right == t {
+        (t, p) = (p, s.links(p).parent);
+    }
+    p
+}
+
 impl Mdb {
     pub const fn new() -> Self {
         Mdb { root: NIL, len: 0 }
@@ -484,33 +521,14 @@ impl Mdb {
         go(s, self.root, cap, f)
     }
 
-    /// Whether another entry holds a copy of entry `id`'s capability.
-    /// Copies share an order key and the tree orders equal keys by id, so
-    /// they sit next to each other: it is enough to look at `id`'s two
-    /// neighbours, found with one search from the root.
+    /// Whether another entry holds a copy of entry `id`'s capability; `id`
+    /// must be in the tree. Copies share an order key and the tree orders
+    /// equal keys by id, so they sit next to each other: it is enough to
+    /// look at `id`'s two neighbours.
     pub fn has_copies(&self, s: &impl Store, id: Id) -> bool {
-        let p = Probe::of(s, id);
-        let (mut before, mut after) = (NIL, NIL);
-        let mut t = self.root;
-        while t != NIL {
-            let Links { left, right, .. } = *s.links(t);
-            match p.cmp(s, t) {
-                Ordering::Less => (after, t) = (t, left),
-                Ordering::Greater => (before, t) = (t, right),
-                Ordering::Equal => {
-                    if left != NIL {
-                        before = max_of(s, left);
-                    }
-                    if right != NIL {
-                        after = min_of(s, right);
-                    }
-                    break;
-                }
-            }
-        }
         let cap = s.cap(id);
         let copy = |o: Id| o != NIL && s.cap(o).order_cmp(cap).is_eq();
-        copy(before) || copy(after)
+        copy(prev(s, id)) || copy(next(s, id))
     }
 
     /// Calls `f` on every descendant of `cap` in the tree.
@@ -526,9 +544,32 @@ impl Mdb {
         })
     }
 
+    /// [`Mdb::descendants`] of the capability of entry `id`, which must be
+    /// in the tree. The walk starts at the first entry at its base, which
+    /// is `id` itself or one of the few just before it that share the base
+    /// (ancestors or copies): those are stepped back over rather than
+    /// searched for from the root, up to a bound, past which the search is
+    /// cheaper.
+    pub fn descendants_of(&self, s: &impl Store, id: Id, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
+        const STEPS_BACK: usize = 4;
+        let cap = s.cap(id);
+        let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
+        let mut first = id;
+        for _ in 0..STEPS_BACK {
+            let p = prev(s, first);
+            if p == NIL || s.cap(p).base < cap.base {
+                return walk_from(s, first, end, &mut |o| {
+                    if cap.is_ancestor_of(s.cap(o)) { f(o) } else { ControlFlow::Continue(()) }
+                });
+            }
+            first = p;
+        }
+        self.descendants(s, cap, f)
+    }
+
     /// Calls `f` on every entry whose base lies in `[start, end)`, in
     /// order, until it breaks. The tree is ordered by base first, so this
-    /// is a search for `start` and a walk on from there.
+    /// is a search for the first entry at `start` and a walk on from there.
     fn walk_bases(
         &self,
         s: &impl Store,
@@ -536,38 +577,16 @@ impl Mdb {
         end: u64,
         f: &mut impl FnMut(Id) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        /// `Break(true)`: `f` broke; `Break(false)`: an entry at `end` was
-        /// reached, so every later one is past it too.
-        fn go(
-            s: &impl Store,
-            t: Id,
-            range: (u64, u64),
-            f: &mut impl FnMut(Id) -> ControlFlow<()>,
-        ) -> ControlFlow<bool> {
-            let mut t = t;
-            while t != NIL {
-                let Links { left, right, .. } = *s.links(t);
-                let base = s.cap(t).base;
-                // Below `start`, so is everything to the left.
-                if base >= range.0 {
-                    if left != NIL {
-                        go(s, left, range, f)?;
-                    }
-                    if base >= range.1 {
-                        return ControlFlow::Break(false);
-                    }
-                    if f(t).is_break() {
-                        return ControlFlow::Break(true);
-                    }
-                }
+        let (mut t, mut first) = (self.root, NIL);
+        while t != NIL {
+            let Links { left, right, .. } = *s.links(t);
+            if s.cap(t).base >= start {
+                (first, t) = (t, left);
+            } else {
                 t = right;
             }
-            ControlFlow::Continue(())
         }
-        match go(s, self.root, (start, end), f) {
-            ControlFlow::Break(true) => ControlFlow::Break(()),
-            _ => ControlFlow::Continue(()),
-        }
+        walk_from(s, first, end, f)
     }
 
     /// Calls `f` on every ancestor of `cap` in the tree.

@@ -108,6 +108,12 @@ impl World {
             let mut want_order: Vec<Id> = want_desc.iter().copied().collect();
             want_order.sort_by(|&x, &y| order(&self.a, x, y));
             assert_eq!(in_order, want_order, "descendants of {c:?} in order");
+            in_order.clear();
+            let _ = self.mdb.descendants_of(&self.a, id, &mut |i| {
+                in_order.push(i);
+                ControlFlow::Continue(())
+            });
+            assert_eq!(in_order, want_order, "descendants of entry {id} in order");
             assert_eq!(anc, want_anc, "ancestors of {c:?}");
             assert_eq!(self.mdb.has_copies(&self.a, id), want_copy, "copies of {c:?}");
             let over = self.collect(|m, a, f| {
@@ -547,4 +553,33 @@ fn tuned_updates_build_the_reference_tree_when_deep() {
         assert_eq!(shape(&fast.a), shape(&slow), "step {step}");
     }
     fast.mdb.check(&fast.a).unwrap();
+}
+
+/// `descendants_of` steps back over the entries sharing its entry's base,
+/// or searches from the root when there are many: the same answer both
+/// ways.
+#[test]
+fn descendants_of_an_entry_behind_many_at_its_base() {
+    let mut w = World { a: Arena::default(), mdb: Mdb::new() };
+    let ram = Cap::new(ObjType::Ram, 0x4000_0000, 0x10_0000);
+    let rams: Vec<Id> = (0..6).map(|_| w.add(ram)).collect();
+    let frame = w.add(Cap::new(ObjType::Frame, ram.base, 0x2000));
+    let piece = w.add(Cap::new(ObjType::Frame, ram.base + 0x1000, 0x1000));
+    let req = map::Request { entry: 0, count: 1, offset: 0x1000, rights: Rights::READ };
+    let table = Cap::new(ObjType::VNodeL3, 0x8000_0000, 0x1000);
+    let mapping = w.add(map::check(&table, w.a.cap(frame), &req).unwrap().mapping);
+    w.verify();
+    let of = |w: &World, id: Id| {
+        let mut got = Vec::new();
+        let _ = w.mdb.descendants_of(&w.a, id, &mut |i| {
+            got.push(i);
+            ControlFlow::Continue(())
+        });
+        got
+    };
+    assert_eq!(of(&w, frame), [piece, mapping], "six entries before it at its base");
+    assert_eq!(of(&w, piece), [mapping]);
+    for &r in &rams {
+        assert_eq!(of(&w, r), [frame, piece, mapping]);
+    }
 }
