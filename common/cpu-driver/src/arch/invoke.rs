@@ -120,8 +120,9 @@ fn remove(mdb: &mut Mdb, pa: u64) {
         unmap(&cap);
     }
     mdb.remove(&mut Ctes, cspace::id_of(pa));
-    // SAFETY: a slot the caller found holding a capability.
-    unsafe { *cspace::cte_at(pa) = Cte::EMPTY };
+    // SAFETY: a slot the caller found holding a capability, now out of
+    // the database.
+    unsafe { cspace::clear(pa) };
 }
 
 /// Makes new objects usable: CNodes get empty slots, other kernel objects
@@ -370,7 +371,7 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
             if let Some(free) = first_free(top) {
                 mdb.remove(&mut Ctes, cspace::id_of(spa));
                 // SAFETY: the slot the anchor was in, now out of the database.
-                unsafe { *cspace::cte_at(spa) = Cte::EMPTY };
+                unsafe { cspace::clear(spa) };
                 install(mdb, free, c);
                 continue;
             }
@@ -690,7 +691,7 @@ fn end_nested_dispatcher(mdb: &mut Mdb, spa: u64, c: &Cap, budget: &mut Budget<'
             remove(mdb, spa);
             mdb.remove(&mut Ctes, cspace::id_of(hpa));
             // SAFETY: the held CTE, just out of the database.
-            unsafe { *cspace::cte_at(hpa) = Cte::EMPTY };
+            unsafe { cspace::clear(hpa) };
             install(mdb, spa, h);
             budget.deletions -= 1;
             return Ok(true);
@@ -733,7 +734,7 @@ pub fn lookup_cap(d: Dcb, r: CapRef) -> Result<&'static Cap, ErrorCode> {
 /// Runs one invocation for dispatcher `caller`. `a` = x1..x7. Returns the
 /// values for x1..x3. `resume` carries a bounded delete's progress to the
 /// next call, if that call repeats this one; any other invocation drops it.
-pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: &[u64; 7]) -> Result<[u64; 3], ErrorCode> {
     let root_id = caller.root_id();
     let call = [u64::from(root_id), a[0], a[1]];
     let mut cursor = resume.borrow_mut();
@@ -741,7 +742,7 @@ pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: [u64; 7])
     cursor.valid = false;
     let mut budget =
         Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH, cursor: &mut cursor, resumable, stopped: false };
-    let result = run(mdb, caller, &a, &mut budget);
+    let result = run(mdb, caller, a, &mut budget);
     if result == Err(ErrorCode::Retry) && budget.stopped {
         cursor.valid = true;
         cursor.call = call;
@@ -751,13 +752,15 @@ pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: [u64; 7])
 
 fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Result<[u64; 3], ErrorCode> {
     let root_id = caller.root_id();
-    let root_cap = cap_of(root_id);
-    let root = &root_cap;
+    // The root and the invoked capability are read in place, as in
+    // `lookup_cap` (a copy of each cost a `memcpy` call per invocation):
+    // no command writes either slot before its last use of them.
+    let root = caller.held(dispatch::HELD_ROOT);
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
     let cmd = Command::from_raw(a[1]).ok_or(ErrorCode::InvalidCommand)?;
     let pa = cspace::lookup(root, target)?;
     // SAFETY: `lookup` returned a slot of the caller's CSpace.
-    let cap = unsafe { cspace::cte_at(pa) }.cap;
+    let cap = &unsafe { cspace::cte_at(pa) }.cap;
     if cap.objtype == ObjType::Null {
         return Err(ErrorCode::SlotEmpty);
     }
@@ -770,14 +773,14 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
         Command::Retype => {
             let new_type = u8::try_from(a[3]).ok().and_then(ObjType::from_raw).ok_or(ErrorCode::InvalidArgument)?;
             let req = retype::Request { new_type, offset: a[4], objsize: a[5], count: a[6] };
-            let plan = retype::check(&cap, &req).map_err(cap_error)?;
+            let plan = retype::check(cap, &req).map_err(cap_error)?;
             let (start, end) = plan.range();
-            if types::types_memory(new_type) && mdb.retype_conflict(&Ctes, &cap, start, end) {
+            if types::types_memory(new_type) && mdb.retype_conflict(&Ctes, cap, start, end) {
                 return Err(ErrorCode::RetypeOverlap);
             }
             let first = dest_slots(root, Dest::from_raw(a[2]), plan.count)?;
             for i in 0..plan.count {
-                let new = plan.nth(&cap, i);
+                let new = plan.nth(cap, i);
                 init_object(&new);
                 install(mdb, first + i * CTE_SIZE, new);
             }
@@ -790,7 +793,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             // A retype of that range validates it (a frame: RAM into RAM of
             // the whole size would be refused as a copy).
             let req = retype::Request { new_type: ObjType::Frame, offset: a[3], objsize: a[4], count: 1 };
-            let plan = retype::check(&cap, &req).map_err(cap_error)?;
+            let plan = retype::check(cap, &req).map_err(cap_error)?;
             let (start, end) = plan.range();
             let except = match a[2] {
                 0 => None,
@@ -804,10 +807,10 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                     Some(cspace::id_of(pa))
                 }
             };
-            Ok([u64::from(mdb.covered_except(&Ctes, &cap, cspace::id_of(pa), start, end, except)), 0, 0])
+            Ok([u64::from(mdb.covered_except(&Ctes, cap, cspace::id_of(pa), start, end, except)), 0, 0])
         }
         Command::Copy => {
-            let copy = retype::copy(&cap).map_err(cap_error)?;
+            let copy = retype::copy(cap).map_err(cap_error)?;
             let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;
             install(mdb, slot, copy);
             Ok([0; 3])
@@ -822,7 +825,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                     u32::try_from(size).map_err(|_| ErrorCode::InvalidArgument)?,
                 )),
             };
-            let minted = retype::mint(&cap, rights, buffer).map_err(cap_error)?;
+            let minted = retype::mint(cap, rights, buffer).map_err(cap_error)?;
             let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;
             install(mdb, slot, minted);
             Ok([0; 3])
@@ -837,8 +840,9 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             let src_ref = CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?;
             let src_pa = cspace::lookup(root, src_ref)?;
-            // SAFETY: a slot of the caller's CSpace.
-            let src = unsafe { cspace::cte_at(src_pa) }.cap;
+            // SAFETY: a slot of the caller's CSpace, read in place like
+            // `cap` (the mapping goes into another, empty slot).
+            let src = &unsafe { cspace::cte_at(src_pa) }.cap;
             if src.objtype == ObjType::Null {
                 return Err(ErrorCode::SlotEmpty);
             }
@@ -848,7 +852,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             let rights = Rights::from_bits((packed >> 32) as u8).ok_or(ErrorCode::InvalidArgument)?;
             let req = map::Request { entry: packed as u16, count: (packed >> 16) as u16, offset: a[4], rights };
-            let plan = map::check(&cap, &src, &req).map_err(cap_error)?;
+            let plan = map::check(cap, src, &req).map_err(cap_error)?;
             let first = usize::from(req.entry);
             let count = usize::from(req.count);
             let exec_bytes = count as u64 * plan.entry_size;
@@ -919,8 +923,8 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             let mut collect = |id: Id| {
                 if id == me || cspace::is_kernel_held(id) { ControlFlow::Continue(()) } else { victims.push(id) }
             };
-            if mdb.with_key(&Ctes, &cap, &mut collect).is_continue() {
-                let _ = mdb.descendants(&Ctes, &cap, &mut collect);
+            if mdb.with_key(&Ctes, cap, &mut collect).is_continue() {
+                let _ = mdb.descendants(&Ctes, cap, &mut collect);
             }
             let more = victims.full;
             let batch = victims.ids();
@@ -962,7 +966,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                 let moved = old.cap;
                 mdb.remove(&mut Ctes, cspace::id_of(from));
                 // SAFETY: as above.
-                unsafe { *cspace::cte_at(from) = Cte::EMPTY };
+                unsafe { cspace::clear(from) };
                 install(mdb, to, moved);
             }
             mdb.remove(&mut Ctes, root_id);
@@ -994,7 +998,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             if cap.objtype != ObjType::IrqDest {
                 return Err(ErrorCode::WrongCapType);
             }
-            irq::ack(&this_core().irqs, &cap)?;
+            irq::ack(&this_core().irqs, cap)?;
             Ok([0; 3])
         }
         Command::DebugCheck => {
