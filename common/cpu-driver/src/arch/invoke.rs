@@ -275,26 +275,29 @@ impl Batch {
     }
 }
 
-/// The first occupied slot of a CNode with the lowest `rank`: slots ranked
-/// higher are returned only once nothing ranked lower is left.
-fn first_occupied(cnode: &Cap, rank: impl Fn(u64, &Cap) -> u8) -> Option<u64> {
+/// The first occupied slot of a CNode with the lowest `rank`, scanning
+/// from slot `from` (the caller knows the slots below it are empty):
+/// slots ranked higher are returned only once nothing ranked lower is
+/// left. With it, whether every slot passed over on the way was empty.
+fn first_occupied(cnode: &Cap, from: u64, rank: impl Fn(u64, &Cap) -> u8) -> Option<(u64, bool)> {
     let mut best: Option<(u8, u64)> = None;
-    for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
+    let mut pa = from;
+    while pa < cnode.base + cnode.size {
         // SAFETY: slots of a live CNode. Read in place: a copy of each
         // slot's capability would cost a `memcpy` call per slot scanned.
         let c = &unsafe { cspace::cte_at(pa) }.cap;
-        if c.objtype == ObjType::Null {
-            continue;
+        if c.objtype != ObjType::Null {
+            let r = rank(pa, c);
+            if r == 0 {
+                return Some((pa, best.is_none()));
+            }
+            if best.is_none_or(|(b, _)| r < b) {
+                best = Some((r, pa));
+            }
         }
-        let r = rank(pa, c);
-        if r == 0 {
-            return Some(pa);
-        }
-        if best.is_none_or(|(b, _)| r < b) {
-            best = Some((r, pa));
-        }
+        pa += CTE_SIZE;
     }
-    best.map(|(_, pa)| pa)
+    best.map(|(_, pa)| (pa, false))
 }
 
 /// The first empty slot of a CNode.
@@ -326,6 +329,12 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
     let resumed = budget.resumable && budget.cursor.top == top.base;
     budget.resumable = false;
     let mut path = if resumed { budget.cursor.path } else { Path::EMPTY };
+    // A CNode (by base) and a slot of it below which its slots are empty:
+    // the last scan of it found them so, and only moving the anchor (below)
+    // puts an entry into a CNode being cleared other than where a scan
+    // stopped. The next scan of that CNode starts there, so a CNode is
+    // scanned once rather than once per entry.
+    let mut empty_below: Option<(u64, u64)> = None;
     loop {
         if budget.spent() {
             budget.stop(top, path);
@@ -333,9 +342,9 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
         }
         budget.visits -= 1;
         let cur = match path.last() {
-            None => *top,
+            None => top,
             Some(slot) => {
-                let c = cap_of(cspace::id_of(slot));
+                let c = cap_ref(cspace::id_of(slot));
                 if !is_cnode(c.objtype) || mdb.has_copies(&Ctes, cspace::id_of(slot)) {
                     path = Path::EMPTY; // stale: find the way again from the top
                     continue;
@@ -348,7 +357,13 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
         let rank = |pa: u64, c: &Cap| {
             if path.on_anchor_way(pa) { 2 } else { u8::from(c.is_copy(top)) }
         };
-        let Some(spa) = first_occupied(&cur, rank) else {
+        let from = match empty_below {
+            Some((cnode, slot)) if cnode == cur.base => slot,
+            _ => cur.base,
+        };
+        let found = first_occupied(cur, from, rank);
+        empty_below = found.and_then(|(spa, clean)| clean.then_some((cur.base, spa)));
+        let Some((spa, _)) = found else {
             match path.pop() {
                 None => return Ok(()),
                 Some(ps) => {
@@ -369,6 +384,7 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
             // goes when `top` holds nothing else. The CNodes on its way are
             // then ordinary. A move deletes nothing.
             if let Some(free) = first_free(top) {
+                empty_below = None;
                 mdb.remove(&mut Ctes, cspace::id_of(spa));
                 // SAFETY: the slot the anchor was in, now out of the database.
                 unsafe { cspace::clear(spa) };
@@ -469,11 +485,10 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), Er
 /// domain cannot pin its giver's memory by keeping entries in a table.
 fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let mut cleared = false;
-    for i in 0..paging::ENTRIES {
+    let mut i = 0;
+    while let Some(k) = table(t.base)[i..].iter().position(|&d| paging::is_valid(d)) {
+        i += k;
         let d = table(t.base)[i];
-        if !paging::is_valid(d) {
-            continue;
-        }
         if budget.deletions == 0 {
             if cleared {
                 flush_tlb();
@@ -504,6 +519,7 @@ fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), Er
             }
         }
         budget.deletions -= 1;
+        i += 1;
     }
     if cleared {
         flush_tlb();
@@ -575,6 +591,14 @@ fn table_level_of(entry_size: u64) -> Option<u32> {
         0x4000_0000 => Some(1),
         _ => None,
     }
+}
+
+/// The capability of entry `id`, in place (a copy costs a `memcpy`
+/// call); not kept across a change to that entry.
+fn cap_ref(id: Id) -> &'static Cap {
+    // SAFETY: an id from the database: a live slot; the kernel runs one
+    // event at a time.
+    &unsafe { cspace::cte_at(u64::from(id) * CTE_SIZE) }.cap
 }
 
 fn cap_of(id: Id) -> Cap {
