@@ -527,10 +527,10 @@ fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), Er
     Ok(())
 }
 
-/// Before the last copy of something mappable goes, so must every mapping
-/// no other surviving capability justifies (a sub-frame may still justify
-/// its own). The removals are charged to `budget`; `Retry` while more
-/// remain.
+/// Before the last copy of something mappable goes (`cap`, in entry
+/// `me`), so must every mapping no other surviving capability justifies
+/// (a sub-frame may still justify its own). The removals are charged to
+/// `budget`; `Retry` while more remain.
 ///
 /// The work is one walk over `cap`'s descendants and at most one over its
 /// ancestors, whatever the number of mappings. The in-order walk meets
@@ -545,7 +545,7 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budge
     let mut covered = None;
     let mut doomed = None;
     let mut pieces_end = 0;
-    let _ = db.descendants(&Ctes, cap, &mut |m| {
+    let _ = db.descendants_of(&Ctes, me, &mut |m| {
         let mc = Ctes.cap(m);
         // A piece of `cap` (a sub-frame): each mapping type records
         // mappings of exactly one type, so same type is same kind.
@@ -948,7 +948,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                 if id == me || cspace::is_kernel_held(id) { ControlFlow::Continue(()) } else { victims.push(id) }
             };
             if mdb.with_key(&Ctes, cap, &mut collect).is_continue() {
-                let _ = mdb.descendants(&Ctes, cap, &mut collect);
+                let _ = mdb.descendants_of(&Ctes, me, &mut collect);
             }
             let more = victims.full;
             let batch = victims.ids();
