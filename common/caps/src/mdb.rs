@@ -14,8 +14,10 @@
 //! entry upwards and stops at the first level whose parent would see no
 //! change, and an entry's neighbours in the order are found from it.
 //!
-//! Insertion and removal are loops. The queries that recurse do so to the
-//! tree height, at most `2 log2(n + 1)`.
+//! Insertion and removal walk up by parent links. What recursion is left
+//! goes no deeper than the tree height, at most `2 log2(n + 1)`: queries,
+//! and a removal taking off the neighbour that replaces its entry (a leaf
+//! one call down, in a balanced tree).
 
 use core::cmp::Ordering;
 use core::ops::ControlFlow;
@@ -243,7 +245,7 @@ fn rebalance_side(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64
     if gone_end >= l.max_end {
         update(s, t);
     }
-    // split(t), its condition read here first: it (almost) never holds.
+    // split(t), its test read inline: no removal seen has needed it.
     let rr = if right && was == l.level { s.links(l.right).right } else { NIL };
     if rr != NIL && level(s, rr) == l.level { split(s, t) } else { t }
 }
@@ -255,9 +257,9 @@ fn rebalance_side(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64
 /// The walk stops early once a node comes out as it went in — same root,
 /// level and `max_end` — unless it is a right child level with its parent
 /// whose own right child has come level with both, which its parent must
-/// split. Above such a node every step would find nothing to do: its
-/// parent's children have the levels and `max_end` they had, and a right
-/// child keeps the right child it had at the parent's level.
+/// split. Above such a node every step would find nothing to do: the
+/// parent sees children with the levels and `max_end` they had, so keeps
+/// its own, and nothing it looks at needs a rotation.
 fn fix_up(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64, top: Id) -> Id {
     let (mut t, mut right, mut was) = (t, right, was);
     loop {
