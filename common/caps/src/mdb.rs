@@ -10,7 +10,14 @@
 //! links live in the capability table entries, reached through [`Store`],
 //! so its memory is the CNodes users retyped and it never allocates.
 //!
-//! Recursion depth is the tree height, at most `2 log2(n + 1)`.
+//! Each entry also links to its parent, so an update rebalances from the
+//! entry upwards and stops at the first level whose parent would see no
+//! change, and an entry's neighbours in the order are found from it.
+//!
+//! Insertion and removal walk up by parent links. What recursion is left
+//! goes no deeper than the tree height, at most `2 log2(n + 1)`: queries,
+//! and a removal taking off the neighbour that replaces its entry (a leaf
+//! one call down, in a balanced tree).
 
 use core::cmp::Ordering;
 use core::ops::ControlFlow;
@@ -28,13 +35,17 @@ pub const NIL: Id = u32::MAX;
 pub struct Links {
     pub left: Id,
     pub right: Id,
+    /// The node this one hangs from (`NIL` at the root): a removal and the
+    /// neighbour queries start at the entry rather than search for it.
+    /// (It fills what was padding: the links stay 24 bytes.)
+    pub parent: Id,
     pub level: u8,
     /// Highest end address in this subtree.
     pub max_end: u64,
 }
 
 impl Links {
-    pub const EMPTY: Links = Links { left: NIL, right: NIL, level: 0, max_end: 0 };
+    pub const EMPTY: Links = Links { left: NIL, right: NIL, parent: NIL, level: 0, max_end: 0 };
 }
 
 impl Default for Links {
@@ -64,7 +75,39 @@ impl Default for Mdb {
 }
 
 fn order(s: &impl Store, a: Id, b: Id) -> Ordering {
-    s.cap(a).order_key().cmp(&s.cap(b).order_key()).then(a.cmp(&b))
+    s.cap(a).order_cmp(s.cap(b)).then(a.cmp(&b))
+}
+
+/// The entry an insertion places, with its base, size and end read once:
+/// most levels of the search then compare registers only.
+#[derive(Clone, Copy)]
+struct Probe {
+    id: Id,
+    base: u64,
+    size: u64,
+    end: u64,
+}
+
+impl Probe {
+    fn of(s: &impl Store, id: Id) -> Probe {
+        let c = s.cap(id);
+        Probe { id, base: c.base, size: c.size, end: c.end() }
+    }
+
+    /// [`order`] of the probed entry against `t`.
+    #[inline]
+    fn cmp(self, s: &impl Store, t: Id) -> Ordering {
+        let c = s.cap(t);
+        if self.base != c.base {
+            self.base.cmp(&c.base)
+        } else if self.size != c.size {
+            c.size.cmp(&self.size)
+        } else if self.id == t {
+            Ordering::Equal
+        } else {
+            order(s, self.id, t)
+        }
+    }
 }
 
 fn level(s: &impl Store, t: Id) -> u8 {
@@ -84,57 +127,199 @@ fn update(s: &mut impl Store, t: Id) {
     s.links_mut(t).max_end = m;
 }
 
-/// Right rotation when a left child has the same level.
+fn set_left(s: &mut impl Store, t: Id, c: Id) {
+    s.links_mut(t).left = c;
+    if c != NIL {
+        s.links_mut(c).parent = t;
+    }
+}
+
+fn set_right(s: &mut impl Store, t: Id, c: Id) {
+    s.links_mut(t).right = c;
+    if c != NIL {
+        s.links_mut(c).parent = t;
+    }
+}
+
+/// Hangs `new` from `parent` on its right (`right`) or left, in place of
+/// the subtree that hung there.
+fn replace_child(s: &mut impl Store, parent: Id, right: bool, new: Id) {
+    if right { set_right(s, parent, new) } else { set_left(s, parent, new) }
+}
+
+/// Right rotation when a left child has the same level. A rotation keeps
+/// the set of entries below the subtree's root, so only the two rotated
+/// nodes' `max_end` are recomputed. The new root takes `t`'s parent; the
+/// caller points that parent at it. (The test is inline and the rotation
+/// a call: most calls rotate nothing.)
+#[inline(always)]
 fn skew(s: &mut impl Store, t: Id) -> Id {
     if t == NIL {
         return t;
     }
     let l = s.links(t).left;
-    if l != NIL && level(s, l) == level(s, t) {
-        let lr = s.links(l).right;
-        s.links_mut(t).left = lr;
-        s.links_mut(l).right = t;
-        update(s, t);
-        update(s, l);
-        return l;
-    }
-    t
+    if l != NIL && s.links(l).level == s.links(t).level { rotate_right(s, t, l) } else { t }
+}
+
+#[inline(never)]
+fn rotate_right(s: &mut impl Store, t: Id, l: Id) -> Id {
+    let parent = s.links(t).parent;
+    let lr = s.links(l).right;
+    set_left(s, t, lr);
+    set_right(s, l, t);
+    s.links_mut(l).parent = parent;
+    update(s, t);
+    update(s, l);
+    l
 }
 
 /// Left rotation and promotion when two right links share a level.
+#[inline(always)]
 fn split(s: &mut impl Store, t: Id) -> Id {
     if t == NIL {
         return t;
     }
     let r = s.links(t).right;
-    if r != NIL && s.links(r).right != NIL && level(s, s.links(r).right) == level(s, t) {
-        let rl = s.links(r).left;
-        s.links_mut(t).right = rl;
-        s.links_mut(r).left = t;
-        s.links_mut(r).level += 1;
-        update(s, t);
-        update(s, r);
-        return r;
+    if r != NIL && s.links(r).right != NIL && level(s, s.links(r).right) == s.links(t).level {
+        rotate_left(s, t, r)
+    } else {
+        t
     }
+}
+
+#[inline(never)]
+fn rotate_left(s: &mut impl Store, t: Id, r: Id) -> Id {
+    let parent = s.links(t).parent;
+    let rl = s.links(r).left;
+    set_right(s, t, rl);
+    set_left(s, r, t);
+    let rr = s.links_mut(r);
+    rr.parent = parent;
+    rr.level += 1;
+    update(s, t);
+    update(s, r);
+    r
+}
+
+/// Andersson's rebalancing of `t` after its subtree lost an entry; `t`'s
+/// children are balanced and their `max_end` current. Returns the root,
+/// which hangs from `t`'s parent.
+fn rebalance(s: &mut impl Store, t: Id) -> Id {
+    let Links { left, right, level: lv, .. } = *s.links(t);
+    let should = level(s, left).min(level(s, right)) + 1;
+    if should < lv {
+        s.links_mut(t).level = should;
+        if should < level(s, right) {
+            s.links_mut(right).level = should;
+        }
+    }
+    update(s, t);
+    // From here only rotations: each keeps its subtree's entries, and so
+    // the `max_end` of every node it does not move.
+    let t = skew(s, t);
+    let r = skew(s, s.links(t).right);
+    s.links_mut(t).right = r;
+    if r != NIL {
+        let rr = skew(s, s.links(r).right);
+        s.links_mut(r).right = rr;
+    }
+    let t = split(s, t);
+    let r = split(s, s.links(t).right);
+    s.links_mut(t).right = r;
     t
 }
 
-fn insert_at(s: &mut impl Store, t: Id, id: Id) -> Id {
-    if t == NIL {
-        let end = s.cap(id).end();
-        *s.links_mut(id) = Links { left: NIL, right: NIL, level: 1, max_end: end };
-        return id;
+/// [`rebalance`] of `t` after a removal in its left (`right` false) or
+/// right subtree, which was at level `was` before, of an entry that ended
+/// at `gone_end`. Most removals leave that subtree as high as it was, and
+/// then Andersson's steps have little to do: `t` keeps its level, the
+/// other subtree was not touched, and a balanced subtree needs no skew or
+/// split at its own root. What can remain is a split of `t`, if its right
+/// child is level with it and that child's new right spine now is too;
+/// and `t`'s `max_end`, if the entry gone could have been the maximum.
+fn rebalance_side(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64) -> Id {
+    let l = *s.links(t);
+    if level(s, if right { l.right } else { l.left }) != was {
+        return rebalance(s, t);
     }
-    if order(s, id, t) == Ordering::Less {
-        let l = insert_at(s, s.links(t).left, id);
-        s.links_mut(t).left = l;
-    } else {
-        let r = insert_at(s, s.links(t).right, id);
-        s.links_mut(t).right = r;
+    if gone_end >= l.max_end {
+        update(s, t);
     }
-    update(s, t);
-    let t = skew(s, t);
-    split(s, t)
+    // split(t), its test read inline: no removal seen has needed it.
+    let rr = if right && was == l.level { s.links(l.right).right } else { NIL };
+    if rr != NIL && level(s, rr) == l.level { split(s, t) } else { t }
+}
+
+/// Rebalances after a removal below `t`, on its `right` side (at level
+/// `was` before), of an entry that ended at `gone_end`: `t`, then each
+/// parent up to `top`. Returns the root of what `top` headed.
+///
+/// The walk stops early once a node comes out as it went in — same root,
+/// level and `max_end` — unless it is a right child level with its parent
+/// whose own right child has come level with both, which its parent must
+/// split. Above such a node every step would find nothing to do: the
+/// parent sees children with the levels and `max_end` they had, so keeps
+/// its own, and nothing it looks at needs a rotation.
+fn fix_up(s: &mut impl Store, t: Id, right: bool, was: u8, gone_end: u64, top: Id) -> Id {
+    let (mut t, mut right, mut was) = (t, right, was);
+    loop {
+        let before = *s.links(t);
+        let parent = before.parent;
+        let is_right = parent != NIL && s.links(parent).right == t;
+        let new = rebalance_side(s, t, right, was, gone_end);
+        if t == top {
+            return new;
+        }
+        replace_child(s, parent, is_right, new);
+        let after = *s.links(new);
+        let same = new == t && after.level == before.level && after.max_end == before.max_end;
+        let split_above = is_right
+            && after.level == s.links(parent).level
+            && after.right != NIL
+            && s.links(after.right).level == after.level;
+        if same && !split_above {
+            return top;
+        }
+        (t, right, was) = (parent, is_right, before.level);
+    }
+}
+
+/// Takes entry `t` out of its subtree; returns the subtree's new root,
+/// hanging from `t`'s parent. The in-order neighbour takes `t`'s place:
+/// the entries are the nodes, so they are relinked rather than their keys
+/// swapped.
+fn unlink(s: &mut impl Store, t: Id) -> Id {
+    let Links { left, right, parent, level, .. } = *s.links(t);
+    *s.links_mut(t) = Links::EMPTY;
+    if left == NIL && right == NIL {
+        return NIL;
+    }
+    // The neighbour comes from the side that has one, the left if both.
+    let from_right = left == NIL;
+    let side = if from_right { right } else { left };
+    let was = s.links(side).level;
+    let (sub, rest) = take_end(s, side, !from_right);
+    let (new_left, new_right) = if from_right { (NIL, rest) } else { (rest, right) };
+    *s.links_mut(sub) = Links { left: NIL, right: NIL, parent, level, max_end: 0 };
+    set_left(s, sub, new_left);
+    set_right(s, sub, new_right);
+    // `sub` stands where `t` stood, with one side short of an entry.
+    rebalance_side(s, sub, from_right, was, u64::MAX)
+}
+
+/// Takes the last (`last`) or first entry out of subtree `t`, whose
+/// parent is being unlinked: returns it and the subtree's new root.
+fn take_end(s: &mut impl Store, t: Id, last: bool) -> (Id, Id) {
+    let end = if last { max_of(s, t) } else { min_of(s, t) };
+    if end == t {
+        return (end, unlink(s, end));
+    }
+    let Links { parent, level, .. } = *s.links(end);
+    let rest = unlink(s, end);
+    replace_child(s, parent, last, rest);
+    // The entry does not stay in this subtree: any node's `max_end` may
+    // have been its end.
+    (end, fix_up(s, parent, last, level, u64::MAX, t))
 }
 
 fn min_of(s: &impl Store, mut t: Id) -> Id {
@@ -151,63 +336,41 @@ fn max_of(s: &impl Store, mut t: Id) -> Id {
     t
 }
 
-fn remove_at(s: &mut impl Store, t: Id, id: Id) -> Id {
-    if t == NIL {
-        return NIL;
-    }
+/// Calls `f` on `t` and the entries after it in order, until one starts
+/// at or after `end` or `f` breaks.
+fn walk_from(s: &impl Store, t: Id, end: u64, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
     let mut t = t;
-    match order(s, id, t) {
-        Ordering::Less => {
-            let l = remove_at(s, s.links(t).left, id);
-            s.links_mut(t).left = l;
-        }
-        Ordering::Greater => {
-            let r = remove_at(s, s.links(t).right, id);
-            s.links_mut(t).right = r;
-        }
-        Ordering::Equal => {
-            let Links { left, right, level, .. } = *s.links(t);
-            *s.links_mut(t) = Links::EMPTY;
-            if left == NIL && right == NIL {
-                return NIL;
-            }
-            // Put the in-order neighbour in t's place: the entries are the
-            // nodes, so they are relinked rather than their keys swapped.
-            let (sub, new_left, new_right) = if left == NIL {
-                let succ = min_of(s, right);
-                (succ, NIL, remove_at(s, right, succ))
-            } else {
-                let pred = max_of(s, left);
-                (pred, remove_at(s, left, pred), right)
-            };
-            *s.links_mut(sub) = Links { left: new_left, right: new_right, level, max_end: 0 };
-            t = sub;
-        }
+    while t != NIL && s.cap(t).base < end {
+        f(t)?;
+        t = next(s, t);
     }
-    // Rebalance (Andersson's deletion).
-    let (l, r) = (s.links(t).left, s.links(t).right);
-    let should = level(s, l).min(level(s, r)) + 1;
-    if should < level(s, t) {
-        s.links_mut(t).level = should;
-        if should < level(s, r) {
-            s.links_mut(r).level = should;
-        }
+    ControlFlow::Continue(())
+}
+
+/// The entry before `t` in the order, or `NIL`.
+fn prev(s: &impl Store, t: Id) -> Id {
+    let l = s.links(t).left;
+    if l != NIL {
+        return max_of(s, l);
     }
-    update(s, t);
-    t = skew(s, t);
-    let r = skew(s, s.links(t).right);
-    s.links_mut(t).right = r;
+    let (mut t, mut p) = (t, s.links(t).parent);
+    while p != NIL && s.links(p).left == t {
+        (t, p) = (p, s.links(p).parent);
+    }
+    p
+}
+
+/// The entry after `t` in the order, or `NIL`.
+fn next(s: &impl Store, t: Id) -> Id {
+    let r = s.links(t).right;
     if r != NIL {
-        let rr = skew(s, s.links(r).right);
-        s.links_mut(r).right = rr;
-        update(s, r);
+        return min_of(s, r);
     }
-    update(s, t);
-    t = split(s, t);
-    let r = split(s, s.links(t).right);
-    s.links_mut(t).right = r;
-    update(s, t);
-    t
+    let (mut t, mut p) = (t, s.links(t).parent);
+    while p != NIL && s.links(p).right == t {
+        (t, p) = (p, s.links(p).parent);
+    }
+    p
 }
 
 impl Mdb {
@@ -225,14 +388,67 @@ impl Mdb {
 
     /// Adds entry `id` (its capability already in the store).
     pub fn insert(&mut self, s: &mut impl Store, id: Id) {
-        self.root = insert_at(s, self.root, id);
+        let p = Probe::of(s, id);
+        *s.links_mut(id) = Links { level: 1, max_end: p.end, ..Links::EMPTY };
         self.len += 1;
+        if self.root == NIL {
+            self.root = id;
+            return;
+        }
+        // Down to a leaf. The entry joins every subtree on the way, so
+        // their highest ends can only grow to its end.
+        let mut t = self.root;
+        loop {
+            let l = s.links_mut(t);
+            l.max_end = l.max_end.max(p.end);
+            let right = p.cmp(s, t) != Ordering::Less;
+            let c = if right { s.links(t).right } else { s.links(t).left };
+            if c == NIL {
+                replace_child(s, t, right, id);
+                break;
+            }
+            t = c;
+        }
+        // Back up with Andersson's skew and split at each node, until one
+        // is not rotated (so keeps its level) and its parent needs
+        // no split because of it: only a right child level with its parent
+        // whose own right child has come level too makes the parent split.
+        loop {
+            let parent = s.links(t).parent;
+            let is_right = parent != NIL && s.links(parent).right == t;
+            let skewed = skew(s, t);
+            let new = split(s, skewed);
+            if parent == NIL {
+                self.root = new;
+                return;
+            }
+            // (A skew and a split can bring `t` back on top, a level up.)
+            if skewed != t || new != skewed {
+                replace_child(s, parent, is_right, new);
+            } else {
+                let Links { right, level: lv, .. } = *s.links(t);
+                if !is_right || lv != s.links(parent).level || level(s, right) != lv {
+                    return;
+                }
+            }
+            t = parent;
+        }
     }
 
-    /// Removes entry `id`, which must be in the tree.
+    /// Removes entry `id`, which must be in the tree: from the entry
+    /// itself, rebalancing upwards only as far as something changed.
     pub fn remove(&mut self, s: &mut impl Store, id: Id) {
-        self.root = remove_at(s, self.root, id);
+        let gone_end = s.cap(id).end();
+        let Links { parent, level, .. } = *s.links(id);
+        let is_right = parent != NIL && s.links(parent).right == id;
+        let sub = unlink(s, id);
         self.len -= 1;
+        if parent == NIL {
+            self.root = sub;
+            return;
+        }
+        replace_child(s, parent, is_right, sub);
+        self.root = fix_up(s, parent, is_right, level, gone_end, self.root);
     }
 
     /// Calls `f` on every entry whose memory overlaps `[start, end)`, in
@@ -287,45 +503,92 @@ impl Mdb {
     /// Calls `f` on every entry whose order key equals that of `cap`
     /// (its copies, and `cap`'s own entry if present).
     pub fn with_key(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
-        fn go(
-            s: &impl Store,
-            t: Id,
-            key: &(u64, core::cmp::Reverse<u64>, u8, u8, crate::cap::Extra),
-            f: &mut impl FnMut(Id) -> ControlFlow<()>,
-        ) -> ControlFlow<()> {
+        fn go(s: &impl Store, t: Id, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
             if t == NIL {
                 return ControlFlow::Continue(());
             }
             let Links { left, right, .. } = *s.links(t);
-            let k = s.cap(t).order_key();
-            if k >= *key {
-                go(s, left, key, f)?;
+            let k = s.cap(t).order_cmp(cap);
+            if k.is_ge() {
+                go(s, left, cap, f)?;
             }
-            if k == *key {
+            if k.is_eq() {
                 f(t)?;
             }
-            if k <= *key {
-                go(s, right, key, f)?;
+            if k.is_le() {
+                go(s, right, cap, f)?;
             }
             ControlFlow::Continue(())
         }
-        go(s, self.root, &cap.order_key(), f)
+        go(s, self.root, cap, f)
     }
 
-    /// Whether another entry holds a copy of entry `id`'s capability.
+    /// Whether another entry holds a copy of entry `id`'s capability; `id`
+    /// must be in the tree. Copies share an order key and the tree orders
+    /// equal keys by id, so they sit next to each other: it is enough to
+    /// look at `id`'s two neighbours.
     pub fn has_copies(&self, s: &impl Store, id: Id) -> bool {
-        let cap = *s.cap(id);
-        self.with_key(s, &cap, &mut |o| if o != id { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-            .is_break()
+        let cap = s.cap(id);
+        let copy = |o: Id| o != NIL && s.cap(o).order_cmp(cap).is_eq();
+        copy(prev(s, id)) || copy(next(s, id))
     }
 
     /// Calls `f` on every descendant of `cap` in the tree.
+    ///
+    /// A descendant lies inside `cap`, so it starts in `[cap.base, end)`:
+    /// the walk goes straight to the first entry at `cap.base` and on in
+    /// order until one starts at `end`. (An interval walk would also
+    /// climb into every subtree that holds an ancestor reaching `cap`.)
     pub fn descendants(&self, s: &impl Store, cap: &Cap, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
-        // Descendants lie inside `cap` (zero-sized ones at its base).
         let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
-        self.walk_range(s, cap.base, end, true, &mut |o| {
+        self.walk_bases(s, cap.base, end, &mut |o| {
             if cap.is_ancestor_of(s.cap(o)) { f(o) } else { ControlFlow::Continue(()) }
         })
+    }
+
+    /// [`Mdb::descendants`] of the capability of entry `id`, which must be
+    /// in the tree. The walk starts at the first entry at its base, which
+    /// is `id` itself or one of the few just before it that share the base
+    /// (ancestors or copies): those are stepped back over rather than
+    /// searched for from the root, up to a bound, past which the search is
+    /// cheaper.
+    pub fn descendants_of(&self, s: &impl Store, id: Id, f: &mut impl FnMut(Id) -> ControlFlow<()>) -> ControlFlow<()> {
+        const STEPS_BACK: usize = 4;
+        let cap = s.cap(id);
+        let end = if cap.size == 0 { cap.base + 1 } else { cap.end() };
+        let mut first = id;
+        for _ in 0..STEPS_BACK {
+            let p = prev(s, first);
+            if p == NIL || s.cap(p).base < cap.base {
+                return walk_from(s, first, end, &mut |o| {
+                    if cap.is_ancestor_of(s.cap(o)) { f(o) } else { ControlFlow::Continue(()) }
+                });
+            }
+            first = p;
+        }
+        self.descendants(s, cap, f)
+    }
+
+    /// Calls `f` on every entry whose base lies in `[start, end)`, in
+    /// order, until it breaks. The tree is ordered by base first, so this
+    /// is a search for the first entry at `start` and a walk on from there.
+    fn walk_bases(
+        &self,
+        s: &impl Store,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(Id) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let (mut t, mut first) = (self.root, NIL);
+        while t != NIL {
+            let Links { left, right, .. } = *s.links(t);
+            if s.cap(t).base >= start {
+                (first, t) = (t, left);
+            } else {
+                t = right;
+            }
+        }
+        walk_from(s, first, end, f)
     }
 
     /// Calls `f` on every ancestor of `cap` in the tree.
@@ -395,6 +658,9 @@ impl Mdb {
             }
             *n += 1;
             let l = *s.links(t);
+            if [l.left, l.right].iter().any(|&c| c != NIL && s.links(c).parent != t) {
+                return Err("a child that does not link back to its parent");
+            }
             if lo.is_some_and(|lo| order(s, lo, t) != Ordering::Less)
                 || hi.is_some_and(|hi| order(s, t, hi) != Ordering::Less)
             {
@@ -425,6 +691,9 @@ impl Mdb {
             }
             go(s, l.left, lo, Some(t), n)?;
             go(s, l.right, Some(t), hi, n)
+        }
+        if self.root != NIL && s.links(self.root).parent != NIL {
+            return Err("a root with a parent");
         }
         let mut n = 0;
         go(s, self.root, None, None, &mut n)?;

@@ -11,7 +11,7 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::*;
-use crate::cap::Rights;
+use crate::cap::{Extra, Rights};
 use crate::{ObjType, map, retype};
 
 #[derive(Default)]
@@ -98,6 +98,22 @@ impl World {
                 let _ = m.ancestors(a, &c, &mut |i| f(i));
             });
             assert_eq!(desc, want_desc, "descendants of {c:?}");
+            // In database order, which callers rely on (pieces of a frame
+            // come before the mappings inside them).
+            let mut in_order = Vec::new();
+            let _ = self.mdb.descendants(&self.a, &c, &mut |i| {
+                in_order.push(i);
+                ControlFlow::Continue(())
+            });
+            let mut want_order: Vec<Id> = want_desc.iter().copied().collect();
+            want_order.sort_by(|&x, &y| order(&self.a, x, y));
+            assert_eq!(in_order, want_order, "descendants of {c:?} in order");
+            in_order.clear();
+            let _ = self.mdb.descendants_of(&self.a, id, &mut |i| {
+                in_order.push(i);
+                ControlFlow::Continue(())
+            });
+            assert_eq!(in_order, want_order, "descendants of entry {id} in order");
             assert_eq!(anc, want_anc, "ancestors of {c:?}");
             assert_eq!(self.mdb.has_copies(&self.a, id), want_copy, "copies of {c:?}");
             let over = self.collect(|m, a, f| {
@@ -330,4 +346,240 @@ fn deleting_the_only_ram_leaves_its_frames() {
     w.remove(ram);
     w.verify();
     assert!(!w.mdb.has_ancestors(&w.a, &w.a.caps[f0 as usize]));
+}
+
+/// Andersson's insertion and deletion as first written here, recursing
+/// from the root with full key comparisons, rebalancing every level of
+/// the path and recomputing `max_end` after every step, without parent
+/// links: the reference the database's must match node for node.
+mod reference {
+    use super::super::{Id, Links, NIL, Store, level, order, update};
+    use core::cmp::Ordering;
+
+    fn min_of(s: &impl Store, mut t: Id) -> Id {
+        while s.links(t).left != NIL {
+            t = s.links(t).left;
+        }
+        t
+    }
+
+    fn max_of(s: &impl Store, mut t: Id) -> Id {
+        while s.links(t).right != NIL {
+            t = s.links(t).right;
+        }
+        t
+    }
+
+    fn skew(s: &mut impl Store, t: Id) -> Id {
+        if t == NIL {
+            return t;
+        }
+        let l = s.links(t).left;
+        if l != NIL && level(s, l) == level(s, t) {
+            let lr = s.links(l).right;
+            s.links_mut(t).left = lr;
+            s.links_mut(l).right = t;
+            update(s, t);
+            update(s, l);
+            return l;
+        }
+        t
+    }
+
+    fn split(s: &mut impl Store, t: Id) -> Id {
+        if t == NIL {
+            return t;
+        }
+        let r = s.links(t).right;
+        if r != NIL && s.links(r).right != NIL && level(s, s.links(r).right) == level(s, t) {
+            let rl = s.links(r).left;
+            s.links_mut(t).right = rl;
+            s.links_mut(r).left = t;
+            s.links_mut(r).level += 1;
+            update(s, t);
+            update(s, r);
+            return r;
+        }
+        t
+    }
+
+    pub fn insert_at(s: &mut impl Store, t: Id, id: Id) -> Id {
+        if t == NIL {
+            let end = s.cap(id).end();
+            *s.links_mut(id) = Links { left: NIL, right: NIL, parent: NIL, level: 1, max_end: end };
+            return id;
+        }
+        if order(s, id, t) == Ordering::Less {
+            let l = insert_at(s, s.links(t).left, id);
+            s.links_mut(t).left = l;
+        } else {
+            let r = insert_at(s, s.links(t).right, id);
+            s.links_mut(t).right = r;
+        }
+        update(s, t);
+        let t = skew(s, t);
+        split(s, t)
+    }
+
+    pub fn remove_at(s: &mut impl Store, t: Id, id: Id) -> Id {
+        if t == NIL {
+            return NIL;
+        }
+        let mut t = t;
+        match order(s, id, t) {
+            Ordering::Less => {
+                let l = remove_at(s, s.links(t).left, id);
+                s.links_mut(t).left = l;
+            }
+            Ordering::Greater => {
+                let r = remove_at(s, s.links(t).right, id);
+                s.links_mut(t).right = r;
+            }
+            Ordering::Equal => {
+                let Links { left, right, level, .. } = *s.links(t);
+                *s.links_mut(t) = Links::EMPTY;
+                if left == NIL && right == NIL {
+                    return NIL;
+                }
+                let (sub, new_left, new_right) = if left == NIL {
+                    let succ = min_of(s, right);
+                    (succ, NIL, remove_at(s, right, succ))
+                } else {
+                    let pred = max_of(s, left);
+                    (pred, remove_at(s, left, pred), right)
+                };
+                *s.links_mut(sub) = Links { left: new_left, right: new_right, parent: NIL, level, max_end: 0 };
+                t = sub;
+            }
+        }
+        let (l, r) = (s.links(t).left, s.links(t).right);
+        let should = level(s, l).min(level(s, r)) + 1;
+        if should < level(s, t) {
+            s.links_mut(t).level = should;
+            if should < level(s, r) {
+                s.links_mut(r).level = should;
+            }
+        }
+        update(s, t);
+        t = skew(s, t);
+        let r = skew(s, s.links(t).right);
+        s.links_mut(t).right = r;
+        if r != NIL {
+            let rr = skew(s, s.links(r).right);
+            s.links_mut(r).right = rr;
+            update(s, r);
+        }
+        update(s, t);
+        t = split(s, t);
+        let r = split(s, s.links(t).right);
+        s.links_mut(t).right = r;
+        update(s, t);
+        t
+    }
+}
+
+/// Every entry's links but the parent, which the reference does not keep.
+fn shape(a: &Arena) -> Vec<(Id, Id, u8, u64)> {
+    a.links.iter().map(|l| (l.left, l.right, l.level, l.max_end)).collect()
+}
+
+/// A capability from a small set, so keys collide often (copies, equal
+/// bases, equal sizes) and every tie-break is taken.
+fn crowded_cap(k: u16) -> Cap {
+    let types = [ObjType::Ram, ObjType::Frame, ObjType::L2CNode, ObjType::Dispatcher, ObjType::FrameMapping];
+    let k = u64::from(k);
+    let extra = if k.is_multiple_of(7) { Extra::Endpoint { offset: (k % 3) as u32, size: 8 } } else { Extra::None };
+    Cap { extra, ..Cap::new(types[(k % 5) as usize], 0x1000 * (k % 11), 0x1000 << (k % 3)) }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The database's insertion and removal build exactly the tree the
+    /// reference does: same root, and every entry with the same children,
+    /// level and `max_end` (parent links are checked by `check`).
+    #[test]
+    fn tuned_updates_build_the_reference_tree(ops in proptest::collection::vec((any::<bool>(), any::<u16>()), 1..400)) {
+        let mut fast = World { a: Arena::default(), mdb: Mdb::new() };
+        let mut slow = Arena::default();
+        let mut slow_root = NIL;
+        for (add, k) in ops {
+            let live = fast.live();
+            if add || live.is_empty() {
+                let cap = crowded_cap(k);
+                let id = fast.add(cap);
+                slow.caps.push(cap);
+                slow.links.push(Links::EMPTY);
+                slow_root = reference::insert_at(&mut slow, slow_root, id);
+            } else {
+                let id = live[usize::from(k) % live.len()];
+                fast.remove(id);
+                slow_root = reference::remove_at(&mut slow, slow_root, id);
+            }
+            prop_assert_eq!(fast.mdb.root, slow_root);
+            prop_assert_eq!(shape(&fast.a), shape(&slow));
+            fast.mdb.check(&fast.a).unwrap();
+        }
+    }
+}
+
+/// The same as a long deterministic run: the tree grows to thousands of
+/// entries (so deep paths), then shrinks back.
+#[test]
+fn tuned_updates_build_the_reference_tree_when_deep() {
+    let mut fast = World { a: Arena::default(), mdb: Mdb::new() };
+    let mut slow = Arena::default();
+    let mut slow_root = NIL;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for step in 0..8000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let live = fast.live();
+        // Two adds to a removal while growing, the reverse after.
+        let add = live.is_empty() || x.is_multiple_of(3) == (step >= 4000);
+        if add {
+            let cap = crowded_cap((x >> 8) as u16);
+            let id = fast.add(cap);
+            slow.caps.push(cap);
+            slow.links.push(Links::EMPTY);
+            slow_root = reference::insert_at(&mut slow, slow_root, id);
+        } else {
+            let id = live[(x >> 24) as usize % live.len()];
+            fast.remove(id);
+            slow_root = reference::remove_at(&mut slow, slow_root, id);
+        }
+        assert_eq!(fast.mdb.root, slow_root, "step {step}");
+        assert_eq!(shape(&fast.a), shape(&slow), "step {step}");
+    }
+    fast.mdb.check(&fast.a).unwrap();
+}
+
+/// `descendants_of` steps back over the entries sharing its entry's base,
+/// or searches from the root when there are many: the same answer both
+/// ways.
+#[test]
+fn descendants_of_an_entry_behind_many_at_its_base() {
+    let mut w = World { a: Arena::default(), mdb: Mdb::new() };
+    let ram = Cap::new(ObjType::Ram, 0x4000_0000, 0x10_0000);
+    let rams: Vec<Id> = (0..6).map(|_| w.add(ram)).collect();
+    let frame = w.add(Cap::new(ObjType::Frame, ram.base, 0x2000));
+    let piece = w.add(Cap::new(ObjType::Frame, ram.base + 0x1000, 0x1000));
+    let req = map::Request { entry: 0, count: 1, offset: 0x1000, rights: Rights::READ };
+    let table = Cap::new(ObjType::VNodeL3, 0x8000_0000, 0x1000);
+    let mapping = w.add(map::check(&table, w.a.cap(frame), &req).unwrap().mapping);
+    w.verify();
+    let of = |w: &World, id: Id| {
+        let mut got = Vec::new();
+        let _ = w.mdb.descendants_of(&w.a, id, &mut |i| {
+            got.push(i);
+            ControlFlow::Continue(())
+        });
+        got
+    };
+    assert_eq!(of(&w, frame), [piece, mapping], "six entries before it at its base");
+    assert_eq!(of(&w, piece), [mapping]);
+    for &r in &rams {
+        assert_eq!(of(&w, r), [frame, piece, mapping]);
+    }
 }

@@ -98,6 +98,24 @@ pub unsafe fn put(mdb: &mut caps::mdb::Mdb, pa: u64, entry: Cte) {
     mdb.insert(&mut Ctes, id_of(pa));
 }
 
+/// Empties the slot at `pa`: what [`Cte::EMPTY`] holds, written in place.
+/// Assigning that 88-byte constant is a `memcpy` call (the kernel has no
+/// SIMD registers, so only copies of up to 32 bytes are inlined), and
+/// every deletion empties a slot.
+///
+/// # Safety
+/// As for [`cte_at`], and the entry must be out of the database.
+pub unsafe fn clear(pa: u64) {
+    // SAFETY: the caller's contract.
+    let cte = unsafe { cte_at(pa) };
+    // SAFETY: a `Cap` is plain data, and all-zero bytes are an empty one
+    // (see `init_cnode`); zeroing its padding too leaves nothing of the
+    // capability that was there.
+    unsafe { core::ptr::write_bytes(&raw mut cte.cap, 0, 1) };
+    cte.links = Links::EMPTY;
+    cte.held = false;
+}
+
 /// Fills a new CNode's slots with empty entries.
 ///
 /// # Safety

@@ -78,7 +78,7 @@ fn sync(cur: Dcb) {
             let r = if args[1] & 0xff == Command::LmpSend as u64 {
                 lmp::send(cur, &args, &save.x[4..4 + kpi::lmp::LMP_WORDS]).map(|()| [0; 3])
             } else {
-                invoke::invoke(&mut core.mdb.borrow_mut(), cur, &core.resume, args)
+                invoke::invoke(&mut core.mdb.borrow_mut(), cur, &core.resume, &args)
             };
             match r {
                 Ok(v) => {

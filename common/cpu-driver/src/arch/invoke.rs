@@ -5,7 +5,7 @@
 use core::cell::RefCell;
 use core::ops::ControlFlow;
 
-use caps::mdb::{Id, Mdb};
+use caps::mdb::{Id, Mdb, Store};
 use caps::types::{self, CTE_SIZE};
 use caps::{Cap, CapError, Extra, ObjType, Rights, map, retype};
 use cpu_driver::paging::{self, Attributes, Memory, Table};
@@ -120,8 +120,9 @@ fn remove(mdb: &mut Mdb, pa: u64) {
         unmap(&cap);
     }
     mdb.remove(&mut Ctes, cspace::id_of(pa));
-    // SAFETY: a slot the caller found holding a capability.
-    unsafe { *cspace::cte_at(pa) = Cte::EMPTY };
+    // SAFETY: a slot the caller found holding a capability, now out of
+    // the database.
+    unsafe { cspace::clear(pa) };
 }
 
 /// Makes new objects usable: CNodes get empty slots, other kernel objects
@@ -274,25 +275,29 @@ impl Batch {
     }
 }
 
-/// The first occupied slot of a CNode with the lowest `rank`: slots ranked
-/// higher are returned only once nothing ranked lower is left.
-fn first_occupied(cnode: &Cap, rank: impl Fn(u64, &Cap) -> u8) -> Option<u64> {
+/// The first occupied slot of a CNode with the lowest `rank`, scanning
+/// from slot `from` (the caller knows the slots below it are empty):
+/// slots ranked higher are returned only once nothing ranked lower is
+/// left. With it, whether every slot passed over on the way was empty.
+fn first_occupied(cnode: &Cap, from: u64, rank: impl Fn(u64, &Cap) -> u8) -> Option<(u64, bool)> {
     let mut best: Option<(u8, u64)> = None;
-    for pa in (0..cnode.size / CTE_SIZE).map(|i| cnode.base + i * CTE_SIZE) {
-        // SAFETY: slots of a live CNode.
-        let c = unsafe { cspace::cte_at(pa) }.cap;
-        if c.objtype == ObjType::Null {
-            continue;
+    let mut pa = from;
+    while pa < cnode.base + cnode.size {
+        // SAFETY: slots of a live CNode. Read in place: a copy of each
+        // slot's capability would cost a `memcpy` call per slot scanned.
+        let c = &unsafe { cspace::cte_at(pa) }.cap;
+        if c.objtype != ObjType::Null {
+            let r = rank(pa, c);
+            if r == 0 {
+                return Some((pa, best.is_none()));
+            }
+            if best.is_none_or(|(b, _)| r < b) {
+                best = Some((r, pa));
+            }
         }
-        let r = rank(pa, &c);
-        if r == 0 {
-            return Some(pa);
-        }
-        if best.is_none_or(|(b, _)| r < b) {
-            best = Some((r, pa));
-        }
+        pa += CTE_SIZE;
     }
-    best.map(|(_, pa)| pa)
+    best.map(|(_, pa)| (pa, false))
 }
 
 /// The first empty slot of a CNode.
@@ -324,6 +329,12 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
     let resumed = budget.resumable && budget.cursor.top == top.base;
     budget.resumable = false;
     let mut path = if resumed { budget.cursor.path } else { Path::EMPTY };
+    // A CNode (by base) and a slot of it below which its slots are empty:
+    // the last scan of it found them so, and only moving the anchor (below)
+    // puts an entry into a CNode being cleared other than where a scan
+    // stopped. The next scan of that CNode starts there, so a CNode is
+    // scanned once rather than once per entry.
+    let mut empty_below: Option<(u64, u64)> = None;
     loop {
         if budget.spent() {
             budget.stop(top, path);
@@ -331,9 +342,9 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
         }
         budget.visits -= 1;
         let cur = match path.last() {
-            None => *top,
+            None => top,
             Some(slot) => {
-                let c = cap_of(cspace::id_of(slot));
+                let c = cap_ref(cspace::id_of(slot));
                 if !is_cnode(c.objtype) || mdb.has_copies(&Ctes, cspace::id_of(slot)) {
                     path = Path::EMPTY; // stale: find the way again from the top
                     continue;
@@ -346,7 +357,13 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
         let rank = |pa: u64, c: &Cap| {
             if path.on_anchor_way(pa) { 2 } else { u8::from(c.is_copy(top)) }
         };
-        let Some(spa) = first_occupied(&cur, rank) else {
+        let from = match empty_below {
+            Some((cnode, slot)) if cnode == cur.base => slot,
+            _ => cur.base,
+        };
+        let found = first_occupied(cur, from, rank);
+        empty_below = found.and_then(|(spa, clean)| clean.then_some((cur.base, spa)));
+        let Some((spa, _)) = found else {
             match path.pop() {
                 None => return Ok(()),
                 Some(ps) => {
@@ -367,9 +384,10 @@ fn clear_cnode(mdb: &mut Mdb, top: &Cap, budget: &mut Budget<'_>) -> Result<(), 
             // goes when `top` holds nothing else. The CNodes on its way are
             // then ordinary. A move deletes nothing.
             if let Some(free) = first_free(top) {
+                empty_below = None;
                 mdb.remove(&mut Ctes, cspace::id_of(spa));
                 // SAFETY: the slot the anchor was in, now out of the database.
-                unsafe { *cspace::cte_at(spa) = Cte::EMPTY };
+                unsafe { cspace::clear(spa) };
                 install(mdb, free, c);
                 continue;
             }
@@ -467,11 +485,10 @@ fn delete_slot(mdb: &mut Mdb, pa: u64, budget: &mut Budget<'_>) -> Result<(), Er
 /// domain cannot pin its giver's memory by keeping entries in a table.
 fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let mut cleared = false;
-    for i in 0..paging::ENTRIES {
+    let mut i = 0;
+    while let Some(k) = table(t.base)[i..].iter().position(|&d| paging::is_valid(d)) {
+        i += k;
         let d = table(t.base)[i];
-        if !paging::is_valid(d) {
-            continue;
-        }
         if budget.deletions == 0 {
             if cleared {
                 flush_tlb();
@@ -502,6 +519,7 @@ fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), Er
             }
         }
         budget.deletions -= 1;
+        i += 1;
     }
     if cleared {
         flush_tlb();
@@ -509,10 +527,10 @@ fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), Er
     Ok(())
 }
 
-/// Before the last copy of something mappable goes, so must every mapping
-/// no other surviving capability justifies (a sub-frame may still justify
-/// its own). The removals are charged to `budget`; `Retry` while more
-/// remain.
+/// Before the last copy of something mappable goes (`cap`, in entry
+/// `me`), so must every mapping no other surviving capability justifies
+/// (a sub-frame may still justify its own). The removals are charged to
+/// `budget`; `Retry` while more remain.
 ///
 /// The work is one walk over `cap`'s descendants and at most one over its
 /// ancestors, whatever the number of mappings. The in-order walk meets
@@ -522,12 +540,13 @@ fn unmap_table(mdb: &mut Mdb, t: &Cap, budget: &mut Budget<'_>) -> Result<(), Er
 /// ancestor of the same kind (a larger frame), which then justifies all.
 fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budget<'_>) -> Result<(), ErrorCode> {
     let db: &Mdb = mdb;
-    // Asked only once a mapping needs it: most frames have none.
+    // Asked only once a mapping needs it: most frames have none. For the
+    // same reason the batch (zeroed when made) is made at the first.
     let mut covered = None;
-    let mut doomed = Batch::up_to(budget.deletions);
+    let mut doomed = None;
     let mut pieces_end = 0;
-    let _ = db.descendants(&Ctes, cap, &mut |m| {
-        let mc = cap_of(m);
+    let _ = db.descendants_of(&Ctes, me, &mut |m| {
+        let mc = Ctes.cap(m);
         // A piece of `cap` (a sub-frame): each mapping type records
         // mappings of exactly one type, so same type is same kind.
         if mc.objtype == cap.objtype {
@@ -547,8 +566,13 @@ fn remove_orphaned_mappings(mdb: &mut Mdb, me: Id, cap: &Cap, budget: &mut Budge
             })
             .is_break()
         });
-        if by_ancestor { ControlFlow::Break(()) } else { doomed.push(m) }
+        if by_ancestor {
+            ControlFlow::Break(())
+        } else {
+            doomed.get_or_insert_with(|| Batch::up_to(budget.deletions)).push(m)
+        }
     });
+    let Some(doomed) = doomed else { return Ok(()) };
     if covered == Some(true) {
         return Ok(());
     }
@@ -567,6 +591,14 @@ fn table_level_of(entry_size: u64) -> Option<u32> {
         0x4000_0000 => Some(1),
         _ => None,
     }
+}
+
+/// The capability of entry `id`, in place (a copy costs a `memcpy`
+/// call); not kept across a change to that entry.
+fn cap_ref(id: Id) -> &'static Cap {
+    // SAFETY: an id from the database: a live slot; the kernel runs one
+    // event at a time.
+    &unsafe { cspace::cte_at(u64::from(id) * CTE_SIZE) }.cap
 }
 
 fn cap_of(id: Id) -> Cap {
@@ -683,7 +715,7 @@ fn end_nested_dispatcher(mdb: &mut Mdb, spa: u64, c: &Cap, budget: &mut Budget<'
             remove(mdb, spa);
             mdb.remove(&mut Ctes, cspace::id_of(hpa));
             // SAFETY: the held CTE, just out of the database.
-            unsafe { *cspace::cte_at(hpa) = Cte::EMPTY };
+            unsafe { cspace::clear(hpa) };
             install(mdb, spa, h);
             budget.deletions -= 1;
             return Ok(true);
@@ -726,7 +758,7 @@ pub fn lookup_cap(d: Dcb, r: CapRef) -> Result<&'static Cap, ErrorCode> {
 /// Runs one invocation for dispatcher `caller`. `a` = x1..x7. Returns the
 /// values for x1..x3. `resume` carries a bounded delete's progress to the
 /// next call, if that call repeats this one; any other invocation drops it.
-pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: [u64; 7]) -> Result<[u64; 3], ErrorCode> {
+pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: &[u64; 7]) -> Result<[u64; 3], ErrorCode> {
     let root_id = caller.root_id();
     let call = [u64::from(root_id), a[0], a[1]];
     let mut cursor = resume.borrow_mut();
@@ -734,7 +766,7 @@ pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: [u64; 7])
     cursor.valid = false;
     let mut budget =
         Budget { deletions: REVOKE_BATCH, visits: REVOKE_BATCH, cursor: &mut cursor, resumable, stopped: false };
-    let result = run(mdb, caller, &a, &mut budget);
+    let result = run(mdb, caller, a, &mut budget);
     if result == Err(ErrorCode::Retry) && budget.stopped {
         cursor.valid = true;
         cursor.call = call;
@@ -744,13 +776,15 @@ pub fn invoke(mdb: &mut Mdb, caller: Dcb, resume: &RefCell<Resume>, a: [u64; 7])
 
 fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Result<[u64; 3], ErrorCode> {
     let root_id = caller.root_id();
-    let root_cap = cap_of(root_id);
-    let root = &root_cap;
+    // The root and the invoked capability are read in place, as in
+    // `lookup_cap` (a copy of each cost a `memcpy` call per invocation):
+    // no command writes either slot before its last use of them.
+    let root = caller.held(dispatch::HELD_ROOT);
     let target = CapRef::from_raw(a[0]).ok_or(ErrorCode::BadCapAddr)?;
     let cmd = Command::from_raw(a[1]).ok_or(ErrorCode::InvalidCommand)?;
     let pa = cspace::lookup(root, target)?;
     // SAFETY: `lookup` returned a slot of the caller's CSpace.
-    let cap = unsafe { cspace::cte_at(pa) }.cap;
+    let cap = &unsafe { cspace::cte_at(pa) }.cap;
     if cap.objtype == ObjType::Null {
         return Err(ErrorCode::SlotEmpty);
     }
@@ -763,14 +797,14 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
         Command::Retype => {
             let new_type = u8::try_from(a[3]).ok().and_then(ObjType::from_raw).ok_or(ErrorCode::InvalidArgument)?;
             let req = retype::Request { new_type, offset: a[4], objsize: a[5], count: a[6] };
-            let plan = retype::check(&cap, &req).map_err(cap_error)?;
+            let plan = retype::check(cap, &req).map_err(cap_error)?;
             let (start, end) = plan.range();
-            if types::types_memory(new_type) && mdb.retype_conflict(&Ctes, &cap, start, end) {
+            if types::types_memory(new_type) && mdb.retype_conflict(&Ctes, cap, start, end) {
                 return Err(ErrorCode::RetypeOverlap);
             }
             let first = dest_slots(root, Dest::from_raw(a[2]), plan.count)?;
             for i in 0..plan.count {
-                let new = plan.nth(&cap, i);
+                let new = plan.nth(cap, i);
                 init_object(&new);
                 install(mdb, first + i * CTE_SIZE, new);
             }
@@ -783,7 +817,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             // A retype of that range validates it (a frame: RAM into RAM of
             // the whole size would be refused as a copy).
             let req = retype::Request { new_type: ObjType::Frame, offset: a[3], objsize: a[4], count: 1 };
-            let plan = retype::check(&cap, &req).map_err(cap_error)?;
+            let plan = retype::check(cap, &req).map_err(cap_error)?;
             let (start, end) = plan.range();
             let except = match a[2] {
                 0 => None,
@@ -797,10 +831,10 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                     Some(cspace::id_of(pa))
                 }
             };
-            Ok([u64::from(mdb.covered_except(&Ctes, &cap, cspace::id_of(pa), start, end, except)), 0, 0])
+            Ok([u64::from(mdb.covered_except(&Ctes, cap, cspace::id_of(pa), start, end, except)), 0, 0])
         }
         Command::Copy => {
-            let copy = retype::copy(&cap).map_err(cap_error)?;
+            let copy = retype::copy(cap).map_err(cap_error)?;
             let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;
             install(mdb, slot, copy);
             Ok([0; 3])
@@ -815,7 +849,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                     u32::try_from(size).map_err(|_| ErrorCode::InvalidArgument)?,
                 )),
             };
-            let minted = retype::mint(&cap, rights, buffer).map_err(cap_error)?;
+            let minted = retype::mint(cap, rights, buffer).map_err(cap_error)?;
             let slot = dest_slots(root, Dest::from_raw(a[2]), 1)?;
             install(mdb, slot, minted);
             Ok([0; 3])
@@ -830,8 +864,9 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             let src_ref = CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?;
             let src_pa = cspace::lookup(root, src_ref)?;
-            // SAFETY: a slot of the caller's CSpace.
-            let src = unsafe { cspace::cte_at(src_pa) }.cap;
+            // SAFETY: a slot of the caller's CSpace, read in place like
+            // `cap` (the mapping goes into another, empty slot).
+            let src = &unsafe { cspace::cte_at(src_pa) }.cap;
             if src.objtype == ObjType::Null {
                 return Err(ErrorCode::SlotEmpty);
             }
@@ -841,7 +876,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             let rights = Rights::from_bits((packed >> 32) as u8).ok_or(ErrorCode::InvalidArgument)?;
             let req = map::Request { entry: packed as u16, count: (packed >> 16) as u16, offset: a[4], rights };
-            let plan = map::check(&cap, &src, &req).map_err(cap_error)?;
+            let plan = map::check(cap, src, &req).map_err(cap_error)?;
             let first = usize::from(req.entry);
             let count = usize::from(req.count);
             let exec_bytes = count as u64 * plan.entry_size;
@@ -912,8 +947,8 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             let mut collect = |id: Id| {
                 if id == me || cspace::is_kernel_held(id) { ControlFlow::Continue(()) } else { victims.push(id) }
             };
-            if mdb.with_key(&Ctes, &cap, &mut collect).is_continue() {
-                let _ = mdb.descendants(&Ctes, &cap, &mut collect);
+            if mdb.with_key(&Ctes, cap, &mut collect).is_continue() {
+                let _ = mdb.descendants_of(&Ctes, me, &mut collect);
             }
             let more = victims.full;
             let batch = victims.ids();
@@ -955,7 +990,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
                 let moved = old.cap;
                 mdb.remove(&mut Ctes, cspace::id_of(from));
                 // SAFETY: as above.
-                unsafe { *cspace::cte_at(from) = Cte::EMPTY };
+                unsafe { cspace::clear(from) };
                 install(mdb, to, moved);
             }
             mdb.remove(&mut Ctes, root_id);
@@ -987,7 +1022,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             if cap.objtype != ObjType::IrqDest {
                 return Err(ErrorCode::WrongCapType);
             }
-            irq::ack(&this_core().irqs, &cap)?;
+            irq::ack(&this_core().irqs, cap)?;
             Ok([0; 3])
         }
         Command::DebugCheck => {

@@ -104,7 +104,7 @@ pub fn disconnect(routes: &Routes, mdb: &mut Mdb, dest: &Cap) {
     if unsafe { cspace::cte_at(pa) }.cap.objtype != ObjType::Null {
         mdb.remove(&mut Ctes, cspace::id_of(pa));
         // SAFETY: as above, just removed from the database.
-        unsafe { *cspace::cte_at(pa) = Cte::EMPTY };
+        unsafe { cspace::clear(pa) };
     }
     route.intid.set(0);
 }
