@@ -54,13 +54,40 @@ pub unsafe fn copy_to_phys(pa: u64, bytes: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), phys(pa), bytes.len()) };
 }
 
-/// Zeroes pages of physical memory through the direct map.
+/// Zeroes physical memory through the direct map: with `DC ZVA`, a whole
+/// block (64 bytes on the Cortex-A cores here) per instruction, where the
+/// CPU allows it; with stores otherwise and for unaligned ends. Retyping
+/// kernel objects and loading init spend most of their time here.
 ///
 /// # Safety
 /// As for [`copy_to_phys`].
 pub unsafe fn zero_phys(pa: u64, len: u64) {
-    // SAFETY: as above.
-    unsafe { core::ptr::write_bytes(phys(pa), 0, len as usize) };
+    let dczid: u64;
+    // SAFETY: reading DCZID_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
+    let start = phys(pa) as u64;
+    let end = start + len;
+    let block = 4u64 << (dczid & 0xf);
+    let (first, last) = (start.next_multiple_of(block), end & !(block - 1));
+    // DZP (bit 4) set: DC ZVA is prohibited.
+    if dczid & 0x10 != 0 || first >= last {
+        // SAFETY: the caller owns the range; the direct map covers RAM.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, len as usize) };
+        return;
+    }
+    // SAFETY: as above, for the unaligned head and tail.
+    unsafe {
+        core::ptr::write_bytes(start as *mut u8, 0, (first - start) as usize);
+        core::ptr::write_bytes(last as *mut u8, 0, (end - last) as usize);
+    }
+    let mut at = first;
+    while at < last {
+        // SAFETY: zeroes the aligned block at `at`, inside the caller's
+        // range; normal memory in the direct map. Later barriers (a map's
+        // `dsb ishst`) order it like any store.
+        unsafe { core::arch::asm!("dc zva, {}", in(reg) at, options(nostack, preserves_flags)) };
+        at += block;
+    }
 }
 
 /// Makes instructions written through the direct map visible to fetches.
