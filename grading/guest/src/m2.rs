@@ -32,6 +32,9 @@ pub const MALFORMED: [&str; 8] = [
     "bad-magic",
     "bad-stack",
 ];
+/// Seconds the bigframe group holds still after printing the shared
+/// frame's physical address, for the host to read it over QMP.
+pub const INSPECTION_SECONDS: u64 = 3;
 /// Spawn/exit cycles of the endurance group.
 pub const CYCLES: u32 = 1000;
 /// Processes started at once.
@@ -285,6 +288,12 @@ fn bigframe<S: M2>(c: &mut Checks, s: &mut S, _bi: &BootInfo) {
         c.ok("the child checks it and exits", wait_exit(s, pid, 60), format_args!("still running"));
         let bad = theirs.iter().enumerate().filter(|&(i, w)| *w != CHILD_SEED ^ ((i + words / 2) as u64 * 8)).count();
         c.is("every word the child wrote reads back in init", bad, 0);
+        // The host reads the frame's physical memory while the machine
+        // holds still: one frame, both halves, seen from outside.
+        if let Ok(id) = aos::cap::identify(frame) {
+            aos::println!("m2: shared frame at physical {:#x}, {:#x} bytes", id.base, id.size);
+            pause(INSPECTION_SECONDS);
+        }
         let _ = s.reap();
         let _ = s.unmap(va, BIG_BYTES);
     }

@@ -7,6 +7,9 @@
 //! - the ELF magic printed from a mapped module;
 //! - the child's half of the 64 MiB frame and its view of its paging state;
 //! - the printer ticks before it is stopped and never after;
+//! - the 64 MiB frame init and a child share, read from guest physical
+//!   memory over QMP while the machine is stopped: init's half and the
+//!   child's half hold the patterns each wrote;
 //! - each malformed module is refused for its own reason;
 //! - QEMU's exit status once init is done.
 
@@ -35,12 +38,52 @@ const GROUPS: [(&str, usize); 8] = [
 struct Run {
     transcript: String,
     exit: Option<i32>,
+    /// The physical-memory check of the shared frame.
+    memory: Result<String, String>,
 }
 
 fn grading_boot(t: &Target) -> Result<Run, String> {
-    let mut m = Machine::boot(t.menu("grading")?)?;
+    let config = t.menu("grading")?;
+    let mib = config.memory_mib.or(config.board.qemu.map(|q| q.memory_mib)).unwrap_or(0);
+    let ram = (config.board.ram.base, config.board.ram.base + (mib << 20));
+    let mut m = Machine::boot(config)?;
+    let memory = match m.expect("m2: shared frame at physical ", Duration::from_secs(300)) {
+        Ok(_) => {
+            let r = m.expect(" bytes", Duration::from_secs(10)).and_then(|rest| read_shared_frame(&mut m, &rest, ram));
+            let _ = m.qmp().execute("cont", serde_json::json!({}));
+            r
+        }
+        Err(e) => Err(e),
+    };
     let status = m.wait_exit(Duration::from_secs(600));
-    Ok(Run { transcript: m.transcript(), exit: status.ok().and_then(|s| s.code()) })
+    Ok(Run { transcript: m.transcript(), exit: status.ok().and_then(|s| s.code()), memory })
+}
+
+/// Stops the machine and reads sampled words of the frame both init and
+/// the child wrote ("0x... , 0x..." after the line's prefix): init's half
+/// holds `PARENT_SEED ^ offset`, the child's `CHILD_SEED ^ offset`.
+fn read_shared_frame(m: &mut Machine, rest: &str, ram: (u64, u64)) -> Result<String, String> {
+    use grading::m2::{BIG_BYTES, CHILD_SEED, PARENT_SEED};
+    m.qmp().execute("stop", serde_json::json!({}))?;
+    let mut nums = rest.split(", ").map(|w| u64::from_str_radix(w.trim().trim_start_matches("0x"), 16));
+    let (Some(Ok(pa)), Some(Ok(bytes))) = (nums.next(), nums.next()) else {
+        return Err(format!("cannot parse the frame line's {rest:?}"));
+    };
+    ensure!(bytes == BIG_BYTES, "the shared frame is {bytes:#x} bytes, not {BIG_BYTES:#x}");
+    ensure!(pa % (2 << 20) == 0, "frame {pa:#x} is not 2 MiB-aligned, as it was asked to be");
+    ensure!(pa >= ram.0 && pa + bytes <= ram.1, "frame {pa:#x} outside RAM {:#x}..{:#x}", ram.0, ram.1);
+    let mut checked = 0;
+    // 257 samples across the frame, both halves, unaligned to any power of two.
+    for k in 0..257u64 {
+        let off = (k * (bytes / 257)) & !7;
+        let seed = if off < bytes / 2 { PARENT_SEED } else { CHILD_SEED };
+        let lo = m.qmp().read_u32(pa + off)?;
+        let hi = m.qmp().read_u32(pa + off + 4)?;
+        let got = u64::from(lo) | u64::from(hi) << 32;
+        ensure!(got == seed ^ off, "physical {:#x} holds {got:#x}, expected {:#x}", pa + off, seed ^ off);
+        checked += 1;
+    }
+    Ok(format!("{checked} words of {bytes:#x} bytes at {pa:#x}"))
 }
 
 /// Whether `lines` appear in the transcript in this order (others may
@@ -201,6 +244,11 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
                 Ok(with_transcript(&run.transcript, check(&run))?)
             }));
         }
+        let r = run.clone();
+        all.push(Trial::test(name("both_halves_of_the_shared_frame_are_in_its_physical_memory"), move || {
+            let run = r()?;
+            Ok(with_transcript(&run.transcript, run.memory.clone().map(drop))?)
+        }));
         let r = run.clone();
         all.push(Trial::test(name("init_finishes_and_the_machine_stops_cleanly"), move || {
             let run = r()?;
