@@ -227,6 +227,33 @@ fn spawn_several<S: M2>(c: &mut Checks, s: &mut S, _bi: &BootInfo) {
     c.is("reap reclaims them", s.reap().ok(), Some(AT_ONCE as usize));
     c.ok("a reaped PID names nothing", s.state(pids[0]).is_err(), format_args!("still there"));
     c.is("their memory came back", avail(s), start);
+
+    // Fill the table: the spawn after the last one that fits is refused
+    // with nothing taken, and all of them are reclaimed.
+    let mut held = 0usize;
+    let refused = loop {
+        let before = avail(s);
+        match s.spawn_load_by_name("quiet") {
+            Ok(_) => held += 1,
+            Err(e) => break Some((e, before == avail(s))),
+        }
+        if held > 1000 {
+            break None;
+        }
+    };
+    c.ok("the table fills up", refused.is_some() && held >= AT_ONCE as usize, format_args!("{held} spawned"));
+    if let Some((e, unchanged)) = refused {
+        aos::println!("m2: spawn {} refused: {e}", held + 1);
+        c.ok("the spawn that does not fit takes nothing", unchanged, format_args!("memory changed"));
+    }
+    let (freq, t0) = (aos::time::frequency(), aos::time::counter());
+    let mut reaped = 0;
+    while reaped < held && aos::time::counter() - t0 < 30 * freq {
+        reaped += s.reap().unwrap_or(0);
+        let _ = aos::syscall::yield_now();
+    }
+    c.is("every process of the full table exits and is reaped", reaped, held);
+    c.is("and the memory came back", avail(s), start);
 }
 
 fn args<S: M2>(c: &mut Checks, s: &mut S, _bi: &BootInfo) {

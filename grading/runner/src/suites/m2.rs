@@ -25,7 +25,7 @@ use crate::{CheckResult, Trial, ensure};
 /// Fewest checks each group makes; fewer means the group stopped early.
 const GROUPS: [(&str, usize); 8] = [
     ("vspace", 11),
-    ("spawn", 7),
+    ("spawn", 11),
     ("args", 9),
     ("bigframe", 6),
     ("stop", 6),
@@ -162,6 +162,16 @@ fn bigframe(run: &Run) -> CheckResult {
     Ok(())
 }
 
+fn full_table(run: &Run) -> CheckResult {
+    let line = run
+        .transcript
+        .lines()
+        .find(|l| l.starts_with("m2: spawn ") && l.contains(" refused: "))
+        .ok_or("no spawn was refused when the table was full")?;
+    ensure!(line.ends_with("the process table is full"), "refused for another reason: {line}");
+    Ok(())
+}
+
 fn printer_stops(run: &Run) -> CheckResult {
     let text = &run.transcript;
     let stopped = text.find("m2: printer stopped").ok_or("the printer was never stopped")?;
@@ -230,7 +240,8 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
                 Ok(with_transcript(&run.transcript, group_verdict(&run.transcript, "m2", g, min))?)
             }));
         }
-        let console: [(&str, Check); 5] = [
+        let console: [(&str, Check); 6] = [
+            ("a_spawn_past_a_full_table_is_refused_as_such", full_table),
             ("arguments_arrive_as_split_by_hand", arguments),
             ("a_mapped_module_starts_with_the_elf_magic", magic),
             ("the_child_reads_and_writes_the_64_mib_frame", bigframe),
