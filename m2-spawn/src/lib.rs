@@ -114,31 +114,20 @@ static SYSTEM: spin::Mutex<System> =
     spin::Mutex::new(System { own: OwnVSpace::new(), procs: ProcTable::new(), bi: None });
 
 /// `AOS_PID=0x...` for `pid`.
-fn pid_var(pid: Pid) -> Result<Var, Error> {
-    let mut v = Var { buf: [0; 24], len: 0 };
+fn pid_var(pid: Pid) -> Result<heapless::String<24>, Error> {
+    let mut v = heapless::String::new();
     core::fmt::Write::write_fmt(&mut v, format_args!("AOS_PID={pid:#x}")).map_err(|_| Error::Internal("PID text"))?;
     Ok(v)
 }
 
-/// A short string built on the stack.
-struct Var {
-    buf: [u8; 24],
-    len: usize,
-}
-
-impl Var {
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl core::fmt::Write for Var {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len + s.len();
-        self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
+/// A boot module: its MODULECN slot, size, name and command line, all
+/// from bootinfo.
+#[derive(Clone, Copy)]
+struct BootModule {
+    slot: u8,
+    size: u64,
+    name: &'static str,
+    cmdline: &'static str,
 }
 
 /// Runs `f` with M1's memory system.
@@ -162,26 +151,27 @@ impl System {
         Ok(sys)
     }
 
-    /// The boot module `name`: its MODULECN slot, its size and its
-    /// command line.
-    fn module(&self, name: &str) -> Result<(u8, u64, &'static str), Error> {
+    /// The boot module named `name`.
+    fn module(&self, name: &str) -> Result<BootModule, Error> {
         let bi = self.bi.ok_or(Error::NoBootInfo)?;
         bi.modules()
             .iter()
             .enumerate()
             .find_map(|(i, m)| match bi.module_text(m) {
-                Some((n, args)) if n == name => Some((u8::try_from(i).ok()?, m.size, args)),
+                Some((n, cmdline)) if n == name => {
+                    Some(BootModule { slot: u8::try_from(i).ok()?, size: m.size, name: n, cmdline })
+                }
                 _ => None,
             })
             .ok_or(Error::NoSuchModule)
     }
 
-    /// Maps module `name`, checks it, and builds and starts a process from
+    /// Maps `module`, checks it, and builds and starts a process from
     /// it with `args`, to which it adds the environment: `AOS_PID`, the
     /// process's own PID in hex. Init's mapping of the module goes again
     /// either way.
-    fn spawn(&mut self, name: &str, args: &mut ArgsPage) -> Result<Pid, Error> {
-        let (slot, size, _) = self.module(name)?;
+    fn spawn(&mut self, module: BootModule, args: &mut ArgsPage) -> Result<Pid, Error> {
+        let BootModule { slot, size, name, .. } = module;
         if size == 0 {
             return Err(Error::Elf(BadElf::TooShort));
         }
@@ -241,19 +231,15 @@ impl api::Spawner for System {
     type Error = Error;
 
     fn spawn_load_by_name(&mut self, name: &str) -> Result<Pid, Error> {
-        let (_, _, cmdline) = self.module(name)?;
-        let mut args = ArgsPage::from_cmdline(cmdline, 0).map_err(Error::BadArguments)?;
-        self.spawn(name, &mut args)
+        let module = self.module(name)?;
+        let mut args = ArgsPage::from_cmdline(module.cmdline, 0).map_err(Error::BadArguments)?;
+        self.spawn(module, &mut args)
     }
 
     fn spawn_load_cmdline(&mut self, cmdline: &str) -> Result<Pid, Error> {
         let mut args = ArgsPage::from_cmdline(cmdline, 0).map_err(Error::BadArguments)?;
-        let name = args.arg(0).ok_or(Error::NoSuchModule)?;
-        let mut buf = [0u8; 64];
-        let n = name.len().min(buf.len());
-        buf[..n].copy_from_slice(&name.as_bytes()[..n]);
-        let name = core::str::from_utf8(&buf[..n]).map_err(|_| Error::NoSuchModule)?;
-        self.spawn(name, &mut args)
+        let module = self.module(args.arg(0).ok_or(Error::NoSuchModule)?)?;
+        self.spawn(module, &mut args)
     }
 
     fn map_frame_in(&mut self, pid: Pid, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<u64, Error> {

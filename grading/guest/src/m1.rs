@@ -12,7 +12,6 @@ use aos::kpi::cspace::{CTE_SIZE, L1_CNODE_MIN_SLOTS, L2_CNODE_BYTES, ROOTCN_SLOT
 use api::{GRADING_VADDR, M1, MapFlags, MemoryManager};
 
 use crate::{Checks, Rng};
-use heapless_name::Name;
 
 /// Init's demonstration frame holds, in each 64-bit word, the word's
 /// physical address XOR this; the runner reads it back over QMP.
@@ -59,7 +58,7 @@ pub fn test_mm<M: MemoryManager>(c: &mut Checks, mm: &mut M) {
         let r = mm.alloc(size);
         let id = r.as_ref().ok().and_then(|&c| ident(c));
         let ok = id.is_some_and(|id| id.objtype == Some(ObjType::Ram) && id.size == size && id.base % PAGE == 0);
-        let name = Name::new(format_args!("alloc of {} gives RAM of exactly that size", Human(size)));
+        let name = check_name(format_args!("alloc of {} gives RAM of exactly that size", Human(size)));
         c.ok(&name, ok, format_args!("{r:?} {id:?}"));
         got[i] = id.map(|id| (id.base, id.size));
     }
@@ -83,7 +82,7 @@ pub fn test_mm<M: MemoryManager>(c: &mut Checks, mm: &mut M) {
     while align <= GIB {
         for size in [PAGE, 3 * PAGE] {
             let r = mm.alloc_aligned(size, align);
-            let name = Name::new(format_args!("alloc of {} at {} alignment", Human(size), Human(align)));
+            let name = check_name(format_args!("alloc of {} at {} alignment", Human(size), Human(align)));
             match r {
                 Ok(cap) => {
                     let id = ident(cap);
@@ -169,43 +168,11 @@ impl core::fmt::Display for Human {
     }
 }
 
-/// Check names built at run time, without a heap.
-mod heapless_name {
-    use core::fmt::Write;
-
-    pub struct Name {
-        buf: [u8; 96],
-        len: usize,
-    }
-
-    impl Name {
-        pub fn new(args: core::fmt::Arguments<'_>) -> Name {
-            let mut n = Name { buf: [0; 96], len: 0 };
-            let _ = n.write_fmt(args);
-            n
-        }
-    }
-
-    impl Write for Name {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let room = self.buf.len() - self.len;
-            // Cut at a character boundary so the name stays valid UTF-8.
-            let mut take = s.len().min(room);
-            while !s.is_char_boundary(take) {
-                take -= 1;
-            }
-            self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
-            self.len += take;
-            Ok(())
-        }
-    }
-
-    impl core::ops::Deref for Name {
-        type Target = str;
-        fn deref(&self) -> &str {
-            core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
-        }
-    }
+/// A check's name built from `args` (cut if it runs past 96 bytes).
+fn check_name(args: core::fmt::Arguments<'_>) -> heapless::String<96> {
+    let mut n = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut n, args);
+    n
 }
 
 /// Most slots the slot check holds at once.
@@ -302,7 +269,7 @@ pub fn test_early<S: M1>(c: &mut Checks, sys: &mut S) {
         (ObjType::Dispatcher, PAGE),
     ];
     for (ty, size) in kinds {
-        let name = Name::new(format_args!("RAM for a {ty:?} of {}", Human(size)));
+        let name = check_name(format_args!("RAM for a {ty:?} of {}", Human(size)));
         let ram = sys.alloc_aligned(size, size.min(2 * MIB)).ok();
         let slot = sys.slot_alloc().ok();
         let made = match (ram, slot) {
@@ -548,7 +515,7 @@ fn cross<S: M1>(c: &mut Checks, sys: &mut S, name: &str, at: u64, bytes: u64, se
     c.ok(name, matches!(r, Some(Ok(()))), format_args!("{r:?}"));
     if matches!(r, Some(Ok(()))) {
         fill(at, bytes, seed);
-        c.is(&Name::new(format_args!("{name}: all {} read back", Human(bytes))), first_bad(at, bytes, seed), None);
+        c.is(&check_name(format_args!("{name}: all {} read back", Human(bytes))), first_bad(at, bytes, seed), None);
     }
 }
 

@@ -10,6 +10,8 @@
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+use core::fmt::Write;
+
 use aos::println;
 use aos::time::{counter, measure};
 use api::{ProcState, Spawner};
@@ -18,25 +20,6 @@ use m2_spawn::System;
 aos::main!(run);
 
 const REPS: u32 = 12;
-
-/// `text` with `n` appended in decimal, in `buf`.
-fn with_number<'a>(buf: &'a mut [u8; 64], text: &str, n: u64) -> &'a str {
-    let mut digits = [0u8; 20];
-    let mut k = digits.len();
-    let mut v = n;
-    loop {
-        k -= 1;
-        digits[k] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let len = text.len() + digits.len() - k;
-    buf[..text.len()].copy_from_slice(text.as_bytes());
-    buf[text.len()..len].copy_from_slice(&digits[k..]);
-    core::str::from_utf8(&buf[..len]).unwrap_or("")
-}
 
 /// Yields until `pid` exited, then reclaims it.
 fn wait_and_reap(sys: &mut System, pid: api::Pid) -> bool {
@@ -58,10 +41,10 @@ fn run(args: &aos::Args) -> i32 {
     };
     let mut all = true;
     for _ in 0..REPS {
-        let mut buf = [0; 64];
+        let mut line = heapless::String::<32>::new();
         let t0 = counter();
-        let line = with_number(&mut buf, "first ", t0);
-        match sys.spawn_load_cmdline(line) {
+        let _ = write!(line, "first {t0}");
+        match sys.spawn_load_cmdline(&line) {
             Ok(pid) => all &= wait_and_reap(&mut sys, pid),
             Err(e) => {
                 println!("bench: FAILED spawn-to-first-instruction: {e}");
