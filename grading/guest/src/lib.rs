@@ -143,10 +143,21 @@ pub fn inspection_point() {
     if ENABLED.load(Ordering::Relaxed) == 0 {
         return;
     }
+    yield_until(INSPECTION_SECONDS, || false);
+}
+
+/// Yields until `done` says so or `seconds` of counter time have passed;
+/// whether `done` did. Waiting by yielding lets the domains being waited
+/// for run.
+pub fn yield_until(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
     let (freq, start) = (aos::time::frequency(), aos::time::counter());
-    while aos::time::counter().wrapping_sub(start) < INSPECTION_SECONDS * freq {
+    while aos::time::counter().wrapping_sub(start) < seconds * freq {
+        if done() {
+            return true;
+        }
         let _ = aos::syscall::yield_now();
     }
+    false
 }
 
 /// `test_ram_alloc`: runs where nothing holds the memory system, so the

@@ -13,7 +13,7 @@ use aos::kpi::bootinfo::BootInfo;
 use aos::kpi::cspace::ROOTCN_SLOT_MODULECN;
 use api::{M2, MapFlags, Pid, ProcState};
 
-use crate::Checks;
+use crate::{Checks, INSPECTION_SECONDS, yield_until};
 
 /// The word at byte offset `o` of the shared frame: written by the parent
 /// in the first half, by the child in the second.
@@ -32,9 +32,6 @@ pub const MALFORMED: [&str; 8] = [
     "bad-magic",
     "bad-stack",
 ];
-/// Seconds the bigframe group holds still after printing the shared
-/// frame's physical address, for the host to read it over QMP.
-pub const INSPECTION_SECONDS: u64 = 3;
 /// Spawn/exit cycles of the endurance group.
 pub const CYCLES: u32 = 1000;
 /// Processes started at once.
@@ -46,22 +43,12 @@ fn avail<S: M2>(s: &S) -> u64 {
 
 /// Yields until `pid` exited or `seconds` passed; whether it exited.
 fn wait_exit<S: M2>(s: &mut S, pid: Pid, seconds: u64) -> bool {
-    let (freq, start) = (aos::time::frequency(), aos::time::counter());
-    while aos::time::counter().wrapping_sub(start) < seconds * freq {
-        if s.state(pid).ok() == Some(ProcState::Exited) {
-            return true;
-        }
-        let _ = aos::syscall::yield_now();
-    }
-    false
+    yield_until(seconds, || s.state(pid).ok() == Some(ProcState::Exited))
 }
 
 /// Yields for `seconds` of counter time.
 fn pause(seconds: u64) {
-    let (freq, start) = (aos::time::frequency(), aos::time::counter());
-    while aos::time::counter().wrapping_sub(start) < seconds * freq {
-        let _ = aos::syscall::yield_now();
-    }
+    yield_until(seconds, || false);
 }
 
 fn module_slot(bi: &BootInfo, name: &str) -> Option<(CapRef, u64)> {
@@ -246,12 +233,11 @@ fn spawn_several<S: M2>(c: &mut Checks, s: &mut S, _bi: &BootInfo) {
         aos::println!("m2: spawn {} refused: {e}", held + 1);
         c.ok("the spawn that does not fit takes nothing", unchanged, format_args!("memory changed"));
     }
-    let (freq, t0) = (aos::time::frequency(), aos::time::counter());
     let mut reaped = 0;
-    while reaped < held && aos::time::counter() - t0 < 30 * freq {
+    yield_until(30, || {
         reaped += s.reap().unwrap_or(0);
-        let _ = aos::syscall::yield_now();
-    }
+        reaped >= held
+    });
     c.is("every process of the full table exits and is reaped", reaped, held);
     c.is("and the memory came back", avail(s), start);
 }
