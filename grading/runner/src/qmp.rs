@@ -78,6 +78,13 @@ impl Qmp {
     /// included), as the bus sees it.
     pub fn read_u32(&mut self, addr: u64) -> Result<u32, String> {
         let text = self.hmp(&format!("xp /1wx {addr:#x}"))?;
+        parse_xp(&text).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| format!("cannot parse xp output {text:?}"))
+    }
+
+    /// A little-endian 64-bit word of guest physical memory, in one round
+    /// trip.
+    pub fn read_u64(&mut self, addr: u64) -> Result<u64, String> {
+        let text = self.hmp(&format!("xp /1gx {addr:#x}"))?;
         parse_xp(&text).ok_or_else(|| format!("cannot parse xp output {text:?}"))
     }
 
@@ -90,9 +97,9 @@ impl Qmp {
 }
 
 /// Parses `xp /1wx` output: "0000000009030004: 0x00000001".
-fn parse_xp(text: &str) -> Option<u32> {
+fn parse_xp(text: &str) -> Option<u64> {
     let value = text.trim().rsplit(": ").next()?;
-    u32::from_str_radix(value.trim().strip_prefix("0x")?, 16).ok()
+    u64::from_str_radix(value.trim().strip_prefix("0x")?, 16).ok()
 }
 
 #[cfg(test)]
@@ -103,6 +110,7 @@ mod tests {
     fn parses_xp_lines() {
         assert_eq!(parse_xp("0000000009030004: 0x00000001\r\n"), Some(1));
         assert_eq!(parse_xp("0000000030220000: 0xdeadbeef\r\n"), Some(0xdead_beef));
+        assert_eq!(parse_xp("0000000040000000: 0x9a7e000000000008\r\n"), Some(0x9a7e_0000_0000_0008));
         assert_eq!(parse_xp("Cannot access memory\r\n"), None);
     }
 }

@@ -71,9 +71,7 @@ fn read_demo_frame(m: &mut Machine, seen: &str, ram: (u64, u64)) -> Result<Strin
     let mut checked = 0;
     for i in (0..bytes / 8).step_by(97) {
         let a = pa + i * 8;
-        let lo = m.qmp().read_u32(a)?;
-        let hi = m.qmp().read_u32(a + 4)?;
-        let got = u64::from(lo) | u64::from(hi) << 32;
+        let got = m.qmp().read_u64(a)?;
         let want = a ^ DEMO_SEED;
         ensure!(got == want, "physical {a:#x} holds {got:#x}, the mapping should have put {want:#x} there");
         checked += 1;

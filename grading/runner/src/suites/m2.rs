@@ -77,9 +77,7 @@ fn read_shared_frame(m: &mut Machine, rest: &str, ram: (u64, u64)) -> Result<Str
     for k in 0..257u64 {
         let off = (k * (bytes / 257)) & !7;
         let seed = if off < bytes / 2 { PARENT_SEED } else { CHILD_SEED };
-        let lo = m.qmp().read_u32(pa + off)?;
-        let hi = m.qmp().read_u32(pa + off + 4)?;
-        let got = u64::from(lo) | u64::from(hi) << 32;
+        let got = m.qmp().read_u64(pa + off)?;
         ensure!(got == seed ^ off, "physical {:#x} holds {got:#x}, expected {:#x}", pa + off, seed ^ off);
         checked += 1;
     }
