@@ -181,6 +181,16 @@ impl Regions {
         Regions { nodes: Slab::new(), tree: None, heads: [None; CLASSES], nonempty: 0, count: 0, bytes: 0 }
     }
 
+    /// What `new` makes, in place (the slab is too large to move).
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.tree = None;
+        self.heads = [None; CLASSES];
+        self.nonempty = 0;
+        self.count = 0;
+        self.bytes = 0;
+    }
+
     fn node(&self, i: Idx) -> &Node {
         self.nodes.get(i)
     }
@@ -972,13 +982,7 @@ impl AddressRanges {
     /// Forgets every range and every node chunk, in place, as `new` would
     /// make it (too large to build on a small stack and move).
     pub fn clear(&mut self) {
-        let r = &mut self.free;
-        r.nodes.clear();
-        r.tree = None;
-        r.heads = [None; CLASSES];
-        r.nonempty = 0;
-        r.count = 0;
-        r.bytes = 0;
+        self.free.clear();
     }
 
     /// Nodes available before the slab must grow.
