@@ -124,7 +124,11 @@ impl OwnVSpace {
     /// Unmaps a range a map call returned and frees its addresses.
     pub fn unmap(&mut self, mem: &mut Memory, vaddr: u64, bytes: u64) -> Result<(), Error> {
         let bytes = round(bytes)?;
-        check_range(vaddr, bytes)?;
+        // Outside it, freeing would add addresses the tree never held
+        // (init's program, M1's refills) to those it hands out.
+        if !self.contains(vaddr, bytes) {
+            return Err(Error::Memory(m1_memory::Error::BadRange { vaddr, bytes }));
+        }
         self.grow(mem)?;
         self.ranges.free(vaddr, bytes)?;
         mem.unmap(vaddr, bytes)?;

@@ -103,6 +103,13 @@ fn vspace<S: M2>(c: &mut Checks, s: &mut S, bi: &BootInfo) {
         let _ = s.unmap(*b, 4096);
     }
     c.ok("a zero-sized allocation is refused", s.paging_alloc(0, 4096).is_err(), format_args!("accepted"));
+    // Unmapping what no map call returned: the program's own first page.
+    let code = aos::kpi::vspace::USER_MIN;
+    c.ok("unmapping the program's own pages is refused", s.unmap(code, 4096).is_err(), format_args!("accepted"));
+    // SAFETY: reads the first word of this program's own text, mapped by
+    // the kernel for the program's lifetime.
+    let still = unsafe { (code as *const u32).read_volatile() };
+    c.ok("and they stay mapped", still != 0, format_args!("read {still:#x}"));
 
     // A 5 MiB frame spans three L3 tables when mapped with pages.
     let bytes = 5 << 20;

@@ -24,7 +24,7 @@ use crate::{CheckResult, Trial, ensure};
 
 /// Fewest checks each group makes; fewer means the group stopped early.
 const GROUPS: [(&str, usize); 8] = [
-    ("vspace", 11),
+    ("vspace", 13),
     ("spawn", 11),
     ("args", 9),
     ("bigframe", 6),
