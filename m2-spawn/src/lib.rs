@@ -106,12 +106,13 @@ pub struct System {
     own: OwnVSpace,
     procs: ProcTable<Process, PROCS_MAX>,
     bi: Option<&'static BootInfo>,
+    hook: Option<spawn::SpawnHook>,
 }
 
 /// The system lives in static memory: with a process table of
 /// [`PROCS_MAX`] entries it is far larger than init's 64 KiB stack.
 static SYSTEM: spin::Mutex<System> =
-    spin::Mutex::new(System { own: OwnVSpace::new(), procs: ProcTable::new(), bi: None });
+    spin::Mutex::new(System { own: OwnVSpace::new(), procs: ProcTable::new(), bi: None, hook: None });
 
 /// `AOS_PID=0x...` for `pid`.
 fn pid_var(pid: Pid) -> Result<heapless::String<24>, Error> {
@@ -176,7 +177,7 @@ impl System {
             return Err(Error::Elf(BadElf::TooShort));
         }
         let frame = CapRef::slot(ROOTCN_SLOT_MODULECN as u32, slot);
-        let (own, procs) = (&mut self.own, &mut self.procs);
+        let (own, procs, hook) = (&mut self.own, &mut self.procs, self.hook);
         with(|mem| {
             let va = own.map_frame(mem, frame, size, MapFlags::READ)?;
             // SAFETY: the module's `size` bytes were just mapped read-only
@@ -191,7 +192,7 @@ impl System {
                 let p = procs.get_mut(pid)?;
                 let built = pid_var(pid)
                     .and_then(|var| args.push_env(var.as_str()).map_err(Error::BadArguments))
-                    .and_then(|()| spawn::build(mem, own, p, &prog, image, args));
+                    .and_then(|()| spawn::build(mem, own, p, &prog, image, args, hook));
                 match built {
                     Ok(()) => Ok(pid),
                     Err(e) => {
@@ -214,6 +215,22 @@ impl System {
             Some(Ok(props)) if props.state != Some(aos::kpi::invocation::DispatcherState::Ended) => ProcState::Running,
             _ => ProcState::Exited,
         }
+    }
+
+    /// Makes every later spawn call `hook` before the child first runs
+    /// (a later stage's additions to each child).
+    pub fn set_spawn_hook(&mut self, hook: spawn::SpawnHook) {
+        self.hook = Some(hook);
+    }
+
+    /// What the spawn hook kept for process `pid`.
+    pub fn kept(&self, pid: Pid) -> Result<Option<CapRef>, Error> {
+        Ok(self.procs.get(pid)?.kept())
+    }
+
+    /// The live process at table index `index`, if any.
+    pub fn pid_at(&self, index: usize) -> Option<Pid> {
+        self.procs.iter().map(|(pid, _)| pid).find(|&pid| pid as usize & 0xffff == index)
     }
 
     /// The name of process `pid`.

@@ -23,7 +23,7 @@ use aos::dispatcher::Dispatcher;
 use aos::kpi::args::ArgsPage;
 use aos::kpi::cspace::*;
 use aos::kpi::dispatcher::{DispatcherShared, NAME_LEN, RegisterSave, SPSR_EL0T};
-use aos::kpi::vspace::{ARGS_VADDR, DISPFRAME_VADDR, PAGING_STATE_VADDR, STACK_SIZE, STACK_TOP};
+use aos::kpi::vspace::{ARGS_VADDR, CHILD_DISPFRAME_SIZE, DISPFRAME_VADDR, PAGING_STATE_VADDR, STACK_SIZE, STACK_TOP};
 use aos_elf::Program;
 use api::{MapFlags, MemoryManager, Pid, SlotAllocator};
 use m1_memory::Memory;
@@ -89,13 +89,29 @@ pub fn ram_bytes(prog: &Program) -> u64 {
     let segments: u64 = prog.segments().iter().map(|s| s.pages().1 - s.pages().0).sum();
     L1_BYTES
         + CHILD_L2.len() as u64 * L2_CNODE_BYTES
-        + 5 * PAGE // L0 table, dispatcher, its frame, arguments, paging state
+        + 4 * PAGE // L0 table, dispatcher, arguments, paging state
+        + CHILD_DISPFRAME_SIZE
         + STACK_SIZE
         + BASE_PAGES * PAGE
         + SHADOW_BYTES
         + CHILD_TABLES * PAGE
         + segments
 }
+
+/// Where a later stage finds a child's pieces while spawn builds it.
+pub struct ChildCaps {
+    /// The process's index in the table (`pid` modulo the generation).
+    pub index: usize,
+    /// The child's TASKCN through init's window: slot `i` of it is
+    /// `CapRef::slot(taskcn, i)`.
+    pub taskcn: u32,
+}
+
+/// What a later stage adds to every child before it first runs (M3: the
+/// ends of its channel to init). It may fill the child's TASKCN and
+/// returns a capability init keeps for the process, in one of init's
+/// slots, which reclaim empties and frees.
+pub type SpawnHook = fn(&mut Memory, &ChildCaps) -> Result<Option<CapRef>, Error>;
 
 /// A process in the table: what init holds of it.
 pub struct Process {
@@ -120,6 +136,8 @@ pub struct Process {
     /// Whether the temporary windows hold this process's CNodes.
     building: bool,
     pagecn: u32,
+    /// What the spawn hook gave init to keep.
+    kept: Option<CapRef>,
 }
 
 impl crate::proc::Vacant for Process {
@@ -137,6 +155,7 @@ impl crate::proc::Vacant for Process {
         vspace: ChildVSpace::new(),
         building: false,
         pagecn: 0,
+        kept: None,
     };
 }
 
@@ -147,6 +166,11 @@ impl Process {
 
     pub fn dispatcher(&self) -> Option<Dispatcher> {
         self.disp.map(Dispatcher)
+    }
+
+    /// What the spawn hook gave init to keep for this process.
+    pub fn kept(&self) -> Option<CapRef> {
+        self.kept
     }
 
     /// The child's address space, once spawn has started it.
@@ -237,6 +261,7 @@ pub fn build(
     prog: &Program,
     image: &[u8],
     args: &ArgsPage,
+    hook: Option<SpawnHook>,
 ) -> Result<(), Error> {
     p.ram_bytes = ram_bytes(prog);
     p.ram = Some(mem.alloc(p.ram_bytes)?);
@@ -329,10 +354,16 @@ pub fn build(
     let disp = CapRef::slot(WIN_TASKCN, TASKCN_SLOT_DISPATCHER as u8);
     let frame = CapRef::slot(WIN_TASKCN, TASKCN_SLOT_DISPFRAME as u8);
     p.make(Dest::l2(WIN_TASKCN, TASKCN_SLOT_DISPATCHER as u32), ObjType::Dispatcher, 0, 1, "making the dispatcher")?;
-    p.make(Dest::l2(WIN_TASKCN, TASKCN_SLOT_DISPFRAME as u32), ObjType::Frame, PAGE, 1, "making the dispatcher frame")?;
+    p.make(
+        Dest::l2(WIN_TASKCN, TASKCN_SLOT_DISPFRAME as u32),
+        ObjType::Frame,
+        CHILD_DISPFRAME_SIZE,
+        1,
+        "making the dispatcher frame",
+    )?;
     let (name, name_len) = (p.name, p.name_len);
     let entry = prog.entry;
-    fill(mem, own, frame, PAGE, |m| {
+    fill(mem, own, frame, CHILD_DISPFRAME_SIZE, |m| {
         m.fill(0);
         let mut shared = DispatcherShared::default();
         shared.name[..name_len].copy_from_slice(&name[..name_len]);
@@ -340,19 +371,24 @@ pub fn build(
         shared.disabled_save = RegisterSave { pc: entry, sp: STACK_TOP, spsr: SPSR_EL0T, ..RegisterSave::default() };
         shared.disabled_save.x[0] = ARGS_VADDR;
         // SAFETY: DispatcherShared is repr(C) plain integers; the frame is
-        // a page, larger than it.
+        // larger than it.
         let bytes = unsafe {
             core::slice::from_raw_parts(&shared as *const DispatcherShared as *const u8, size_of::<DispatcherShared>())
         };
         m[..bytes.len()].copy_from_slice(bytes);
     })?;
-    p.vspace.map_fixed(DISPFRAME_VADDR, frame, PAGE, MapFlags::READ_WRITE)?;
+    p.vspace.map_fixed(DISPFRAME_VADDR, frame, CHILD_DISPFRAME_SIZE, MapFlags::READ_WRITE)?;
     let kernel = |doing| move |code| Error::Kernel { code, doing };
     cap::copy(l1, Dest::l2(WIN_TASKCN, TASKCN_SLOT_ROOTCN as u32)).map_err(kernel("placing the root CNode"))?;
     cap::retype(disp, Dest::l2(WIN_TASKCN, TASKCN_SLOT_SELFEP as u32), ObjType::EndPointLmp, 0, 0, 1)
         .map_err(kernel("making the self endpoint"))?;
     p.make(Dest::l2(WIN_BASE_PAGE_CN, 0), ObjType::Ram, PAGE, BASE_PAGES, "filling BASE_PAGE_CN")?;
 
+    if let Some(hook) = hook {
+        failpoint()?;
+        let index = (p.pagecn - pagecn_window(0)) as usize;
+        p.kept = hook(mem, &ChildCaps { index, taskcn: WIN_TASKCN })?;
+    }
     let keep = mem.slot_alloc()?;
     p.disp = Some(keep);
     cap::copy(disp, dest(keep)).map_err(kernel("copying the dispatcher"))?;
@@ -440,6 +476,10 @@ impl Process {
         if let Some(slot) = self.shadow {
             empty(mem, slot, "dropping the shadow frame")?;
             self.shadow = None;
+        }
+        if let Some(slot) = self.kept {
+            empty(mem, slot, "dropping what the spawn hook kept")?;
+            self.kept = None;
         }
         if let Some(ram) = self.ram {
             mem.free(ram)?;

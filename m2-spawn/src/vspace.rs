@@ -366,7 +366,7 @@ mod tests {
     fn the_fixed_layout_is_disjoint_from_what_allocators_hand_out() {
         let fixed = [
             (STACK_TOP - STACK_SIZE, STACK_SIZE),
-            (DISPFRAME_VADDR, PAGE),
+            (DISPFRAME_VADDR, aos::kpi::vspace::INIT_DISPFRAME_SIZE),
             (PAGING_STATE_VADDR, PAGE),
             (ARGS_VADDR, PAGE),
         ];

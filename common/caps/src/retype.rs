@@ -112,6 +112,10 @@ pub fn copy(src: &Cap) -> Result<Cap, CapError> {
     Ok(new)
 }
 
+/// The furthest a receive buffer may reach into a dispatcher frame (the
+/// largest frame the kit gives a dispatcher is far smaller).
+pub const ENDPOINT_BUFFER_END: u64 = 1 << 20;
+
 /// Mint: a copy with fewer (never more) rights, or for an endpoint, one
 /// with its receive buffer set.
 pub fn mint(src: &Cap, rights: Rights, endpoint_buffer: Option<(u32, u32)>) -> Result<Cap, CapError> {
@@ -120,7 +124,9 @@ pub fn mint(src: &Cap, rights: Rights, endpoint_buffer: Option<(u32, u32)>) -> R
     match (src.objtype, endpoint_buffer) {
         (_, None) => {}
         (ObjType::EndPointLmp, Some((offset, size))) => {
-            if size == 0 || u64::from(offset) + u64::from(size) > src.size {
+            // The buffer lies in the dispatcher's frame, whose size only the
+            // dispatcher knows: a send checks it there. Here only its bound.
+            if size == 0 || u64::from(offset) + u64::from(size) > ENDPOINT_BUFFER_END {
                 return Err(CapError::InvalidSize);
             }
             new.extra = Extra::Endpoint { offset, size };
@@ -206,7 +212,10 @@ mod tests {
         let set = mint(&ep, Rights::ALL, Some((256, 512))).unwrap();
         assert_eq!(set.extra, Extra::Endpoint { offset: 256, size: 512 });
         assert!(!set.is_copy(&ep) && disp.is_ancestor_of(&set));
-        assert_eq!(mint(&ep, Rights::ALL, Some((0x1000, 1))), Err(CapError::InvalidSize));
+        let far = mint(&ep, Rights::ALL, Some((0x10000, 2048))).expect("a ring past the DCB's size: frames are larger");
+        assert_eq!(far.extra, Extra::Endpoint { offset: 0x10000, size: 2048 });
+        assert_eq!(mint(&ep, Rights::ALL, Some((0, 0))), Err(CapError::InvalidSize));
+        assert_eq!(mint(&ep, Rights::ALL, Some(((ENDPOINT_BUFFER_END - 64) as u32, 128))), Err(CapError::InvalidSize));
         assert_eq!(mint(&RAM, Rights::ALL, Some((0, 1))), Err(CapError::WrongType));
         let ro = mint(&RAM, Rights::READ, None).unwrap();
         assert!(ro.is_copy(&RAM) && ro.rights == Rights::READ);

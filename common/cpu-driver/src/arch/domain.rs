@@ -7,7 +7,7 @@ use kpi::args::ArgsPage;
 use kpi::bootinfo::{BootInfo, RegionKind};
 use kpi::dispatcher::{RegisterSave, SPSR_EL0T};
 use kpi::error::{Context, Error, ErrorCode};
-use kpi::vspace::{ARGS_VADDR, BOOTINFO_VADDR, DISPFRAME_VADDR, STACK_SIZE, STACK_TOP};
+use kpi::vspace::{ARGS_VADDR, BOOTINFO_VADDR, DISPFRAME_VADDR, INIT_DISPFRAME_SIZE, STACK_SIZE, STACK_TOP};
 
 use cpu_driver::bootalloc::BootAlloc;
 use cpu_driver::bootimage::{Image, Module};
@@ -83,13 +83,13 @@ pub fn create_init(
     // Allocate first: bootinfo must describe memory as init will find it.
     let bi_pa = user_pages(alloc, root, BOOTINFO_VADDR, PAGE_SIZE, Attributes::USER_RO)?;
     let disp = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
-    let frame = alloc.alloc(1, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
+    let frame = alloc.alloc(INIT_DISPFRAME_SIZE / PAGE_SIZE, PAGE_SIZE).ok_or(ErrorCode::OutOfMemory)?;
     // SAFETY: pages just taken from the boot allocator.
     unsafe {
         mm::zero_phys(disp, PAGE_SIZE);
-        mm::zero_phys(frame, PAGE_SIZE);
+        mm::zero_phys(frame, INIT_DISPFRAME_SIZE);
     }
-    paging::map(&mut Tables(alloc), root, DISPFRAME_VADDR, frame, PAGE_SIZE, Attributes::USER_RW, false)
+    paging::map(&mut Tables(alloc), root, DISPFRAME_VADDR, frame, INIT_DISPFRAME_SIZE, Attributes::USER_RW, false)
         .map_err(ErrorCode::from)
         .context(ErrorCode::Map)?;
     let dcb = Dcb(disp);
@@ -117,7 +117,7 @@ pub fn create_init(
         // DCB holds its own copies of the frame and the VSpace root.
         let vroot = Cap::new(ObjType::VNodeL0, root, PAGE_SIZE);
         dispatch::install_held(mdb, dcb, HELD_VROOT, vroot);
-        let frame_cap = Cap::new(ObjType::Frame, frame, PAGE_SIZE);
+        let frame_cap = Cap::new(ObjType::Frame, frame, INIT_DISPFRAME_SIZE);
         dispatch::install_held(mdb, dcb, HELD_FRAME, frame_cap);
         let disp_cap = Cap::new(ObjType::Dispatcher, disp, caps::types::DISPATCHER_SIZE);
         cs.put(mdb, ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DISPATCHER, disp_cap);

@@ -310,8 +310,8 @@ fn lmp(c: &mut Checks, k: &Children) {
         Ok(1),
     );
     c.err(
-        "an endpoint buffer must fit its dispatcher",
-        cap::mint(s(120), d(INIT_EP), 0x1f, Some((RING_OFF as u32, 8192))),
+        "an endpoint buffer must end within the bound of any dispatcher frame",
+        cap::mint(s(120), d(INIT_EP), 0x1f, Some((RING_OFF as u32, (1 << 20) as u32))),
         ErrorCode::InvalidArgument,
     );
     c.is(
