@@ -30,9 +30,10 @@ use crate::layout::{Layout, Region};
 /// the program (entry 0), the graders' fixed mappings (entry 1) and M1's
 /// slab refills (entry 2).
 pub const OWN_VADDR: core::ops::Range<u64> = (4 << 39)..USER_END;
-/// A child's allocatable addresses: level-0 entry 1 up. Entry 0 holds
-/// what spawn maps at fixed addresses (image, stack, arguments, frames).
-pub const CHILD_VADDR: core::ops::Range<u64> = (1 << 39)..USER_END;
+/// A child's allocatable addresses: level-0 entries 1 to 255. Entry 0
+/// holds what spawn maps at fixed addresses (image, stack, arguments,
+/// frames); from entry 256 up the child maps on its own (M3).
+pub const CHILD_VADDR: core::ops::Range<u64> = (1 << 39)..(256 << 39);
 
 /// Bytes of one node refill for init's tree.
 const NODE_CHUNK: u64 = 16 << 10;

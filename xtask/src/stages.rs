@@ -65,6 +65,12 @@ pub static ALL: &[Stage] = &[
         milestone: true,
         suite: grading_runner::suites::m2::checks,
     },
+    Stage {
+        name: "m3",
+        kind: Kind::Kernel { programs: "m3-lmp", menus: "m3-lmp", default_menu: "menu" },
+        milestone: true,
+        suite: grading_runner::suites::m3::checks,
+    },
 ];
 
 /// A stage by name; `None` is the most complete milestone.

@@ -1,5 +1,6 @@
 //! Console output: `print!`/`println!` buffer a line and hand it to the
-//! kernel in as few `Print` calls as fit.
+//! kernel in as few `Print` calls as fit, or, once a terminal service is
+//! installed ([`set_output`], M3 on), to that.
 
 use core::fmt::{self, Write};
 
@@ -7,11 +8,34 @@ use kpi::syscall::PRINT_MAX;
 
 use crate::syscall;
 
-/// Writes a string, split into `PRINT_MAX` pieces.
-pub fn print_str(s: &str) {
-    for chunk in s.as_bytes().chunks(PRINT_MAX) {
+/// Where output goes instead of the kernel: a function that takes bytes
+/// and says whether it took them (if not, the kernel prints them).
+static OUTPUT: spin::Once<fn(&[u8]) -> bool> = spin::Once::new();
+
+/// Sends this domain's output to `f` from now on (the book's
+/// `_libc_terminal_write_func`); false if an output was installed already.
+pub fn set_output(f: fn(&[u8]) -> bool) -> bool {
+    let mut fresh = false;
+    OUTPUT.call_once(|| {
+        fresh = true;
+        f
+    });
+    fresh
+}
+
+/// Writes bytes through the installed output, or the kernel.
+fn write_bytes(b: &[u8]) {
+    if OUTPUT.get().is_some_and(|f| f(b)) {
+        return;
+    }
+    for chunk in b.chunks(PRINT_MAX) {
         let _ = syscall::print_raw(chunk.as_ptr() as u64, chunk.len() as u64);
     }
+}
+
+/// Writes a string.
+pub fn print_str(s: &str) {
+    write_bytes(s.as_bytes());
 }
 
 /// Collects formatted output and flushes it in large pieces.
@@ -27,7 +51,7 @@ impl Writer {
 
     pub fn flush(&mut self) {
         if self.len > 0 {
-            let _ = syscall::print_raw(self.buf.as_ptr() as u64, self.len as u64);
+            write_bytes(&self.buf[..self.len]);
             self.len = 0;
         }
     }

@@ -190,3 +190,81 @@ pub trait Spawner {
 /// Everything M2 provides to its suite: spawn, the parent's address space,
 /// and the memory manager underneath (to see that nothing leaks).
 pub trait M2: Spawner + VSpace + MemoryManager + SlotAllocator {}
+
+/// A process's name as [`AosRpc::process_get_name`] returns it: the
+/// dispatcher's name, at most [`ProcName::MAX`] bytes of UTF-8.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ProcName {
+    bytes: [u8; ProcName::MAX],
+    len: u8,
+}
+
+impl ProcName {
+    pub const MAX: usize = 32;
+
+    /// `s` cut to [`ProcName::MAX`] bytes at a character boundary.
+    pub fn new(s: &str) -> ProcName {
+        let n = s.floor_char_boundary(Self::MAX);
+        let mut bytes = [0; Self::MAX];
+        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        ProcName { bytes, len: n as u8 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("?")
+    }
+}
+
+impl Debug for ProcName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The RPC interface of book ch. 5.10 (Listing 5.1), client side. Each
+/// call sends a request and waits for its reply. The book's four
+/// channels are values of this trait ([`RpcChannels`]); an
+/// implementation may use one connection for all of them.
+///
+/// Calls take `&self`: a channel is shared by the threads of a domain,
+/// and an implementation serialises calls on it.
+pub trait AosRpc {
+    type Error: Debug + Display;
+
+    /// `aos_rpc_send_number`.
+    fn send_number(&self, val: u64) -> Result<(), Self::Error>;
+
+    /// `aos_rpc_send_string`: a string of any length, empty included.
+    fn send_string(&self, s: &str) -> Result<(), Self::Error>;
+
+    /// `aos_rpc_get_ram_cap`: a RAM capability of at least `bytes` at a
+    /// multiple of `align` (a power of two; 0 means a base page), in a
+    /// slot of the caller's, and its size.
+    fn get_ram_cap(&self, bytes: u64, align: u64) -> Result<(CapRef, u64), Self::Error>;
+
+    /// `aos_rpc_serial_putchar`.
+    fn serial_putchar(&self, c: u8) -> Result<(), Self::Error>;
+
+    /// `aos_rpc_serial_getchar`: waits for a character from the console.
+    fn serial_getchar(&self) -> Result<u8, Self::Error>;
+
+    /// `aos_rpc_process_spawn`: starts the program `cmdline` names (its
+    /// first word) with its arguments on core `core`.
+    fn process_spawn(&self, cmdline: &str, core: u32) -> Result<Pid, Self::Error>;
+
+    /// `aos_rpc_process_get_name`.
+    fn process_get_name(&self, pid: Pid) -> Result<ProcName, Self::Error>;
+
+    /// `aos_rpc_process_get_all_pids`: fills `pids` with the live
+    /// processes' PIDs and returns how many there are (more than fit,
+    /// if `pids` is short).
+    fn process_get_all_pids(&self, pids: &mut [Pid]) -> Result<usize, Self::Error>;
+}
+
+/// The book's `aos_rpc_get_{init,memory,serial,process}_channel`.
+pub struct RpcChannels<'a, R: AosRpc> {
+    pub init: &'a R,
+    pub memory: &'a R,
+    pub serial: &'a R,
+    pub process: &'a R,
+}

@@ -15,7 +15,7 @@
 
 pub mod console;
 pub mod devicetree;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", any(feature = "qemu-virt", feature = "imx8mp-evk", feature = "imx8x-colibri")))]
 pub mod gic;
 pub mod psci;
 
@@ -268,7 +268,10 @@ pub const BOARD: Board = IMX8X_COLIBRI;
 ))]
 compile_error!("select exactly one board feature (cargo xtask --board NAME does this)");
 
-#[cfg(all(target_os = "none", not(any(feature = "qemu-virt", feature = "imx8mp-evk", feature = "imx8x-colibri"))))]
+#[cfg(all(
+    target_os = "none",
+    not(any(feature = "qemu-virt", feature = "imx8mp-evk", feature = "imx8x-colibri", feature = "user"))
+))]
 compile_error!(
     "no board selected: build images with `cargo xtask image STAGE --board NAME`, \
      or pass --features qemu-virt|imx8mp-evk|imx8x-colibri"

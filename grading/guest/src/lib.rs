@@ -19,6 +19,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 pub mod m1;
 pub mod m2;
+pub mod m3;
 
 /// A small deterministic generator (xorshift64) for the suites' sizes,
 /// orders and random calls: the same seed gives the same run on every

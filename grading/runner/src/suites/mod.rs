@@ -9,6 +9,7 @@ pub mod cpu_driver;
 pub mod m0;
 pub mod m1;
 pub mod m2;
+pub mod m3;
 
 /// One QEMU configuration a suite runs against.
 #[derive(Clone, Debug)]

@@ -1,0 +1,312 @@
+//! The RPC client (book ch. 5.10.4, Listing 5.1): `api::AosRpc` over the
+//! channel spawn gave this domain to init.
+//!
+//! Owns the client end: init's endpoint (TASKCN_SLOT_INITEP), the ring
+//! init replies into, the call counter and the reply assembly. One call is
+//! outstanding at a time: a call holds the channel's mutex from request to
+//! reply, so the threads of a domain take turns. The four channels of the
+//! book are this one channel (init serves all four services).
+
+use aos::cap::CapRef;
+use aos::dispatcher::Dispatcher;
+use aos::kpi::ErrorCode;
+use aos::kpi::cspace::{ROOTCN_SLOT_TASKCN, TASKCN_SLOT_DISPATCHER, TASKCN_SLOT_INITEP};
+use aos::lmp::Endpoint;
+use aos::waitset::WaitsetError;
+use aos::waitset::rt::{LmpRecv, default_waitset};
+use api::{MapFlags, Pid, ProcName};
+
+use crate::chan::{self, CHILD_INIT_RING, Patience};
+use crate::mem::{self, MemError};
+use crate::proto::{self, Assembly, FRAME_THRESHOLD, Kind, ProtoError, Refusal};
+
+/// Longest reply body a client takes (a PID list of a full table).
+pub const REPLY_MAX: usize = 256;
+
+/// Why a call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RpcError {
+    /// The channel is not set up ([`init`] was not called, or failed).
+    NotConnected,
+    /// Sending was refused by the kernel (the peer is gone, ...).
+    Send(ErrorCode),
+    Wait(WaitsetError),
+    /// The server answered with a refusal.
+    Refused(Refusal),
+    /// A reply that broke the protocol.
+    Protocol(ProtoError),
+    /// A reply of the wrong shape for its request.
+    BadReply,
+    /// Getting a frame for a long string failed.
+    Memory,
+    /// A call made from inside a call on the same thread.
+    Busy,
+}
+
+impl core::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RpcError::NotConnected => f.write_str("no channel to init"),
+            RpcError::Send(e) => write!(f, "sending: {e}"),
+            RpcError::Wait(e) => write!(f, "waiting for the reply: {e}"),
+            RpcError::Refused(r) => write!(f, "refused: {r}"),
+            RpcError::Protocol(e) => write!(f, "reply: {e}"),
+            RpcError::BadReply => f.write_str("a reply of the wrong shape"),
+            RpcError::Memory => f.write_str("no memory for the message"),
+            RpcError::Busy => f.write_str("a call from inside a call"),
+        }
+    }
+}
+
+/// A reply: its body (inline replies only) and whether a capability came.
+pub struct Reply {
+    pub body: [u8; REPLY_MAX],
+    pub len: usize,
+    pub cap: bool,
+}
+
+impl Reply {
+    pub fn body(&self) -> &[u8] {
+        &self.body[..self.len]
+    }
+}
+
+struct State {
+    ep: Endpoint,
+    call: u16,
+    asm: Assembly<REPLY_MAX>,
+}
+
+/// A channel to init.
+pub struct Rpc {
+    state: aos::thread::Mutex<Option<State>>,
+    recv: &'static LmpRecv,
+}
+
+static INIT_RECV: LmpRecv = LmpRecv::new();
+static INIT: Rpc = Rpc { state: aos::thread::Mutex::new(None), recv: &INIT_RECV };
+
+/// Connects the init channel: init's endpoint from the well-known slot,
+/// the reply ring bound in the default waitset. Once, at start-up.
+pub fn init() -> Result<(), RpcError> {
+    // SAFETY: ring CHILD_INIT_RING is the init channel's, received only
+    // through `INIT.recv`.
+    let ring = unsafe { chan::own_ring(CHILD_INIT_RING) };
+    INIT.recv.bind(ring, default_waitset()).map_err(RpcError::Wait)?;
+    let ep = Endpoint(aos::cap::CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_INITEP as u8));
+    *INIT.state.lock().map_err(|_| RpcError::Busy)? = Some(State { ep, call: 0, asm: Assembly::new() });
+    Ok(())
+}
+
+/// `aos_rpc_get_init_channel`.
+pub fn init_channel() -> &'static Rpc {
+    &INIT
+}
+
+/// `aos_rpc_get_memory_channel`: init serves memory.
+pub fn memory_channel() -> &'static Rpc {
+    &INIT
+}
+
+/// `aos_rpc_get_serial_channel`: init serves the terminal.
+pub fn serial_channel() -> &'static Rpc {
+    &INIT
+}
+
+/// `aos_rpc_get_process_channel`: init serves processes.
+pub fn process_channel() -> &'static Rpc {
+    &INIT
+}
+
+/// The book's four channels.
+pub fn channels() -> api::RpcChannels<'static, Rpc> {
+    api::RpcChannels { init: &INIT, memory: &INIT, serial: &INIT, process: &INIT }
+}
+
+fn own_dispatcher() -> Dispatcher {
+    Dispatcher(CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8))
+}
+
+impl Rpc {
+    /// One call: sends `body` as a `kind` request (inline, or in a frame
+    /// above the threshold) and waits for the reply. A capability in the
+    /// reply lands in `recv_slot`.
+    pub fn call(&self, kind: Kind, body: &[u8], recv_slot: Option<CapRef>) -> Result<Reply, RpcError> {
+        // A long body goes in a frame, made before the channel is taken:
+        // getting memory may call through the channel itself.
+        let frame = if body.len() > FRAME_THRESHOLD { Some(body_frame(body)?) } else { None };
+        let r = self.call_locked(kind, body, frame.map(|(f, _)| f), recv_slot);
+        if let Some((f, va)) = frame {
+            let _ = mem::unmap(va, body.len() as u64);
+            let _ = mem::frame_free(f);
+        }
+        r
+    }
+
+    fn call_locked(
+        &self,
+        kind: Kind,
+        body: &[u8],
+        frame: Option<CapRef>,
+        recv_slot: Option<CapRef>,
+    ) -> Result<Reply, RpcError> {
+        let mut g = self.state.lock().map_err(|_| RpcError::Busy)?;
+        let st = g.as_mut().ok_or(RpcError::NotConnected)?;
+        st.call = st.call.wrapping_add(1);
+        let call = st.call;
+        if let Some(slot) = recv_slot {
+            own_dispatcher().set_recv_slot(Some(slot)).map_err(RpcError::Send)?;
+        }
+        let sent = match frame {
+            Some(f) => {
+                chan::send(st.ep, &proto::frame_message(kind, call, body.len()), Some(f), true, Patience::Forever)
+            }
+            None => {
+                let n = body.len().div_ceil(proto::FRAG_BYTES).max(1);
+                proto::fragments(kind, call, 0, body)
+                    .enumerate()
+                    .try_for_each(|(i, w)| chan::send(st.ep, &w, None, i + 1 == n, Patience::Forever))
+            }
+        };
+        let r = sent.map_err(RpcError::Send).and_then(|()| self.await_reply(st, kind, call));
+        if recv_slot.is_some() && !r.as_ref().is_ok_and(|rep| rep.cap) {
+            let _ = own_dispatcher().set_recv_slot(None);
+        }
+        r
+    }
+
+    /// Sends a one-way message (`bye`): no reply comes.
+    pub fn notify(&self, kind: Kind, body: &[u8]) -> Result<(), RpcError> {
+        let mut g = self.state.lock().map_err(|_| RpcError::Busy)?;
+        let st = g.as_mut().ok_or(RpcError::NotConnected)?;
+        st.call = st.call.wrapping_add(1);
+        let w = proto::fragments(kind, st.call, 0, body).next().ok_or(RpcError::BadReply)?;
+        chan::send(st.ep, &w, None, true, Patience::Forever).map_err(RpcError::Send)
+    }
+
+    fn await_reply(&self, st: &mut State, kind: Kind, call: u16) -> Result<Reply, RpcError> {
+        loop {
+            let m = chan::wait_message(self.recv).map_err(RpcError::Wait)?;
+            let done = match st.asm.push(m.words()) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => return Err(RpcError::Protocol(e)),
+            };
+            // A reply to an older call (one abandoned on an error) is dropped.
+            if done.call != call {
+                continue;
+            }
+            if done.kind != kind || done.frame.is_some() {
+                return Err(RpcError::BadReply);
+            }
+            let body = st.asm.body();
+            if done.error {
+                let r = proto::u64_at(body, 0).and_then(Refusal::from_raw).ok_or(RpcError::BadReply)?;
+                return Err(RpcError::Refused(r));
+            }
+            let mut reply = Reply { body: [0; REPLY_MAX], len: body.len(), cap: m.cap };
+            reply.body[..body.len()].copy_from_slice(body);
+            return Ok(reply);
+        }
+    }
+
+    /// `get_ram_cap` into a slot the caller provides (the memory system's
+    /// own refills use this: it holds its allocator while it asks).
+    pub fn get_ram_into(&self, bytes: u64, align: u64, slot: CapRef) -> Result<(CapRef, u64), RpcError> {
+        let mut body = [0u8; 16];
+        body[..8].copy_from_slice(&bytes.to_le_bytes());
+        body[8..].copy_from_slice(&align.to_le_bytes());
+        let r = self.call(Kind::RamCap, &body, Some(slot))?;
+        match (r.cap, proto::u64_at(r.body(), 0)) {
+            (true, Some(got)) => Ok((slot, got)),
+            _ => Err(RpcError::BadReply),
+        }
+    }
+
+    /// The null RPC: an empty request and an empty reply.
+    pub fn ping(&self) -> Result<(), RpcError> {
+        self.call(Kind::Ping, &[], None).map(drop)
+    }
+
+    /// Terminal output: init writes whole lines (see the report).
+    pub fn print(&self, s: &[u8]) -> Result<(), RpcError> {
+        self.call(Kind::Print, s, None).map(drop)
+    }
+}
+
+/// A frame holding `body`, mapped; its capability and address.
+fn body_frame(body: &[u8]) -> Result<(CapRef, u64), RpcError> {
+    let (frame, _) = mem::frame_alloc(body.len() as u64).map_err(|_| RpcError::Memory)?;
+    let va = match mem::map_frame(frame, body.len() as u64, MapFlags::READ_WRITE) {
+        Ok(va) => va,
+        Err(_) => {
+            let _ = mem::frame_free(frame);
+            return Err(RpcError::Memory);
+        }
+    };
+    // SAFETY: `va` maps at least `body.len()` bytes of the new frame
+    // read-write, and nothing else refers to it.
+    unsafe { core::slice::from_raw_parts_mut(va as *mut u8, body.len()) }.copy_from_slice(body);
+    Ok((frame, va))
+}
+
+impl From<MemError> for RpcError {
+    fn from(_: MemError) -> Self {
+        RpcError::Memory
+    }
+}
+
+impl api::AosRpc for Rpc {
+    type Error = RpcError;
+
+    fn send_number(&self, val: u64) -> Result<(), RpcError> {
+        self.call(Kind::Number, &val.to_le_bytes(), None).map(drop)
+    }
+
+    fn send_string(&self, s: &str) -> Result<(), RpcError> {
+        self.call(Kind::String, s.as_bytes(), None).map(drop)
+    }
+
+    fn get_ram_cap(&self, bytes: u64, align: u64) -> Result<(CapRef, u64), RpcError> {
+        let slot = mem::slot_alloc()?;
+        self.get_ram_into(bytes, align, slot).inspect_err(|_| {
+            let _ = mem::slot_free(slot);
+        })
+    }
+
+    fn serial_putchar(&self, c: u8) -> Result<(), RpcError> {
+        self.call(Kind::PutChar, &[c], None).map(drop)
+    }
+
+    fn serial_getchar(&self) -> Result<u8, RpcError> {
+        let r = self.call(Kind::GetChar, &[], None)?;
+        r.body().first().copied().ok_or(RpcError::BadReply)
+    }
+
+    fn process_spawn(&self, cmdline: &str, core: u32) -> Result<Pid, RpcError> {
+        let mut body = [0u8; FRAME_THRESHOLD];
+        let n = 4 + cmdline.len();
+        if n > body.len() {
+            return Err(RpcError::Refused(Refusal::BadRequest));
+        }
+        body[..4].copy_from_slice(&core.to_le_bytes());
+        body[4..n].copy_from_slice(cmdline.as_bytes());
+        let r = self.call(Kind::Spawn, &body[..n], None)?;
+        proto::u32_at(r.body(), 0).ok_or(RpcError::BadReply)
+    }
+
+    fn process_get_name(&self, pid: Pid) -> Result<ProcName, RpcError> {
+        let r = self.call(Kind::GetName, &pid.to_le_bytes(), None)?;
+        let s = core::str::from_utf8(r.body()).map_err(|_| RpcError::BadReply)?;
+        Ok(ProcName::new(s))
+    }
+
+    fn process_get_all_pids(&self, pids: &mut [Pid]) -> Result<usize, RpcError> {
+        let r = self.call(Kind::GetAllPids, &[], None)?;
+        let n = r.len / 4;
+        for (i, p) in pids.iter_mut().take(n).enumerate() {
+            *p = proto::u32_at(r.body(), i).ok_or(RpcError::BadReply)?;
+        }
+        Ok(n)
+    }
+}
