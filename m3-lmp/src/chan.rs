@@ -10,7 +10,7 @@ use aos::cap::CapRef;
 use aos::kpi::ErrorCode;
 use aos::kpi::vspace::{CHILD_DISPFRAME_SIZE, INIT_DISPFRAME_SIZE};
 use aos::lmp::{Endpoint, Message, SEND_DEFAULT};
-use aos::waitset::rt::{LmpRecv, default_waitset};
+use aos::waitset::rt::{LmpRecv, Waitset};
 use aos::waitset::{Closure, WaitsetError};
 
 use crate::proto::Wire;
@@ -34,9 +34,12 @@ pub const fn init_ring_for(index: usize) -> usize {
 }
 /// A child's ring for init's replies.
 pub const CHILD_INIT_RING: usize = 0;
+/// A child's inbox: messages from other domains, which init connects to
+/// it on request.
+pub const CHILD_INBOX_RING: usize = 1;
 
 const _: () = assert!(ring_offset(init_ring_for(m2_spawn::spawn::PROCS_MAX - 1) + 1) <= INIT_DISPFRAME_SIZE);
-const _: () = assert!(ring_offset(CHILD_INIT_RING + 1) <= CHILD_DISPFRAME_SIZE);
+const _: () = assert!(ring_offset(CHILD_INBOX_RING + 1) <= CHILD_DISPFRAME_SIZE);
 
 /// The ring at index `i` of this dispatcher's frame.
 ///
@@ -88,10 +91,11 @@ pub fn send(ep: Endpoint, w: &Wire, cap: Option<CapRef>, last: bool, patience: P
 
 fn wake(_: usize) {}
 
-/// Takes the next message from `recv`, blocking the thread in the default
-/// waitset until one arrives (`event_dispatch`): the core goes to others
-/// meanwhile.
-pub fn wait_message(recv: &'static LmpRecv) -> Result<Message, WaitsetError> {
+/// Takes the next message from `recv`, blocking the thread in `ws`, the
+/// waitset `recv` is bound in, until one arrives (`event_dispatch`): the
+/// core goes to others meanwhile. A waitset per receiving thread: a thread
+/// woken for another's ring would leave that thread asleep.
+pub fn wait_message(recv: &'static LmpRecv, ws: &'static Waitset) -> Result<Message, WaitsetError> {
     loop {
         if let Some(m) = recv.recv()? {
             return Ok(m);
@@ -100,6 +104,6 @@ pub fn wait_message(recv: &'static LmpRecv) -> Result<Message, WaitsetError> {
             Ok(()) | Err(WaitsetError::AlreadyRegistered) => {}
             Err(e) => return Err(e),
         }
-        default_waitset().event_dispatch()?;
+        ws.event_dispatch()?;
     }
 }

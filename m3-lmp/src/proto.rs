@@ -40,10 +40,13 @@ pub enum Kind {
     GetAllPids = 10,
     /// The process is exiting: no reply.
     Bye = 11,
+    /// An endpoint to another process's inbox ring, in the reply's
+    /// capability.
+    Connect = 12,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Ping,
         Kind::Number,
         Kind::String,
@@ -55,6 +58,7 @@ impl Kind {
         Kind::GetName,
         Kind::GetAllPids,
         Kind::Bye,
+        Kind::Connect,
     ];
 
     pub fn from_raw(raw: u8) -> Option<Kind> {
@@ -434,7 +438,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_body_round_trips(body in proptest::collection::vec(any::<u8>(), 0..1500), call: u16, k in 0usize..11) {
+        fn any_body_round_trips(body in proptest::collection::vec(any::<u8>(), 0..1500), call: u16, k in 0usize..12) {
             let mut a = Assembly::<1500>::new();
             let d = send_all(&mut a, Kind::ALL[k], call, &body).unwrap();
             prop_assert_eq!((d.kind, d.call), (Kind::ALL[k], call));

@@ -186,7 +186,7 @@ impl Rpc {
 
     fn await_reply(&self, st: &mut State, kind: Kind, call: u16) -> Result<Reply, RpcError> {
         loop {
-            let m = chan::wait_message(self.recv).map_err(RpcError::Wait)?;
+            let m = chan::wait_message(self.recv, default_waitset()).map_err(RpcError::Wait)?;
             let done = match st.asm.push(m.words()) {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
@@ -223,6 +223,20 @@ impl Rpc {
         }
     }
 
+    /// An endpoint to process `pid`'s inbox, in a new slot: messages sent
+    /// on it arrive in that process's [`inbox_recv`]. It stops working
+    /// when that process ends.
+    pub fn connect(&self, pid: Pid) -> Result<Endpoint, RpcError> {
+        let slot = mem::slot_alloc()?;
+        match self.call(Kind::Connect, &pid.to_le_bytes(), Some(slot)) {
+            Ok(r) if r.cap => Ok(Endpoint(slot)),
+            r => {
+                let _ = mem::slot_free(slot);
+                Err(r.err().unwrap_or(RpcError::BadReply))
+            }
+        }
+    }
+
     /// The null RPC: an empty request and an empty reply.
     pub fn ping(&self) -> Result<(), RpcError> {
         self.call(Kind::Ping, &[], None).map(drop)
@@ -232,6 +246,29 @@ impl Rpc {
     pub fn print(&self, s: &[u8]) -> Result<(), RpcError> {
         self.call(Kind::Print, s, None).map(drop)
     }
+}
+
+static INBOX: LmpRecv = LmpRecv::new();
+static INBOX_WAITSET: aos::waitset::rt::Waitset = aos::waitset::rt::Waitset::new();
+
+/// The next message another domain sent to this one's inbox (see
+/// [`Rpc::connect`]), waiting for it. Its words are the sender's: nothing
+/// in them is vouched for. One thread receives at a time.
+pub fn inbox_recv() -> Result<aos::lmp::Message, RpcError> {
+    if INBOX.source().is_err() {
+        // SAFETY: the inbox ring is received only through INBOX.
+        let ring = unsafe { chan::own_ring(crate::chan::CHILD_INBOX_RING) };
+        INBOX.bind(ring, &INBOX_WAITSET).map_err(RpcError::Wait)?;
+    }
+    chan::wait_message(&INBOX, &INBOX_WAITSET).map_err(RpcError::Wait)
+}
+
+/// Sends one message (at most 14 words) to an inbox, waiting while it is
+/// full.
+pub fn inbox_send(ep: Endpoint, words: &[u64]) -> Result<(), RpcError> {
+    let mut w = proto::Wire { words: [0; aos::lmp::LMP_WORDS], len: words.len().min(aos::lmp::LMP_WORDS) };
+    w.words[..w.len].copy_from_slice(&words[..w.len]);
+    chan::send(ep, &w, None, true, Patience::Forever).map_err(RpcError::Send)
 }
 
 /// A frame holding `body`, mapped; its capability and address.

@@ -40,3 +40,8 @@ pub fn run(args: &aos::Args, main: fn(&aos::Args) -> i32) -> i32 {
     // to run here.
     status
 }
+
+/// This process's PID, from `AOS_PID` in its environment.
+pub fn own_pid(args: &aos::Args) -> Option<api::Pid> {
+    u32::from_str_radix(args.var("AOS_PID")?.trim_start_matches("0x"), 16).ok()
+}

@@ -27,7 +27,9 @@ use api::{MapFlags, MemoryManager, Pid, ProcState, SlotAllocator, Spawner, VSpac
 use m2_spawn::System;
 use m2_spawn::spawn::{ChildCaps, PROCS_MAX};
 
-use crate::chan::{self, CHILD_INIT_RING, INIT_EVENT_RING, Patience, RING_SIZE, init_ring_for, ring_offset};
+use crate::chan::{
+    self, CHILD_INBOX_RING, CHILD_INIT_RING, INIT_EVENT_RING, Patience, RING_SIZE, init_ring_for, ring_offset,
+};
 use crate::proto::{self, Assembly, Done, FRAME_THRESHOLD, Kind, Refusal};
 
 /// Bytes of RAM the memory server sets aside for a client at a time.
@@ -397,7 +399,8 @@ impl Server {
                     aos::println!("init: spawning {cmdline:?}: {e}");
                     Refusal::SpawnFailed
                 })?;
-                if self.add(sys, pid).is_err() {
+                if let Err(e) = self.add(sys, pid) {
+                    aos::println!("init: serving {cmdline:?}: {e}");
                     let _ = sys.stop(pid);
                     return Err(Refusal::SpawnFailed);
                 }
@@ -421,6 +424,20 @@ impl Server {
                     n += 1;
                 });
                 self.reply(i, d.kind, call, &buf[..4 * n], None)
+            }
+            Kind::Connect => {
+                let pid = proto::u32_at(body, 0).filter(|_| body.len() == 4).ok_or(Refusal::Malformed)?;
+                let theirs = sys.kept(pid).ok().flatten().ok_or(Refusal::NoSuchProcess)?;
+                let slot = sys.slot_alloc().map_err(|_| Refusal::OutOfMemory)?;
+                let ring = (ring_offset(CHILD_INBOX_RING) as u32, RING_SIZE as u32);
+                if cap::mint(theirs, dest(slot), EP_RIGHTS, Some(ring)).is_err() {
+                    let _ = sys.slot_free(slot);
+                    return Err(Refusal::NoSuchProcess);
+                }
+                let r = self.reply(i, d.kind, call, &[], Some(slot));
+                let _ = cap::delete(slot);
+                let _ = sys.slot_free(slot);
+                r
             }
             Kind::Bye => {
                 self.byes += 1;
@@ -522,7 +539,14 @@ impl Server {
         };
         let slot = sys.slot_alloc().map_err(|_| Refusal::OutOfMemory)?;
         let ch = &mut self.clients[i].chunks[k];
-        if cap::retype(ch.cap, dest(slot), ObjType::Ram, start, bytes, 1).is_err() {
+        // A piece that is the whole chunk is a copy (a retype to the same
+        // size is not allowed); revoking the chunk takes copies too.
+        let made = if start == 0 && bytes == ch.size {
+            cap::copy(ch.cap, dest(slot))
+        } else {
+            cap::retype(ch.cap, dest(slot), ObjType::Ram, start, bytes, 1).map(drop)
+        };
+        if made.is_err() {
             let _ = sys.slot_free(slot);
             return Err(Refusal::OutOfMemory);
         }

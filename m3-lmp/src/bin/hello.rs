@@ -9,7 +9,7 @@ m3_lmp::main!(run);
 
 fn run(args: &aos::Args) -> i32 {
     let rpc = m3_lmp::rpc::process_channel();
-    let pid = args.var("AOS_PID").and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+    let pid = m3_lmp::rt::own_pid(args);
     let name = pid.map(|p| rpc.process_get_name(p));
     let mut pids = [0; 32];
     let n = rpc.process_get_all_pids(&mut pids);

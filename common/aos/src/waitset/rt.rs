@@ -38,10 +38,11 @@ use crate::lmp::{Message, Ring};
 use crate::thread::runtime::call_sched;
 use crate::thread::{Blocking, Next, Scheduler};
 
-/// Sources one runtime waitset holds.
-pub const WAITSET_SOURCES: usize = 32;
+/// Sources one runtime waitset holds: enough for init's ring per process
+/// (M3) and a few of its own.
+pub const WAITSET_SOURCES: usize = 48;
 /// LMP receivers bound at once, over all waitsets.
-pub const MAX_LMP_RECV: usize = 16;
+pub const MAX_LMP_RECV: usize = 40;
 
 type RawWaitset = super::Waitset<WAITSET_SOURCES>;
 
