@@ -16,7 +16,8 @@ fn run(_: &aos::Args) -> i32 {
     let sent =
         proto::fragments(Kind::String, 0x7777, 0, &body).take(3).filter(|w| ep.send(w.words(), 0).is_ok()).count();
     aos::println!("crasher: sent {sent} of the fragments of a 1000-byte string; now faulting");
-    // SAFETY: none; this write faults on purpose (nothing is mapped at 8).
-    unsafe { (8 as *mut u64).write_volatile(1) };
+    // SAFETY: none needed for memory safety: nothing is mapped at 0x100
+    // (below USER_MIN), so this write faults on purpose and ends the domain.
+    unsafe { core::ptr::without_provenance_mut::<u64>(0x100).write_volatile(1) };
     2
 }
