@@ -58,6 +58,16 @@ impl core::fmt::Display for RpcError {
     }
 }
 
+/// How a request's body travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Fragments up to [`FRAME_THRESHOLD`] bytes, a frame above.
+    Auto,
+    /// Fragments (at most [`proto::INLINE_MAX`] bytes: what the server takes).
+    Fragments,
+    Frame,
+}
+
 /// A reply: its body (inline replies only) and whether a capability came.
 pub struct Reply {
     pub body: [u8; REPLY_MAX],
@@ -132,15 +142,28 @@ impl Rpc {
     /// above the threshold) and waits for the reply. A capability in the
     /// reply lands in `recv_slot`.
     pub fn call(&self, kind: Kind, body: &[u8], recv_slot: Option<CapRef>) -> Result<Reply, RpcError> {
-        // A long body goes in a frame, made before the channel is taken:
-        // getting memory may call through the channel itself.
-        let frame = if body.len() > FRAME_THRESHOLD { Some(body_frame(body)?) } else { None };
-        let r = self.call_locked(kind, body, frame.map(|(f, _)| f), recv_slot);
-        if let Some((f, va)) = frame {
-            let _ = mem::unmap(va, body.len() as u64);
-            let _ = mem::frame_free(f);
+        self.call_via(kind, body, recv_slot, Via::Auto)
+    }
+
+    /// [`Rpc::call`] with the body sent as `via` says (the benchmarks
+    /// compare the two ways at each size).
+    pub fn call_via(&self, kind: Kind, body: &[u8], recv_slot: Option<CapRef>, via: Via) -> Result<Reply, RpcError> {
+        let framed = match via {
+            Via::Auto => body.len() > FRAME_THRESHOLD,
+            Via::Fragments => false,
+            Via::Frame => true,
+        };
+        if (!framed && body.len() > proto::INLINE_MAX) || (framed && body.is_empty()) {
+            return Err(RpcError::Refused(Refusal::BadRequest));
         }
-        r
+        if !framed {
+            return self.call_locked(kind, body, None, recv_slot);
+        }
+        // The transfer frame is taken before the channel: growing it gets
+        // memory, which may call through the channel itself.
+        let mut t = TRANSFER.lock().map_err(|_| RpcError::Busy)?;
+        let frame = t.fill(body)?;
+        self.call_locked(kind, body, Some(frame), recv_slot)
     }
 
     fn call_locked(
@@ -271,20 +294,42 @@ pub fn inbox_send(ep: Endpoint, words: &[u64]) -> Result<(), RpcError> {
     chan::send(ep, &w, None, true, Patience::Forever).map_err(RpcError::Send)
 }
 
-/// A frame holding `body`, mapped; its capability and address.
-fn body_frame(body: &[u8]) -> Result<(CapRef, u64), RpcError> {
-    let (frame, _) = mem::frame_alloc(body.len() as u64).map_err(|_| RpcError::Memory)?;
-    let va = match mem::map_frame(frame, body.len() as u64, MapFlags::READ_WRITE) {
-        Ok(va) => va,
-        Err(_) => {
-            let _ = mem::frame_free(frame);
-            return Err(RpcError::Memory);
+/// The frame long bodies travel in: one per domain, kept mapped and
+/// reused, grown (never shrunk) to the longest body sent so far. A new
+/// frame per call would cost an allocation and a mapping each time, and
+/// its memory would count against the quota until the domain ends.
+struct Transfer {
+    frame: Option<CapRef>,
+    va: u64,
+    size: u64,
+}
+
+static TRANSFER: aos::thread::Mutex<Transfer> = aos::thread::Mutex::new(Transfer { frame: None, va: 0, size: 0 });
+
+impl Transfer {
+    /// Copies `body` into the frame, growing it first if needed; the frame.
+    fn fill(&mut self, body: &[u8]) -> Result<CapRef, RpcError> {
+        let len = body.len() as u64;
+        if self.frame.is_none() || self.size < len {
+            if let Some(old) = self.frame.take() {
+                let _ = mem::unmap(self.va, self.size);
+                let _ = mem::frame_free(old);
+            }
+            let size = len.next_power_of_two().max(4096);
+            let (frame, _) = mem::frame_alloc(size).map_err(|_| RpcError::Memory)?;
+            match mem::map_frame(frame, size, MapFlags::READ_WRITE) {
+                Ok(va) => (self.frame, self.va, self.size) = (Some(frame), va, size),
+                Err(_) => {
+                    let _ = mem::frame_free(frame);
+                    return Err(RpcError::Memory);
+                }
+            }
         }
-    };
-    // SAFETY: `va` maps at least `body.len()` bytes of the new frame
-    // read-write, and nothing else refers to it.
-    unsafe { core::slice::from_raw_parts_mut(va as *mut u8, body.len()) }.copy_from_slice(body);
-    Ok((frame, va))
+        // SAFETY: `size` bytes at `va` map the transfer frame read-write,
+        // for this domain's life; this mutex makes this the only writer.
+        unsafe { core::slice::from_raw_parts_mut(self.va as *mut u8, body.len()) }.copy_from_slice(body);
+        self.frame.ok_or(RpcError::Memory)
+    }
 }
 
 impl From<MemError> for RpcError {
@@ -321,7 +366,8 @@ impl api::AosRpc for Rpc {
     }
 
     fn process_spawn(&self, cmdline: &str, core: u32) -> Result<Pid, RpcError> {
-        let mut body = [0u8; FRAME_THRESHOLD];
+        // The longest command line an arguments page holds, and its core.
+        let mut body = [0u8; 4 + aos::kpi::BASE_PAGE_SIZE];
         let n = 4 + cmdline.len();
         if n > body.len() {
             return Err(RpcError::Refused(Refusal::BadRequest));

@@ -30,7 +30,7 @@ use m2_spawn::spawn::{ChildCaps, PROCS_MAX};
 use crate::chan::{
     self, CHILD_INBOX_RING, CHILD_INIT_RING, INIT_EVENT_RING, Patience, RING_SIZE, init_ring_for, ring_offset,
 };
-use crate::proto::{self, Assembly, Done, FRAME_THRESHOLD, Kind, Refusal};
+use crate::proto::{self, Assembly, Done, INLINE_MAX, Kind, Refusal};
 
 /// Bytes of RAM the memory server sets aside for a client at a time.
 pub const CHUNK: u64 = 1 << 20;
@@ -63,7 +63,7 @@ struct Client {
     pid: Option<Pid>,
     /// Init's endpoint to the client's reply ring.
     ep: Option<Endpoint>,
-    asm: Assembly<FRAME_THRESHOLD>,
+    asm: Assembly<INLINE_MAX>,
     line: heapless::Vec<u8, LINE_MAX>,
     chunks: heapless::Vec<Chunk, CHUNKS_MAX>,
     used: u64,
@@ -84,6 +84,9 @@ impl Client {
         getchar: None,
     };
 }
+
+/// Where a body that came in a frame is copied to.
+static FRAME_BODY: spin::Mutex<[u8; proto::BODY_MAX]> = spin::Mutex::new([0; proto::BODY_MAX]);
 
 /// The rings' event sources, by table index, and init's own events.
 static RECV: [LmpRecv; PROCS_MAX] = [const { LmpRecv::new() }; PROCS_MAX];
@@ -321,20 +324,26 @@ impl Server {
             return Err(refuse(Refusal::Malformed));
         }
         match d.frame {
-            // A body in a frame: mapped read-only while the request runs.
+            // A body in a frame: copied out while it is mapped read-only.
+            // The client can still write its frame, so init never works on
+            // it in place.
             Some(len) => {
                 let frame = cap.ok_or(refuse(Refusal::Malformed))?;
                 let va = map_body(sys, frame, len).map_err(refuse)?;
-                // SAFETY: `map_body` mapped `len` bytes read-only at `va`;
-                // the slice ends before the unmap below.
-                let body = unsafe { core::slice::from_raw_parts(va as *const u8, len) };
-                let r = self.handle(sys, i, d, body).map_err(refuse);
+                let mut buf = FRAME_BODY.lock();
+                for (k, piece) in buf[..len].chunks_mut(8).enumerate() {
+                    // SAFETY: `map_body` mapped `len` bytes (whole pages,
+                    // so every word here) read-only at `va`, page-aligned;
+                    // volatile, as another domain may write them meanwhile.
+                    let w = unsafe { (va as *const u64).add(k).read_volatile() };
+                    piece.copy_from_slice(&w.to_le_bytes()[..piece.len()]);
+                }
                 let _ = sys.unmap(va, len as u64);
-                r
+                self.handle(sys, i, d, &buf[..len]).map_err(refuse)
             }
             None => {
                 // Copied out: the handlers need the client mutably.
-                let mut buf = [0u8; FRAME_THRESHOLD];
+                let mut buf = [0u8; INLINE_MAX];
                 let b = self.clients[i].asm.body();
                 let n = b.len();
                 buf[..n].copy_from_slice(b);

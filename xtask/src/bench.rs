@@ -86,6 +86,18 @@ const NAMES: &[(&str, &str)] = &[
     ("map-fixed-4k", "map_fixed_attr of a 4 KiB frame (tables exist)"),
     ("spawn-to-first-instruction", "spawn call to the child's first instruction"),
     ("spawn-exit", "spawn a program that exits at once, to its reclaim"),
+    ("rpc-null-round-trip", "null RPC to init through the channel layer (M3)"),
+    ("lmp-raw-round-trip", "raw LMP null round trip between two domains (M3)"),
+    ("get-ram-cap-4k", "get_ram_cap of 4 KiB from the memory server"),
+    ("get-ram-cap-1m", "get_ram_cap of 1 MiB from the memory server"),
+    ("send-string-104-fragments", "send_string of 104 bytes as one fragment"),
+    ("send-string-104-frame", "send_string of 104 bytes in the transfer frame"),
+    ("send-string-312-fragments", "send_string of 312 bytes as three fragments"),
+    ("send-string-312-frame", "send_string of 312 bytes in the transfer frame"),
+    ("send-string-416-fragments", "send_string of 416 bytes as four fragments"),
+    ("send-string-416-frame", "send_string of 416 bytes in the transfer frame"),
+    ("send-string-1k-fragments", "send_string of 1 KiB as ten fragments"),
+    ("send-string-1k-frame", "send_string of 1 KiB in the transfer frame"),
 ];
 
 /// Runs the CPU driver's benchmark image once; returns the counter
@@ -121,10 +133,11 @@ pub fn run(stage: Option<&str>, wall: bool) -> Result<(), String> {
         None | Some("cpu-driver") => {}
         Some("m1") => return run_stage("m1", "m1-memory", wall),
         Some("m2") => return run_stage("m2", "m2-spawn", wall),
+        Some("m3") => return run_stage("m3", "m3-lmp", wall),
         Some(s) => {
             stages::find(Some(s))?;
             return Err(format!(
-                "stage '{s}' has no benchmark program yet; stages with benchmarks: cpu-driver, m1, m2 (M0's boot cost is in its banner: cargo xtask run m0 --icount)"
+                "stage '{s}' has no benchmark program yet; stages with benchmarks: cpu-driver, m1, m2, m3 (M0's boot cost is in its banner: cargo xtask run m0 --icount)"
             ));
         }
     }
