@@ -198,6 +198,18 @@ impl Rpc {
         r
     }
 
+    /// For conformance tests: sends `words` exactly as given (with `cap`,
+    /// if any) and returns the next message init sends back, whatever it
+    /// is.
+    pub fn raw_exchange(&self, words: &[u64], cap: Option<CapRef>) -> Result<aos::lmp::Message, RpcError> {
+        let g = self.state.lock().map_err(|_| RpcError::Busy)?;
+        let st = g.as_ref().ok_or(RpcError::NotConnected)?;
+        let mut w = proto::Wire { words: [0; aos::lmp::LMP_WORDS], len: words.len().min(aos::lmp::LMP_WORDS) };
+        w.words[..w.len].copy_from_slice(&words[..w.len]);
+        chan::send(st.ep, &w, cap, true, Patience::Forever).map_err(RpcError::Send)?;
+        chan::wait_message(self.recv, default_waitset()).map_err(RpcError::Wait)
+    }
+
     /// Sends a one-way message (`bye`): no reply comes.
     pub fn notify(&self, kind: Kind, body: &[u8]) -> Result<(), RpcError> {
         let mut g = self.state.lock().map_err(|_| RpcError::Busy)?;

@@ -316,6 +316,11 @@ fn dies<R: AosRpc>(c: &mut Checks, ch: &RpcChannels<'_, R>) {
     }
     c.is("200 calls of another client all answered", ok, 200);
     c.ok("the dead client is noticed and reclaimed", wait_gone(ch, &[pid], 10), format_args!("{pid:#x} still listed"));
+    let r = ch.process.process_spawn("garbage", 0);
+    c.ok("spawn a client that sends malformed messages", r.is_ok(), format_args!("{r:?}"));
+    if let Ok(pid) = r {
+        c.ok("and it ends", wait_gone(ch, &[pid], 30), format_args!("{pid:#x} still listed"));
+    }
     let r = ch.process.process_spawn("hello after the crash", 0);
     c.ok("a new process gets going after it", r.is_ok(), format_args!("{r:?}"));
     if let Ok(pid) = r {

@@ -157,6 +157,8 @@ fn crasher(run: &Run) -> CheckResult {
     let t = &run.transcript;
     ensure!(t.contains("crasher: sent 3 of the fragments"), "the crasher did not send its half string");
     ensure!(t.contains("domain 'crasher' faulted"), "the crasher did not die by its fault");
+    let g = after(t, "garbage: ").collect::<Vec<_>>().join("\n");
+    ensure!(g == "11 of 11 malformed messages refused; the channel works after them: true", "the hostile client: {g}");
     Ok(())
 }
 
@@ -227,7 +229,7 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
             ("lines_of_many_domains_are_never_mixed", whole_lines),
             ("sixteen_memeaters_check_memory_and_each_others_messages", memeaters),
             ("a_hog_stops_at_its_quota_and_its_memory_comes_back", hogs),
-            ("a_client_dies_mid_call", crasher),
+            ("a_client_dies_mid_call_and_garbage_is_refused", crasher),
             ("a_typed_character_reaches_getchar", getchar),
             ("the_name_and_pid_hooks_ran", counted),
             ("init_gets_all_memory_back_and_the_machine_stops", finish),
