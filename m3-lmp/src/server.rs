@@ -202,12 +202,11 @@ impl Server {
         let c = &mut self.clients[i];
         *c = Client { pid: Some(pid), ep: Some(Endpoint(ep)), ..Client::EMPTY };
         // SAFETY: ring `init_ring_for(i)` belongs to table index `i` and is
-        // read only through RECV[i].
+        // read only through RECV[i]. It is empty: `remove` emptied it after
+        // the last process there could no longer send. (Emptying it here
+        // would lose requests: the process may already have run.)
         let ring = unsafe { chan::own_ring(init_ring_for(i)) };
-        // Messages a dead predecessor left are not this client's.
-        let mut r = ring;
-        while r.recv().is_some() {}
-        RECV[i].bind(r, default_waitset()).map_err(|_| "binding the client's ring")?;
+        RECV[i].bind(ring, default_waitset()).map_err(|_| "binding the client's ring")?;
         RECV[i].register(Closure::new(mark, i)).map_err(|_| "registering the client's ring")?;
         Ok(())
     }
@@ -221,10 +220,14 @@ impl Server {
     /// written, the process is stopped and reclaimed, and its chunks go back.
     fn remove(&mut self, sys: &mut System, i: usize) {
         let Some(pid) = self.clients[i].pid else { return };
-        let _ = RECV[i].unbind();
         self.flush_line(i);
         if let Err(e) = sys.stop(pid) {
             aos::println!("init: reclaiming process {pid:#x}: {e}");
+        }
+        // Its endpoint to the ring went with it: what is left in the ring
+        // is its, and goes now, so the next process there starts clean.
+        if let Ok(mut ring) = RECV[i].unbind() {
+            while ring.recv().is_some() {}
         }
         let c = &mut self.clients[i];
         for ch in c.chunks.iter() {
