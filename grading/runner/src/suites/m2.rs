@@ -18,7 +18,7 @@ use std::time::Duration;
 use grading::m2::MALFORMED;
 
 use super::cpu_driver::NOTHING_TO_RUN;
-use super::{Target, group_verdict, once, with_transcript};
+use super::{Check, Target, Transcript, boot_trials, once, with_transcript};
 use crate::machine::Machine;
 use crate::{CheckResult, Trial, ensure};
 
@@ -40,6 +40,12 @@ struct Run {
     exit: Option<i32>,
     /// The physical-memory check of the shared frame.
     memory: Result<String, String>,
+}
+
+impl Transcript for Run {
+    fn transcript(&self) -> &str {
+        &self.transcript
+    }
 }
 
 fn grading_boot(t: &Target) -> Result<Run, String> {
@@ -222,8 +228,6 @@ fn default_image(t: &Target) -> CheckResult {
     with_transcript(&text, r)
 }
 
-type Check = fn(&Run) -> CheckResult;
-
 /// Every check for every target.
 pub fn checks(targets: &[Target]) -> Vec<Trial> {
     let mut all = Vec::new();
@@ -231,14 +235,7 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         let name = |n: &str| format!("m2::{}::{n}", t.label);
         let tt = t.clone();
         let run = once(move || grading_boot(&tt));
-        for (g, min) in GROUPS {
-            let run = run.clone();
-            all.push(Trial::test(name(&format!("group_{g}")), move || {
-                let run = run()?;
-                Ok(with_transcript(&run.transcript, group_verdict(&run.transcript, "m2", g, min))?)
-            }));
-        }
-        let console: [(&str, Check); 6] = [
+        let console: [(&str, Check<Run>); 6] = [
             ("a_spawn_past_a_full_table_is_refused_as_such", full_table),
             ("arguments_arrive_as_split_by_hand", arguments),
             ("a_mapped_module_starts_with_the_elf_magic", magic),
@@ -246,13 +243,7 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
             ("a_stopped_printer_prints_no_more", printer_stops),
             ("malformed_modules_are_refused_for_their_own_reason", refusals),
         ];
-        for (n, check) in console {
-            let run = run.clone();
-            all.push(Trial::test(name(n), move || {
-                let run = run()?;
-                Ok(with_transcript(&run.transcript, check(&run))?)
-            }));
-        }
+        boot_trials(&mut all, &name, run.clone(), "m2", &GROUPS, &console);
         let r = run.clone();
         all.push(Trial::test(name("both_halves_of_the_shared_frame_are_in_its_physical_memory"), move || {
             let run = r()?;

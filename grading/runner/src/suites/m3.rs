@@ -19,7 +19,7 @@ use std::time::Duration;
 use grading::m3::{CHATTER_LINES, CHATTERS, MEMEATERS, NUMBERS, STRING_LENGTHS, fnv1a, string_byte};
 
 use super::cpu_driver::NOTHING_TO_RUN;
-use super::{Target, group_verdict, once, with_transcript};
+use super::{Check, Target, Transcript, boot_trials, once, with_transcript};
 use crate::machine::Machine;
 use crate::{CheckResult, Trial, ensure};
 
@@ -34,6 +34,12 @@ const TYPED: u8 = b'Q';
 struct Run {
     transcript: String,
     exit: Option<i32>,
+}
+
+impl Transcript for Run {
+    fn transcript(&self) -> &str {
+        &self.transcript
+    }
 }
 
 fn grading_boot(t: &Target) -> Result<Run, String> {
@@ -206,8 +212,6 @@ fn default_image(t: &Target) -> CheckResult {
     with_transcript(&text, r)
 }
 
-type Check = fn(&Run) -> CheckResult;
-
 /// Every check for every target.
 pub fn checks(targets: &[Target]) -> Vec<Trial> {
     let mut all = Vec::new();
@@ -215,14 +219,7 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
         let name = |n: &str| format!("m3::{}::{n}", t.label);
         let tt = t.clone();
         let run = once(move || grading_boot(&tt));
-        for (g, min) in GROUPS {
-            let run = run.clone();
-            all.push(Trial::test(name(&format!("group_{g}")), move || {
-                let run = run()?;
-                Ok(with_transcript(&run.transcript, group_verdict(&run.transcript, "m3", g, min))?)
-            }));
-        }
-        let console: [(&str, Check); 10] = [
+        let console: [(&str, Check<Run>); 10] = [
             ("every_number_reaches_the_server", numbers),
             ("every_string_reaches_the_server_intact", strings),
             ("refusals_give_their_reasons", refusals),
@@ -234,13 +231,7 @@ pub fn checks(targets: &[Target]) -> Vec<Trial> {
             ("the_name_and_pid_hooks_ran", counted),
             ("init_gets_all_memory_back_and_the_machine_stops", finish),
         ];
-        for (n, check) in console {
-            let run = run.clone();
-            all.push(Trial::test(name(n), move || {
-                let run = run()?;
-                Ok(with_transcript(&run.transcript, check(&run))?)
-            }));
-        }
+        boot_trials(&mut all, &name, run, "m3", &GROUPS, &console);
         let tt = t.clone();
         all.push(Trial::test(name("stage_image_serves_the_menu_and_exits"), move || Ok(default_image(&tt)?)));
     }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::qemu::QemuConfig;
-use crate::{CheckResult, ensure};
+use crate::{CheckResult, Trial, ensure};
 
 pub mod cpu_driver;
 pub mod m0;
@@ -52,6 +52,41 @@ pub fn group_verdict(text: &str, stage: &str, group: &str, min: usize) -> CheckR
     ensure!(line.ends_with(&format!("{ok} passed, 0 failed")), "verdict {line:?} disagrees with the {ok} checks seen");
     ensure!(ok >= min, "only {ok} checks ran in group {group}, expected at least {min}");
     Ok(())
+}
+
+/// A grading boot's result, as the shared trial builders see it.
+pub trait Transcript: Send + Sync + 'static {
+    fn transcript(&self) -> &str;
+}
+
+/// A check of one grading boot's result.
+pub type Check<R> = fn(&R) -> CheckResult;
+
+/// Adds to `all` a trial per in-guest group of `stage` (its verdict, at
+/// least `min` checks) and one per console check, all on the one boot
+/// `run` gives; `name` makes a trial's full name.
+pub fn boot_trials<R: Transcript>(
+    all: &mut Vec<Trial>,
+    name: &dyn Fn(&str) -> String,
+    run: impl Fn() -> Result<Arc<R>, String> + Clone + Send + 'static,
+    stage: &'static str,
+    groups: &[(&'static str, usize)],
+    console: &[(&str, Check<R>)],
+) {
+    for &(g, min) in groups {
+        let run = run.clone();
+        all.push(Trial::test(name(&format!("group_{g}")), move || {
+            let run = run()?;
+            Ok(with_transcript(run.transcript(), group_verdict(run.transcript(), stage, g, min))?)
+        }));
+    }
+    for &(n, check) in console {
+        let run = run.clone();
+        all.push(Trial::test(name(n), move || {
+            let run = run()?;
+            Ok(with_transcript(run.transcript(), check(&run))?)
+        }));
+    }
 }
 
 /// A failure with the console transcript appended.
