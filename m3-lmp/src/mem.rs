@@ -45,6 +45,7 @@ pub enum MemError {
         code: ErrorCode,
         doing: &'static str,
     },
+    Slot(aos::slot::SlotError),
     /// The own part of the address space is used up.
     NoAddresses,
     /// Not set up ([`init`]), or used from inside itself.
@@ -57,6 +58,7 @@ impl core::fmt::Display for MemError {
             MemError::Rpc(e) => write!(f, "{e}"),
             MemError::Paging(e) => write!(f, "{e}"),
             MemError::Kernel { code, doing } => write!(f, "{code}, while {doing}"),
+            MemError::Slot(e) => write!(f, "slots: {e}"),
             MemError::NoAddresses => f.write_str("no free addresses left"),
             MemError::Busy => f.write_str("the memory system is not set up or is in use further up"),
         }
@@ -94,16 +96,16 @@ impl Ram {
         if self.slots.free_count() < SLOTS_LOW {
             self.refill()?;
         }
-        self.slots.alloc().map_err(|_| MemError::Busy)
+        self.slots.alloc().map_err(MemError::Slot)
     }
 
     /// A new CNode's worth of slots, from the server's RAM. Uses two of the
     /// slots left (the RAM's, and the receive slot is the same one).
     fn refill(&mut self) -> Result<(), MemError> {
-        let s = self.slots.alloc().map_err(|_| MemError::Busy)?;
+        let s = self.slots.alloc().map_err(MemError::Slot)?;
         let (ram, bytes) = rpc::init_channel().get_ram_into(slot::REFILL_BYTES, PAGE, s)?;
         self.received += bytes;
-        self.slots.refill(ram).map_err(|_| MemError::Kernel { code: ErrorCode::SlotInUse, doing: "adding a CNode" })
+        self.slots.refill(ram).map_err(MemError::Slot)
     }
 
     /// RAM of `bytes` at `align` from the server, in a new slot.
@@ -196,7 +198,7 @@ pub fn init() -> Result<(), MemError> {
     let first = unsafe { &mut *BOOT.0.get() };
     let mut slots = SlotAllocator::new();
     for cn in [ROOTCN_SLOT_SLOT_ALLOC0, ROOTCN_SLOT_SLOT_ALLOC1, ROOTCN_SLOT_SLOT_ALLOC2] {
-        slots.add_cnode(CNodeRef { l1: cn as u32 }, 0).map_err(|_| MemError::Busy)?;
+        slots.add_cnode(CNodeRef { l1: cn as u32 }, 0).map_err(MemError::Slot)?;
     }
     let vroot = CapRef::slot(ROOTCN_SLOT_PAGECN as u32, PAGECN_SLOT_VROOT as u8);
     let paging =
@@ -235,7 +237,7 @@ pub fn slot_alloc() -> Result<CapRef, MemError> {
 
 /// Gives back an empty slot.
 pub fn slot_free(slot: CapRef) -> Result<(), MemError> {
-    with(|m| m.ram.slots.free(slot).map_err(|_| MemError::Busy))
+    with(|m| m.ram.slots.free(slot).map_err(MemError::Slot))
 }
 
 /// A frame of at least `bytes` (whole pages), from the server's RAM
