@@ -222,12 +222,7 @@ fn hook_alloc(bytes: u64, align: u64) -> Result<CapRef, RamError> {
 /// The capability goes; the memory comes back to the server when the
 /// domain ends (the server keeps no record of pieces, see the report).
 fn hook_free(ram: CapRef) -> Result<(), RamError> {
-    with(|m| {
-        cap::delete(ram).map_err(kernel("deleting RAM"))?;
-        let _ = m.ram.slots.free(ram);
-        Ok(())
-    })
-    .map_err(|_| RamError::Refused)
+    delete(ram).map_err(|_| RamError::Refused)
 }
 
 /// An empty slot of the domain's.
@@ -261,11 +256,12 @@ pub fn unmap(va: u64, bytes: u64) -> Result<(), MemError> {
     })
 }
 
-/// Deletes a frame from [`frame_alloc`] and its RAM, and frees their slots.
-pub fn frame_free(frame: CapRef) -> Result<(), MemError> {
+/// Deletes a capability this memory system gave (a frame from
+/// [`frame_alloc`], RAM, a received capability) and frees its slot.
+pub fn delete(cap: CapRef) -> Result<(), MemError> {
     with(|m| {
-        cap::delete(frame).map_err(kernel("deleting a frame"))?;
-        let _ = m.ram.slots.free(frame);
+        cap::delete(cap).map_err(kernel("deleting a capability"))?;
+        let _ = m.ram.slots.free(cap);
         Ok(())
     })
 }

@@ -197,6 +197,13 @@ pub struct Wire {
 }
 
 impl Wire {
+    /// A message of the given words, as they are (at most 14 are kept).
+    pub fn from_words(words: &[u64]) -> Wire {
+        let mut w = Wire { words: [0; aos::lmp::LMP_WORDS], len: words.len().min(aos::lmp::LMP_WORDS) };
+        w.words[..w.len].copy_from_slice(&words[..w.len]);
+        w
+    }
+
     pub fn words(&self) -> &[u64] {
         &self.words[..self.len]
     }

@@ -204,9 +204,7 @@ impl Rpc {
     pub fn raw_exchange(&self, words: &[u64], cap: Option<CapRef>) -> Result<aos::lmp::Message, RpcError> {
         let g = self.state.lock().map_err(|_| RpcError::Busy)?;
         let st = g.as_ref().ok_or(RpcError::NotConnected)?;
-        let mut w = proto::Wire { words: [0; aos::lmp::LMP_WORDS], len: words.len().min(aos::lmp::LMP_WORDS) };
-        w.words[..w.len].copy_from_slice(&words[..w.len]);
-        chan::send(st.ep, &w, cap, true, Patience::Forever).map_err(RpcError::Send)?;
+        chan::send(st.ep, &proto::Wire::from_words(words), cap, true, Patience::Forever).map_err(RpcError::Send)?;
         chan::wait_message(self.recv, default_waitset()).map_err(RpcError::Wait)
     }
 
@@ -262,14 +260,10 @@ impl Rpc {
     /// on it arrive in that process's [`inbox_recv`]. It stops working
     /// when that process ends.
     pub fn connect(&self, pid: Pid) -> Result<Endpoint, RpcError> {
-        let slot = mem::slot_alloc()?;
-        match self.call(Kind::Connect, &pid.to_le_bytes(), Some(slot)) {
-            Ok(r) if r.cap => Ok(Endpoint(slot)),
-            r => {
-                let _ = mem::slot_free(slot);
-                Err(r.err().unwrap_or(RpcError::BadReply))
-            }
-        }
+        in_new_slot(|slot| match self.call(Kind::Connect, &pid.to_le_bytes(), Some(slot))? {
+            r if r.cap => Ok(Endpoint(slot)),
+            _ => Err(RpcError::BadReply),
+        })
     }
 
     /// The null RPC: an empty request and an empty reply.
@@ -301,9 +295,7 @@ pub fn inbox_recv() -> Result<aos::lmp::Message, RpcError> {
 /// Sends one message (at most 14 words) to an inbox, waiting while it is
 /// full.
 pub fn inbox_send(ep: Endpoint, words: &[u64]) -> Result<(), RpcError> {
-    let mut w = proto::Wire { words: [0; aos::lmp::LMP_WORDS], len: words.len().min(aos::lmp::LMP_WORDS) };
-    w.words[..w.len].copy_from_slice(&words[..w.len]);
-    chan::send(ep, &w, None, true, Patience::Forever).map_err(RpcError::Send)
+    chan::send(ep, &proto::Wire::from_words(words), None, true, Patience::Forever).map_err(RpcError::Send)
 }
 
 /// The frame long bodies travel in: one per domain, kept mapped and
@@ -325,14 +317,14 @@ impl Transfer {
         if self.frame.is_none() || self.size < len {
             if let Some(old) = self.frame.take() {
                 let _ = mem::unmap(self.va, self.size);
-                let _ = mem::frame_free(old);
+                let _ = mem::delete(old);
             }
             let size = len.next_power_of_two().max(4096);
             let (frame, _) = mem::frame_alloc(size).map_err(|_| RpcError::Memory)?;
             match mem::map_frame(frame, size, MapFlags::READ_WRITE) {
                 Ok(va) => (self.frame, self.va, self.size) = (Some(frame), va, size),
                 Err(_) => {
-                    let _ = mem::frame_free(frame);
+                    let _ = mem::delete(frame);
                     return Err(RpcError::Memory);
                 }
             }
@@ -342,6 +334,14 @@ impl Transfer {
         unsafe { core::slice::from_raw_parts_mut(self.va as *mut u8, body.len()) }.copy_from_slice(body);
         self.frame.ok_or(RpcError::Memory)
     }
+}
+
+/// Runs `f` with a new slot of the domain's, which goes back if `f` fails.
+fn in_new_slot<T>(f: impl FnOnce(CapRef) -> Result<T, RpcError>) -> Result<T, RpcError> {
+    let slot = mem::slot_alloc()?;
+    f(slot).inspect_err(|_| {
+        let _ = mem::slot_free(slot);
+    })
 }
 
 impl From<MemError> for RpcError {
@@ -362,10 +362,7 @@ impl api::AosRpc for Rpc {
     }
 
     fn get_ram_cap(&self, bytes: u64, align: u64) -> Result<(CapRef, u64), RpcError> {
-        let slot = mem::slot_alloc()?;
-        self.get_ram_into(bytes, align, slot).inspect_err(|_| {
-            let _ = mem::slot_free(slot);
-        })
+        in_new_slot(|slot| self.get_ram_into(bytes, align, slot))
     }
 
     fn serial_putchar(&self, c: u8) -> Result<(), RpcError> {

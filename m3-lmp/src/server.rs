@@ -63,7 +63,6 @@ struct Client {
     pid: Option<Pid>,
     /// Init's endpoint to the client's reply ring.
     ep: Option<Endpoint>,
-    asm: Assembly<INLINE_MAX>,
     line: heapless::Vec<u8, LINE_MAX>,
     chunks: heapless::Vec<Chunk, CHUNKS_MAX>,
     used: u64,
@@ -76,7 +75,6 @@ impl Client {
     const EMPTY: Client = Client {
         pid: None,
         ep: None,
-        asm: Assembly::new(),
         line: heapless::Vec::new(),
         chunks: heapless::Vec::new(),
         used: 0,
@@ -85,6 +83,10 @@ impl Client {
     };
 }
 
+/// Each ring's half-assembled request, by table index: beside the client
+/// records, so a handler can read a body while it changes the server.
+static ASSEMBLY: [spin::Mutex<Assembly<INLINE_MAX>>; PROCS_MAX] =
+    [const { spin::Mutex::new(Assembly::new()) }; PROCS_MAX];
 /// Where a body that came in a frame is copied to.
 static FRAME_BODY: spin::Mutex<[u8; proto::BODY_MAX]> = spin::Mutex::new([0; proto::BODY_MAX]);
 
@@ -201,6 +203,9 @@ impl Server {
         let ep = sys.kept(pid).ok().flatten().ok_or("the process has no channel")?;
         let c = &mut self.clients[i];
         *c = Client { pid: Some(pid), ep: Some(Endpoint(ep)), ..Client::EMPTY };
+        // Half a request of a process that died is not this one's. (Reset
+        // here, not in `remove`: a `bye` runs `remove` with this locked.)
+        ASSEMBLY[i].lock().reset();
         // SAFETY: ring `init_ring_for(i)` belongs to table index `i` and is
         // read only through RECV[i]. It is empty: `remove` emptied it after
         // the last process there could no longer send. (Emptying it here
@@ -295,15 +300,16 @@ impl Server {
         if m.cap {
             self.arm_recv_slot(sys);
         }
-        let pushed = self.clients[i].asm.push(m.words());
-        let r = match pushed {
+        let mut asm = ASSEMBLY[i].lock();
+        let r = match asm.push(m.words()) {
             Ok(None) => Ok(None),
-            Ok(Some(done)) => self.request(sys, i, done, cap).map(Some),
+            Ok(Some(done)) => self.request(sys, i, done, cap, asm.body()).map(Some),
             Err(_) => {
                 let call = proto::Header::from_word(m.words().first().copied().unwrap_or(0)).0;
                 Err((Kind::from_raw(call.kind).unwrap_or(Kind::Ping), call.call, Refusal::Malformed))
             }
         };
+        drop(asm);
         if let Some(c) = cap {
             // Whatever a request did with it, init's copy goes.
             let _ = cap::delete(c);
@@ -314,13 +320,15 @@ impl Server {
         }
     }
 
-    /// A complete request; `Err` carries the refusal to send.
+    /// A complete request, whose body is `inline` unless it came in a
+    /// frame; `Err` carries the refusal to send.
     fn request(
         &mut self,
         sys: &mut System,
         i: usize,
         d: Done,
         cap: Option<CapRef>,
+        inline: &[u8],
     ) -> Result<(), (Kind, u16, Refusal)> {
         let refuse = |why| (d.kind, d.call, why);
         if d.error {
@@ -344,14 +352,7 @@ impl Server {
                 let _ = sys.unmap(va, len as u64);
                 self.handle(sys, i, d, &buf[..len]).map_err(refuse)
             }
-            None => {
-                // Copied out: the handlers need the client mutably.
-                let mut buf = [0u8; INLINE_MAX];
-                let b = self.clients[i].asm.body();
-                let n = b.len();
-                buf[..n].copy_from_slice(b);
-                self.handle(sys, i, d, &buf[..n]).map_err(refuse)
-            }
+            None => self.handle(sys, i, d, inline).map_err(refuse),
         }
     }
 

@@ -14,11 +14,11 @@
 use core::cell::UnsafeCell;
 
 use aos::cap::{self, CapRef, Dest, ObjType};
-use aos::dispatcher::{self, Dispatcher};
+use aos::dispatcher::Dispatcher;
 use aos::kpi::ErrorCode;
 use aos::kpi::cspace::*;
 use aos::kpi::dispatcher::{DispatcherShared, RegisterSave};
-use aos::lmp::{Message, Ring};
+use aos::lmp::Ring;
 
 /// Where every frame's LMP ring lies: its second half.
 pub const RING_OFF: u64 = 2048;
@@ -34,27 +34,6 @@ pub fn ring(frame_va: u64) -> Ring {
 /// Init's ring (its frame is at `DISPFRAME_VADDR`).
 pub fn init_ring() -> Ring {
     ring(aos::kpi::vspace::DISPFRAME_VADDR)
-}
-
-/// Waits for a message in `ring` and takes it into `m`: clear `haswork`,
-/// look, and `Wait` only if there was nothing, so no wake-up is lost.
-/// Inlined, as the benchmark's round trip measures it in place.
-#[inline]
-pub fn recv_blocking_into(ring: &mut Ring, m: &mut Message) {
-    loop {
-        dispatcher::clear_haswork();
-        if ring.recv_into(m) {
-            return;
-        }
-        let _ = dispatcher::wait();
-    }
-}
-
-/// [`recv_blocking_into`], returning the message.
-pub fn recv_blocking(ring: &mut Ring) -> Message {
-    let mut m = Message::default();
-    recv_blocking_into(ring, &mut m);
-    m
 }
 
 /// Bytes of a child's stack.

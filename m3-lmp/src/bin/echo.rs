@@ -23,15 +23,8 @@ fn run(_: &aos::Args) -> i32 {
     // SAFETY: the inbox is received only here (never bound by this program).
     let mut ring = unsafe { own_ring(CHILD_INBOX_RING) };
     let mut m = Message::default();
-    let wait = |ring: &mut aos::lmp::Ring, m: &mut Message| loop {
-        dispatcher::clear_haswork();
-        if ring.recv_into(m) {
-            return;
-        }
-        let _ = dispatcher::wait();
-    };
     dispatcher::disable();
-    wait(&mut ring, &mut m);
+    ring.recv_blocking_into(&mut m);
     let back = Endpoint(slot);
     let ok = m.cap;
     if ok {
@@ -39,7 +32,7 @@ fn run(_: &aos::Args) -> i32 {
             if back.send(&[], SEND_DEFAULT).is_err() {
                 break;
             }
-            wait(&mut ring, &mut m);
+            ring.recv_blocking_into(&mut m);
             if m.len == 1 && m.words[0] == u64::MAX {
                 break;
             }

@@ -78,13 +78,6 @@ fn raw_lmp() -> bool {
     // SAFETY: ring BENCH_RING is received only here.
     let mut ring = unsafe { own_ring(BENCH_RING) };
     let mut m = Message::default();
-    let mut wait = |m: &mut Message| loop {
-        dispatcher::clear_haswork();
-        if ring.recv_into(m) {
-            return;
-        }
-        let _ = dispatcher::wait();
-    };
     // Echo may not have armed its receive slot yet: that is transient.
     while let Err(aos::kpi::ErrorCode::LmpNoRecvSlot | aos::kpi::ErrorCode::LmpBufferFull) =
         to_echo.send_cap(&[1], back, SEND_DEFAULT)
@@ -93,14 +86,14 @@ fn raw_lmp() -> bool {
     }
     // Upcalls off: nothing of the thread or waitset runtime runs between.
     dispatcher::disable();
-    wait(&mut m);
+    ring.recv_blocking_into(&mut m);
     let mut ok = true;
     let mut samples = [0u64; SAMPLES];
     for s in samples.iter_mut() {
         let t0 = aos::time::counter();
         for _ in 0..100 {
             ok &= to_echo.send(&[], SEND_DEFAULT).is_ok();
-            wait(&mut m);
+            ring.recv_blocking_into(&mut m);
         }
         *s = aos::time::counter() - t0;
     }

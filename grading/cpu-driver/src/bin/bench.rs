@@ -19,7 +19,7 @@ use aos::lmp::{Endpoint, Message, SEND_DEFAULT};
 use aos::println;
 use aos::thread;
 use aos::time::{counter, measure};
-use cpu_driver_programs::children::{self, ChildStacks, Children, RING_OFF, RING_SIZE, recv_blocking_into};
+use cpu_driver_programs::children::{self, ChildStacks, Children, RING_OFF, RING_SIZE};
 
 aos::main!(run);
 
@@ -140,7 +140,7 @@ extern "C" fn echo_main(frame: u64, _: u64) -> ! {
     let reply = Endpoint(CapRef::slot(KIDS_CN, INIT_EP));
     let mut m = Message::default();
     loop {
-        recv_blocking_into(&mut ring, &mut m);
+        ring.recv_blocking_into(&mut m);
         if m.len == 1 {
             ONE_WAY_TICKS.fetch_add(counter() - m.words[0], SeqCst);
         }
@@ -243,7 +243,7 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
         ok &= measure("ipc-round-trip", ROUNDS, || {
             (0..ROUNDS).all(|_| {
                 to_echo.send(&[], SEND_DEFAULT).is_ok() && {
-                    recv_blocking_into(&mut ring, &mut m);
+                    ring.recv_blocking_into(&mut m);
                     m.len == 0
                 }
             })
@@ -251,7 +251,7 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
         ONE_WAY_TICKS.store(0, SeqCst);
         ok &= (0..ROUNDS).all(|_| {
             to_echo.send(&[counter()], SEND_DEFAULT).is_ok() && {
-                recv_blocking_into(&mut ring, &mut m);
+                ring.recv_blocking_into(&mut m);
                 m.len == 0
             }
         });

@@ -19,9 +19,7 @@ use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_DEFAULT, SEND_SYNC, SEND
 use aos::println;
 use cpu_driver_programs::Checks;
 use cpu_driver_programs::alloc0::{A0, d, s};
-use cpu_driver_programs::children::{
-    self, ChildStacks, Children, Entry, RING_OFF, RING_SIZE, init_ring, recv_blocking,
-};
+use cpu_driver_programs::children::{self, ChildStacks, Children, Entry, RING_OFF, RING_SIZE, init_ring};
 
 aos::main!(run);
 
@@ -358,7 +356,7 @@ fn lmp(c: &mut Checks, k: &Children) {
             bad += 1;
             continue;
         }
-        let m = recv_blocking(&mut ring);
+        let m = ring.recv_blocking();
         let ok = m.len == len && !m.cap && m.words().iter().zip(&msg).all(|(r, w)| *r == !w);
         if !ok {
             bad += 1;
@@ -379,10 +377,10 @@ fn lmp(c: &mut Checks, k: &Children) {
         let sent = to_echo.send(&[i], SEND_YIELD | SEND_SYNC).is_ok();
         let answered = ring.pending() == 1;
         directed += u32::from(sent && answered && SPIN_COUNT.load(SeqCst) == before);
-        let _ = recv_blocking(&mut ring);
+        let _ = ring.recv_blocking();
         let sent = to_echo.send(&[i], 0).is_ok();
         plain += u32::from(sent && ring.pending() == 0);
-        let _ = recv_blocking(&mut ring);
+        let _ = ring.recv_blocking();
     }
     c.ok("a directed yield runs the receiver before anyone else", directed >= 2, format_args!("{directed} of 3"));
     c.ok("without a yield flag the sender carries on", plain >= 2, format_args!("{plain} of 3"));
@@ -394,7 +392,7 @@ fn lmp(c: &mut Checks, k: &Children) {
     let after = SPIN_COUNT.load(SeqCst);
     c.ok("lets the next in turn (the spinner) run first", after > before, format_args!("{before} -> {after}"));
     c.is("and the receiver before the sender comes back", ring.pending(), 1);
-    let _ = recv_blocking(&mut ring);
+    let _ = ring.recv_blocking();
     c.is("stop the spinner again", spin.stop(), Ok(()));
 
     // The full-buffer path: echo stopped, its ring fills, and the send that
@@ -427,13 +425,13 @@ fn lmp(c: &mut Checks, k: &Children) {
     c.is("restart echo", echo.make_runnable(), Ok(()));
     let mut intact = 0;
     for k in 0..sent {
-        let m = recv_blocking(&mut ring);
+        let m = ring.recv_blocking();
         let want = message(1000 + k, 14);
         intact += u64::from(m.len == 14 && m.words.iter().zip(&want).all(|(r, w)| *r == !w));
     }
     c.is("every queued message answered, in order", intact, sent);
     c.is("the retry now succeeds", to_echo.send(&[5], SEND_DEFAULT), Ok(()));
-    c.is("answered", recv_blocking(&mut ring).words(), &[!5u64][..]);
+    c.is("answered", ring.recv_blocking().words(), &[!5u64][..]);
 
     // Capability transfer.
     let id_of = |r: CapRef| cap::identify(r).map(|i| (i.objtype.map(|t| t as u64), i.base, i.size));
@@ -464,7 +462,7 @@ fn lmp(c: &mut Checks, k: &Children) {
         let _ = cap::delete(s(RECV));
         c.is("set echo's receive slot", echo.set_recv_slot(Some(s(RECV))), Ok(()));
         c.is(name, to_echo.send_cap(&[s(RECV).to_raw()], s(src), SEND_DEFAULT), Ok(()));
-        let m = recv_blocking(&mut ring);
+        let m = ring.recv_blocking();
         let want = id_of(s(src)).map(|(t, b, sz)| [t.unwrap_or(0), b, sz]);
         c.is("echo identified what arrived", Ok::<_, ErrorCode>(m.words[..3].try_into().unwrap_or([0; 3])), want);
         c.is("of the right type", m.words[0], ty as u64);
@@ -527,7 +525,7 @@ fn interrupts(c: &mut Checks) {
     for _ in 0..5 {
         let armed = aos::time::counter();
         virtual_timer::arm(ms(5));
-        let m = recv_blocking(&mut ring);
+        let m = ring.recv_blocking();
         early += u64::from(aos::time::counter() < armed + ms(5));
         got += u64::from(m.len == 1 && m.words[0] == u64::from(VTIMER) && !m.cap);
         virtual_timer::disarm();

@@ -16,7 +16,7 @@ use std::time::Duration;
 use grading::m1::DEMO_SEED;
 
 use super::cpu_driver::NOTHING_TO_RUN;
-use super::{Target, group_verdict, once, with_transcript};
+use super::{Target, group_verdict, once, stage_image, with_transcript};
 use crate::machine::Machine;
 use crate::{CheckResult, Trial, ensure};
 
@@ -81,18 +81,12 @@ fn read_demo_frame(m: &mut Machine, seen: &str, ram: (u64, u64)) -> Result<Strin
 
 /// The stage's own image: init maps its frame, reads it back, exits.
 fn default_image(t: &Target) -> CheckResult {
-    let mut m = Machine::boot(t.menu("menu")?)?;
-    let status = m.wait_exit(Duration::from_secs(60)).map_err(|e| format!("{e}\n{}", m.transcript()))?;
-    let text = m.transcript();
-    let r = (|| {
+    stage_image(t, "m1: ", |text| {
         let line = text.lines().find(|l| l.starts_with("init: mapped ")).ok_or("init did not map its frame")?;
         ensure!(line.ends_with(", 0 words differ"), "read-back differed: {line}");
         ensure!(text.contains("init: done"), "init did not finish");
-        ensure!(!text.contains("m1: "), "grading ran in the stage's own image");
-        ensure!(status.code() == Some(NOTHING_TO_RUN), "QEMU exit status {:?}", status.code());
         Ok(())
-    })();
-    with_transcript(&text, r)
+    })
 }
 
 /// Every check for every target.

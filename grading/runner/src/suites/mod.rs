@@ -89,6 +89,22 @@ pub fn boot_trials<R: Transcript>(
     }
 }
 
+/// Boots a stage's own image (menu `menu`) and waits for QEMU to exit;
+/// `check` then looks at the transcript. The image must not have run the
+/// grading suite (no line contains `grading_mark`), and QEMU must exit
+/// with nothing left to run.
+pub fn stage_image(t: &Target, grading_mark: &str, check: impl FnOnce(&str) -> CheckResult) -> CheckResult {
+    let mut m = crate::machine::Machine::boot(t.menu("menu")?)?;
+    let status = m.wait_exit(std::time::Duration::from_secs(60)).map_err(|e| format!("{e}\n{}", m.transcript()))?;
+    let text = m.transcript();
+    let r = check(&text).and_then(|()| {
+        ensure!(!text.contains(grading_mark), "grading ran in the stage's own image");
+        ensure!(status.code() == Some(cpu_driver::NOTHING_TO_RUN), "QEMU exit status {:?}", status.code());
+        Ok(())
+    });
+    with_transcript(&text, r)
+}
+
 /// A failure with the console transcript appended.
 pub fn with_transcript(text: &str, r: CheckResult) -> CheckResult {
     r.map_err(|e| format!("{e}\n--- console transcript ---\n{text}"))
