@@ -161,13 +161,10 @@ impl ArgsPage {
 
     /// Argument `i`, if the page is well formed there.
     pub fn arg(&self, i: usize) -> Option<&str> {
-        if self.magic != ARGS_MAGIC || i >= (self.argc as usize).min(ARGS_MAX) {
+        if self.magic != ARGS_MAGIC || i >= self.argc as usize {
             return None;
         }
-        let start = self.argv[i] as usize;
-        let rest = self.strings.get(start..)?;
-        let len = rest.iter().position(|&b| b == 0)?;
-        core::str::from_utf8(&rest[..len]).ok()
+        self.string(i)
     }
 
     /// All well-formed arguments, in order; stops at the first bad one.
@@ -186,11 +183,10 @@ impl ArgsPage {
     /// Environment string `i` (`NAME=value`), if the page is well formed
     /// there.
     pub fn env(&self, i: usize) -> Option<&str> {
-        let argc = self.argc as usize;
-        if self.magic != ARGS_MAGIC || i >= self.envc as usize || argc.checked_add(i)? >= ARGS_MAX {
+        if self.magic != ARGS_MAGIC || i >= self.envc as usize {
             return None;
         }
-        self.string(argc + i)
+        self.string((self.argc as usize).checked_add(i)?)
     }
 
     /// The environment, in order; stops at the first bad string.
@@ -205,12 +201,15 @@ impl ArgsPage {
         if var.as_bytes().contains(&0) || !var.contains('=') {
             return Err(ErrorCode::InvalidArgument);
         }
+        if n >= ARGS_MAX {
+            return Err(ErrorCode::TooLong);
+        }
         // Strings are stored in order: the free space starts after the last.
         let used = match n.checked_sub(1) {
             None => 0,
             Some(last) => self.argv[last] as usize + self.string(last).ok_or(ErrorCode::InvalidArgument)?.len() + 1,
         };
-        if n >= ARGS_MAX || used + var.len() + 1 > STRINGS_SIZE {
+        if used + var.len() + 1 > STRINGS_SIZE {
             return Err(ErrorCode::TooLong);
         }
         self.strings[used..used + var.len()].copy_from_slice(var.as_bytes());
@@ -401,8 +400,10 @@ mod tests {
         assert_eq!(n, STRINGS_SIZE / 1003);
         assert_eq!(page.push_env(&long), Err(ErrorCode::TooLong), "nothing written on refusal");
         assert_eq!(page.envs().count(), n);
-        // A hostile count is bounded too.
+        // A hostile count is bounded too, and adding to such a page is
+        // refused, not a panic.
         page.envc = u32::MAX;
         assert!(page.envs().count() <= ARGS_MAX);
+        assert_eq!(page.push_env("A=1"), Err(ErrorCode::TooLong));
     }
 }
