@@ -150,7 +150,7 @@ impl Resources for Ram {
     fn vnode(&mut self, ty: ObjType) -> Result<(CapRef, CapRef), m1_memory::Error> {
         let ram = self.page().map_err(|_| m1_memory::Error::Internal("no RAM for a page table"))?;
         let s = Ram::slot(self).map_err(|_| m1_memory::Error::Internal("no slot for a page table"))?;
-        cap::retype(ram, dest(s), ty, 0, PAGE, 1)
+        cap::retype(ram, Dest::at(s), ty, 0, PAGE, 1)
             .map_err(|code| m1_memory::Error::Kernel { code, doing: "retyping RAM into a page table" })?;
         Ok((s, ram))
     }
@@ -160,10 +160,6 @@ impl Resources for Ram {
             let _ = self.slots.free(vnode);
         }
     }
-}
-
-fn dest(slot: CapRef) -> Dest {
-    Dest::l2(slot.l1_index(), slot.l2_index())
 }
 
 /// The domain's memory system.
@@ -277,7 +273,8 @@ impl Memory {
         let align = if bytes >= BLOCK { BLOCK } else { PAGE };
         let (ram, got) = self.ram.remote(bytes, align)?;
         let frame = self.ram.slot()?;
-        let r = cap::retype(ram, dest(frame), ObjType::Frame, 0, bytes, 1).map_err(kernel("retyping RAM into a frame"));
+        let r =
+            cap::retype(ram, Dest::at(frame), ObjType::Frame, 0, bytes, 1).map_err(kernel("retyping RAM into a frame"));
         // The frame keeps the memory; the RAM capability is not needed.
         let _ = cap::delete(ram);
         let _ = self.ram.slots.free(ram);

@@ -107,10 +107,6 @@ fn own(slot: usize) -> CapRef {
     CapRef::slot(ROOTCN_SLOT_TASKCN as u32, slot as u8)
 }
 
-fn dest(slot: CapRef) -> Dest {
-    Dest::l2(slot.l1_index(), slot.l2_index())
-}
-
 /// The spawn hook (`m2_spawn::spawn::SpawnHook`): both ends of a child's
 /// channel to init, made before it runs. The child's `TASKCN_SLOT_INITEP`
 /// gets init's endpoint with the child's ring in init's frame (so the
@@ -124,7 +120,7 @@ pub fn spawn_hook(mem: &mut m1_memory::Memory, c: &ChildCaps) -> Result<Option<C
     let keep = mem.slot_alloc()?;
     let theirs = CapRef::slot(c.taskcn, TASKCN_SLOT_SELFEP as u8);
     let ring = (ring_offset(CHILD_INIT_RING) as u32, RING_SIZE as u32);
-    if let Err(code) = cap::mint(theirs, dest(keep), EP_RIGHTS, Some(ring)) {
+    if let Err(code) = cap::mint(theirs, Dest::at(keep), EP_RIGHTS, Some(ring)) {
         let _ = mem.slot_free(keep);
         return Err(kernel("keeping the child's endpoint")(code));
     }
@@ -170,10 +166,10 @@ impl Server {
         // The timer's messages arrive in ring 0 through an endpoint to it.
         let ep = sys.slot_alloc().map_err(|_| "no slot for the timer's endpoint")?;
         let ring = (ring_offset(INIT_EVENT_RING) as u32, RING_SIZE as u32);
-        cap::mint(own(TASKCN_SLOT_SELFEP), dest(ep), EP_RIGHTS, Some(ring))
+        cap::mint(own(TASKCN_SLOT_SELFEP), Dest::at(ep), EP_RIGHTS, Some(ring))
             .map_err(|_| "minting the timer's endpoint")?;
         let route = sys.slot_alloc().map_err(|_| "no slot for the timer's route")?;
-        aos::irq::connect(own(TASKCN_SLOT_IRQ), VTIMER_INTID, ep, dest(route)).map_err(|_| "routing the timer")?;
+        aos::irq::connect(own(TASKCN_SLOT_IRQ), VTIMER_INTID, ep, Dest::at(route)).map_err(|_| "routing the timer")?;
         // SAFETY: ring 0 of init's frame is the event ring, read only here.
         let ring = unsafe { chan::own_ring(INIT_EVENT_RING) };
         EVENTS.bind(ring, default_waitset()).map_err(|_| "binding the event ring")?;
@@ -443,7 +439,7 @@ impl Server {
                 let theirs = sys.kept(pid).ok().flatten().ok_or(Refusal::NoSuchProcess)?;
                 let slot = sys.slot_alloc().map_err(|_| Refusal::OutOfMemory)?;
                 let ring = (ring_offset(CHILD_INBOX_RING) as u32, RING_SIZE as u32);
-                if cap::mint(theirs, dest(slot), EP_RIGHTS, Some(ring)).is_err() {
+                if cap::mint(theirs, Dest::at(slot), EP_RIGHTS, Some(ring)).is_err() {
                     let _ = sys.slot_free(slot);
                     return Err(Refusal::NoSuchProcess);
                 }
@@ -555,9 +551,9 @@ impl Server {
         // A piece that is the whole chunk is a copy (a retype to the same
         // size is not allowed); revoking the chunk takes copies too.
         let made = if start == 0 && bytes == ch.size {
-            cap::copy(ch.cap, dest(slot))
+            cap::copy(ch.cap, Dest::at(slot))
         } else {
-            cap::retype(ch.cap, dest(slot), ObjType::Ram, start, bytes, 1).map(drop)
+            cap::retype(ch.cap, Dest::at(slot), ObjType::Ram, start, bytes, 1).map(drop)
         };
         if made.is_err() {
             let _ = sys.slot_free(slot);

@@ -83,7 +83,7 @@ pub fn invoke_raw(cap: u64, cmd: u64, args: [u64; 5]) -> Result<[u64; 3], ErrorC
         }
         match x0 {
             0 => Ok([x1, x2, x3]),
-            e => Err(ErrorCode::from_raw(e).unwrap_or(ErrorCode::InvalidArgument)),
+            e => Err(crate::syscall::error(e)),
         }
     }
     #[cfg(not(target_os = "none"))]

@@ -60,7 +60,7 @@ impl Endpoint {
             }
             match x0 {
                 0 => Ok(()),
-                e => Err(ErrorCode::from_raw(e).unwrap_or(ErrorCode::InvalidArgument)),
+                e => Err(crate::syscall::error(e)),
             }
         }
         #[cfg(not(target_os = "none"))]
@@ -119,7 +119,7 @@ impl Ring {
     /// Takes the oldest message, if any.
     #[inline]
     pub fn recv(&mut self) -> Option<Message> {
-        let mut m = Message { words: [0; LMP_WORDS], len: 0, cap: false };
+        let mut m = Message::default();
         self.recv_into(&mut m).then_some(m)
     }
 

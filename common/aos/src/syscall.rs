@@ -27,8 +27,14 @@ pub fn raw(nr: u64, a1: u64, a2: u64) -> (u64, u64) {
 pub(crate) fn call(s: Syscall, a1: u64, a2: u64) -> Result<u64, ErrorCode> {
     match raw(s as u64, a1, a2) {
         (0, v) => Ok(v),
-        (code, _) => Err(ErrorCode::from_raw(code).unwrap_or(ErrorCode::InvalidArgument)),
+        (code, _) => Err(error(code)),
     }
+}
+
+/// The error a nonzero `x0` from the kernel names; a code this runtime
+/// does not know reads as `InvalidArgument`.
+pub(crate) fn error(code: u64) -> ErrorCode {
+    ErrorCode::from_raw(code).unwrap_or(ErrorCode::InvalidArgument)
 }
 
 /// Does nothing in the kernel and comes back.

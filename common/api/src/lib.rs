@@ -192,7 +192,8 @@ pub trait Spawner {
 pub trait M2: Spawner + VSpace + MemoryManager + SlotAllocator {}
 
 /// A process's name as [`AosRpc::process_get_name`] returns it: the
-/// dispatcher's name, at most [`ProcName::MAX`] bytes of UTF-8.
+/// dispatcher's name, at most [`ProcName::MAX`] bytes of UTF-8 (what a
+/// dispatcher's name field holds).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ProcName {
     bytes: [u8; ProcName::MAX],
@@ -200,7 +201,7 @@ pub struct ProcName {
 }
 
 impl ProcName {
-    pub const MAX: usize = 32;
+    pub const MAX: usize = kpi::dispatcher::NAME_LEN;
 
     /// `s` cut to [`ProcName::MAX`] bytes at a character boundary.
     pub fn new(s: &str) -> ProcName {

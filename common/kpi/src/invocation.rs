@@ -70,6 +70,11 @@ impl Dest {
         Dest { cnode: CapRef::l2_cnode(l1), slot }
     }
 
+    /// The slot a two-level `CapRef` names, as a destination.
+    pub const fn at(slot: CapRef) -> Dest {
+        Dest::l2(slot.l1_index(), slot.l2_index())
+    }
+
     pub const fn to_raw(self) -> u64 {
         self.cnode.to_raw() | (self.slot as u64) << 40
     }
@@ -192,6 +197,7 @@ mod tests {
         assert_eq!(CapRef::from_raw(1 << 45 | 2 << 32), None, "stray bits");
         let d = Dest::l2(3, 255);
         assert_eq!(Dest::from_raw(d.to_raw()), Some(d));
+        assert_eq!(Dest::at(CapRef::slot(3, 255)), d, "a slot as a destination");
         let root = Dest { cnode: CapRef::slot(0, 2), slot: 300 };
         assert_eq!(Dest::from_raw(root.to_raw()), Some(root));
         assert_eq!(Dest::from_raw(7 << 32), None, "bad level");

@@ -69,9 +69,8 @@ fn raw_lmp() -> bool {
     let Ok(to_echo) = r.connect(pid) else { return false };
     let (Ok(raw), Ok(back)) = (mem::slot_alloc(), mem::slot_alloc()) else { return false };
     let own = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
-    let dest = |s: CapRef| Dest::l2(s.l1_index(), s.l2_index());
-    if cap::retype(own, dest(raw), ObjType::EndPointLmp, 0, 0, 1).is_err()
-        || cap::mint(raw, dest(back), 0x1f, Some((ring_offset(BENCH_RING) as u32, RING_SIZE as u32))).is_err()
+    if cap::retype(own, Dest::at(raw), ObjType::EndPointLmp, 0, 0, 1).is_err()
+        || cap::mint(raw, Dest::at(back), 0x1f, Some((ring_offset(BENCH_RING) as u32, RING_SIZE as u32))).is_err()
     {
         return false;
     }
