@@ -124,6 +124,19 @@ impl PerCore {
         }
     }
 
+    /// A directed yield from `from`: `to` runs next, `from` right behind
+    /// it, if `to` is another dispatcher that can run; else the next in
+    /// turn. Shared by `Syscall::Yield` and a synchronous LMP send.
+    #[inline]
+    pub fn yield_to(&self, from: Dcb, to: Dcb) {
+        if to != from && to.state() == DispatcherState::Runnable {
+            self.runq.remove(to);
+            self.runq.push_front(to);
+        } else {
+            self.runq.rotate();
+        }
+    }
+
     /// Takes `d` off the run queue if it is on it, into state `to`.
     pub fn unqueue(&self, d: Dcb, to: DispatcherState) {
         match d.state() {

@@ -133,13 +133,7 @@ fn yield_to(cur: Dcb, target: u64) -> Result<u64, ErrorCode> {
     if cap.objtype != ObjType::Dispatcher {
         return Err(ErrorCode::WrongCapType);
     }
-    let to = Dcb(cap.base);
-    if to != cur && to.state() == DispatcherState::Runnable {
-        core.runq.remove(to);
-        core.runq.push_front(to);
-    } else {
-        core.runq.rotate();
-    }
+    core.yield_to(cur, Dcb(cap.base));
     Ok(0)
 }
 

@@ -36,10 +36,9 @@ pub fn send(from: Dcb, a: &[u64; 7], regs: &[u64]) -> Result<(), ErrorCode> {
     slot.fill(SlotHeader { words: words as u8, cap: cap_sent }, &regs[..words as usize]);
     if flags & SEND_YIELD != 0 {
         let core = this_core();
-        if flags & SEND_SYNC != 0 && to != from && to.state() == DispatcherState::Runnable {
+        if flags & SEND_SYNC != 0 {
             // Directed: the receiver first, the sender right behind it.
-            core.runq.remove(to);
-            core.runq.push_front(to);
+            core.yield_to(from, to);
         } else {
             core.runq.rotate();
         }
