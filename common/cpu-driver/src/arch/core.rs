@@ -137,12 +137,17 @@ impl PerCore {
         }
     }
 
-    /// Takes `d` off the run queue if it is on it, into state `to`.
+    /// Takes `d` off the run queue if it is on it, into state `to`. Keeps
+    /// `waiting` counting the dispatchers in `Waiting`, here and in
+    /// [`PerCore::enqueue`], the only ways into and out of it.
     pub fn unqueue(&self, d: Dcb, to: DispatcherState) {
         match d.state() {
             DispatcherState::Runnable => self.runq.remove(d),
             DispatcherState::Waiting => self.waiting.set(self.waiting.get() - 1),
             _ => {}
+        }
+        if to == DispatcherState::Waiting {
+            self.waiting.set(self.waiting.get() + 1);
         }
         dispatch::set_state(d, to);
     }

@@ -96,7 +96,6 @@ fn sync(cur: Dcb) {
             set_result(save, Ok(0));
             if !cur.frame().haswork() {
                 core.unqueue(cur, DispatcherState::Waiting);
-                core.waiting.set(core.waiting.get() + 1);
             }
             return;
         }
