@@ -862,14 +862,9 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             if !is_vnode(cap.objtype) {
                 return Err(ErrorCode::WrongCapType);
             }
-            let src_ref = CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?;
-            let src_pa = cspace::lookup(root, src_ref)?;
-            // SAFETY: a slot of the caller's CSpace, read in place like
-            // `cap` (the mapping goes into another, empty slot).
-            let src = &unsafe { cspace::cte_at(src_pa) }.cap;
-            if src.objtype == ObjType::Null {
-                return Err(ErrorCode::SlotEmpty);
-            }
+            // Read in place like `cap` (the mapping goes into another,
+            // empty slot).
+            let src = lookup_cap(caller, CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?)?;
             let packed = a[3];
             if packed >> 40 != 0 {
                 return Err(ErrorCode::InvalidArgument);
