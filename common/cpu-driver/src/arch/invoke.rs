@@ -999,8 +999,9 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             dispatcher_command(mdb, caller, Dcb(cap.base), cmd, a)
         }
-        // Sent through the fast path in `lmp`; reaching here means the
-        // command word carried bits the fast path did not accept.
+        // Unreachable: `exception::sync` sends every word whose low byte
+        // is `LmpSend` to `lmp::send` first. An error, not a panic, should
+        // that routing ever change.
         Command::LmpSend => Err(ErrorCode::InvalidArgument),
         Command::IrqConnect => {
             if cap.objtype != ObjType::IrqTable {
