@@ -30,7 +30,7 @@ pub struct PerCore {
     current_frame: Cell<u64>,
     pub id: u32,
     pub alloc: RefCell<BootAlloc>,
-    /// The dispatcher whose state `current_save` names (0: none yet).
+    /// The dispatcher whose frame `current_frame` names (0: none yet).
     current: Cell<u64>,
     pub runq: RunQueue,
     pub asids: Asids,

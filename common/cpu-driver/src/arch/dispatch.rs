@@ -484,9 +484,7 @@ pub fn resume_from_frame(d: Dcb, area: usize) {
     if area == offset_of!(DispatcherShared, enabled_save) {
         f.set_disabled(false);
     } else {
-        let s: RegisterSave = Frame::read(f.at(area));
-        f.set_disabled(false);
-        *d.regs() = s;
+        resume_with(d, Frame::read(f.at(area)));
     }
 }
 
