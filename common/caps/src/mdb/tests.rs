@@ -353,22 +353,8 @@ fn deleting_the_only_ram_leaves_its_frames() {
 /// the path and recomputing `max_end` after every step, without parent
 /// links: the reference the database's must match node for node.
 mod reference {
-    use super::super::{Id, Links, NIL, Store, level, order, update};
+    use super::super::{Id, Links, NIL, Store, level, max_of, min_of, order, update};
     use core::cmp::Ordering;
-
-    fn min_of(s: &impl Store, mut t: Id) -> Id {
-        while s.links(t).left != NIL {
-            t = s.links(t).left;
-        }
-        t
-    }
-
-    fn max_of(s: &impl Store, mut t: Id) -> Id {
-        while s.links(t).right != NIL {
-            t = s.links(t).right;
-        }
-        t
-    }
 
     fn skew(s: &mut impl Store, t: Id) -> Id {
         if t == NIL {
