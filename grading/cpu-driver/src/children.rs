@@ -24,6 +24,12 @@ use aos::lmp::Ring;
 pub const RING_OFF: u64 = 2048;
 pub const RING_SIZE: u64 = 2048;
 
+/// Mints `ep`, an endpoint retyped from a dispatcher, into `dest` with
+/// every right and the suite's ring as its buffer.
+pub fn mint_ring(ep: CapRef, dest: Dest) -> Result<(), ErrorCode> {
+    cap::mint(ep, dest, 0x1f, Some((RING_OFF as u32, RING_SIZE as u32)))
+}
+
 /// The ring in the frame mapped at `frame_va`.
 pub fn ring(frame_va: u64) -> Ring {
     // SAFETY: the suite's frames are mapped read-write for the program's

@@ -64,3 +64,8 @@ impl Checks {
         self.ok(name, pass, format_args!("got {got:?}, want {want:?}"));
     }
 }
+
+/// Counter ticks in `n` milliseconds.
+pub fn ms(n: u64) -> u64 {
+    aos::time::frequency() * n / 1000
+}

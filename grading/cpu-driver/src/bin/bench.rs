@@ -19,7 +19,7 @@ use aos::lmp::{Endpoint, Message, SEND_DEFAULT};
 use aos::println;
 use aos::thread;
 use aos::time::{counter, measure};
-use cpu_driver_programs::children::{self, ChildStacks, Children, RING_OFF, RING_SIZE};
+use cpu_driver_programs::children::{self, ChildStacks, Children};
 
 aos::main!(run);
 
@@ -224,10 +224,10 @@ fn dispatchers(ram: CapRef) -> Result<(), ErrorCode> {
     let d = |i: u8| Dest::l2(KIDS_CN, u32::from(i));
     let init_disp = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
     cap::retype(init_disp, d(INIT_EP + 10), ObjType::EndPointLmp, 0, 0, 1)?;
-    cap::mint(s(INIT_EP + 10), d(INIT_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32)))?;
+    children::mint_ring(s(INIT_EP + 10), d(INIT_EP))?;
     let echo = kids.make(ECHO, "echo", echo_main, 0, stack_top(usize::from(ECHO)))?;
     cap::retype(echo.0, d(ECHO_EP + 10), ObjType::EndPointLmp, 0, 0, 1)?;
-    cap::mint(s(ECHO_EP + 10), d(ECHO_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32)))?;
+    children::mint_ring(s(ECHO_EP + 10), d(ECHO_EP))?;
     echo.make_runnable()?;
     let mut ring = children::init_ring();
     let to_echo = Endpoint(s(ECHO_EP));

@@ -17,9 +17,9 @@ use aos::kpi::dispatcher::DispatcherShared;
 use aos::kpi::invocation::DispatcherState;
 use aos::lmp::{Endpoint, LMP_WORDS, Message, Ring, SEND_DEFAULT, SEND_SYNC, SEND_YIELD};
 use aos::println;
-use cpu_driver_programs::Checks;
 use cpu_driver_programs::alloc0::{A0, d, s};
-use cpu_driver_programs::children::{self, ChildStacks, Children, Entry, RING_OFF, RING_SIZE, init_ring};
+use cpu_driver_programs::children::{self, ChildStacks, Children, Entry, RING_OFF, init_ring};
+use cpu_driver_programs::{Checks, ms};
 
 aos::main!(run);
 
@@ -102,10 +102,6 @@ fn ram_cap() -> CapRef {
 
 /// Where the fault child reads: unmapped (below the lowest user address).
 const FAULT_ADDR: u64 = 0x18;
-
-fn ms(n: u64) -> u64 {
-    aos::time::frequency() * n / 1000
-}
 
 /// Spins (no syscalls) for `ticks` of counter time.
 fn spin_for(ticks: u64) {
@@ -312,11 +308,7 @@ fn lmp(c: &mut Checks, k: &Children) {
         cap::mint(s(120), d(INIT_EP), 0x1f, Some((RING_OFF as u32, (1 << 20) as u32))),
         ErrorCode::InvalidArgument,
     );
-    c.is(
-        "mint it with init's ring",
-        cap::mint(s(120), d(INIT_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32))),
-        Ok(()),
-    );
+    c.is("mint it with init's ring", children::mint_ring(s(120), d(INIT_EP)), Ok(()));
     c.err("an unminted endpoint has no buffer", Endpoint(s(120)).send(&[1], 0), ErrorCode::LmpBadBuffer);
     let mut ring = init_ring();
     c.is("init's ring holds 15 messages", ring.capacity(), RING_SLOTS);
@@ -336,11 +328,7 @@ fn lmp(c: &mut Checks, k: &Children) {
 
     let echo = make_child(c, k, ECHO, "echo", echo_main);
     c.is("an endpoint to echo", cap::retype(echo.0, d(121), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
-    c.is(
-        "minted with echo's ring",
-        cap::mint(s(121), d(ep_slot(ECHO)), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32))),
-        Ok(()),
-    );
+    c.is("minted with echo's ring", children::mint_ring(s(121), d(ep_slot(ECHO))), Ok(()));
     let to_echo = Endpoint(s(ep_slot(ECHO)));
     c.is("start echo", echo.make_runnable(), Ok(()));
     let _ = aos::syscall::yield_now();

@@ -25,7 +25,7 @@ use aos::waitset::rt::{self, LmpRecv, Waitset};
 use aos::waitset::{Closure, SourceState};
 use cpu_driver_programs::Checks;
 use cpu_driver_programs::alloc0::{A0, d, s};
-use cpu_driver_programs::children::{self, ChildStacks, Children, RING_OFF, RING_SIZE, init_ring};
+use cpu_driver_programs::children::{self, ChildStacks, Children, init_ring};
 
 aos::main!(run);
 
@@ -262,11 +262,7 @@ fn start_sender(c: &mut Checks, args: &aos::Args) -> Option<Children> {
     let kids = kids.ok()?;
     let init_disp = CapRef::slot(ROOTCN_SLOT_TASKCN as u32, TASKCN_SLOT_DISPATCHER as u8);
     c.is("an endpoint to init", cap::retype(init_disp, d(INIT_EP_RAW), ObjType::EndPointLmp, 0, 0, 1), Ok(1));
-    c.is(
-        "minted with init's ring",
-        cap::mint(s(INIT_EP_RAW), d(INIT_EP), 0x1f, Some((RING_OFF as u32, RING_SIZE as u32))),
-        Ok(()),
-    );
+    c.is("minted with init's ring", children::mint_ring(s(INIT_EP_RAW), d(INIT_EP)), Ok(()));
     let made = kids.make(SENDER, "sender", sender_main, 0, CHILD_STACK.top(0));
     c.ok("make the sending child", made.is_ok(), format_args!("{made:?}"));
     c.is("start it", kids.dispatcher(SENDER).make_runnable(), Ok(()));

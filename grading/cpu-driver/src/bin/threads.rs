@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use aos::println;
 use aos::thread::{self, Condvar, Mutex, Stacks, ThreadError, Tid};
-use cpu_driver_programs::Checks;
+use cpu_driver_programs::{Checks, ms};
 
 aos::main!(run);
 
@@ -421,11 +421,6 @@ fn fp_registers(c: &mut Checks) {
     let mine = fp_keeper(100);
     let ok = tids.iter().filter(|t| t.map(thread::join) == Some(Ok(0))).count();
     c.is("d8-d15 survive switches in every thread", (ok, mine), (8, 0));
-}
-
-/// Counter ticks in `n` milliseconds.
-fn ms(n: u64) -> u64 {
-    aos::time::frequency() * n / 1000
 }
 
 const SPINNERS: usize = 3;
