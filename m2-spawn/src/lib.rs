@@ -230,7 +230,7 @@ impl System {
 
     /// The live process at table index `index`, if any.
     pub fn pid_at(&self, index: usize) -> Option<Pid> {
-        self.procs.iter().map(|(pid, _)| pid).find(|&pid| pid as usize & 0xffff == index)
+        self.procs.iter().map(|(pid, _)| pid).find(|&pid| proc::index_of(pid) == index)
     }
 
     /// The name of process `pid`.

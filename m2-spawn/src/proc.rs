@@ -10,6 +10,11 @@ use api::Pid;
 
 const INDEX_BITS: u32 = 16;
 
+/// The table slot `pid` names: its low bits, without the generation.
+pub fn index_of(pid: Pid) -> usize {
+    (pid & ((1 << INDEX_BITS) - 1)) as usize
+}
+
 /// Why a table operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcError {
@@ -54,7 +59,7 @@ impl<T: Vacant, const N: usize> ProcTable<T, N> {
     }
 
     fn index(&self, pid: Pid) -> Result<usize, ProcError> {
-        let i = (pid & ((1 << INDEX_BITS) - 1)) as usize;
+        let i = index_of(pid);
         if i < N && self.live[i] && self.pid(i) == pid { Ok(i) } else { Err(ProcError::NoSuchProcess(pid)) }
     }
 

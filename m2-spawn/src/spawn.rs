@@ -43,8 +43,9 @@ const WIN_TASKCN: u32 = WINDOW_BASE;
 const WIN_SEGCN: u32 = WINDOW_BASE + 1;
 const WIN_BASE_PAGE_CN: u32 = WINDOW_BASE + 2;
 
-fn pagecn_window(pid: Pid) -> u32 {
-    WINDOW_BASE + 3 + (pid & 0xffff)
+/// The window holding the PAGECN of the process at table slot `index`.
+fn pagecn_window(index: usize) -> u32 {
+    WINDOW_BASE + 3 + index as u32
 }
 
 /// RAM capabilities of a base page each in the child's BASE_PAGE_CN, for
@@ -135,6 +136,8 @@ pub struct Process {
     vspace: ChildVSpace,
     /// Whether the temporary windows hold this process's CNodes.
     building: bool,
+    /// The process's table slot, and the window of its PAGECN.
+    index: usize,
     pagecn: u32,
     /// What the spawn hook gave init to keep.
     kept: Option<CapRef>,
@@ -154,6 +157,7 @@ impl crate::proc::Vacant for Process {
         layout_va: None,
         vspace: ChildVSpace::new(),
         building: false,
+        index: 0,
         pagecn: 0,
         kept: None,
     };
@@ -386,8 +390,7 @@ pub fn build(
 
     if let Some(hook) = hook {
         failpoint()?;
-        let index = (p.pagecn - pagecn_window(0)) as usize;
-        p.kept = hook(mem, &ChildCaps { index, taskcn: WIN_TASKCN })?;
+        p.kept = hook(mem, &ChildCaps { index: p.index, taskcn: WIN_TASKCN })?;
     }
     let keep = mem.slot_alloc()?;
     p.disp = Some(keep);
@@ -442,7 +445,8 @@ impl Process {
         self.name_len = n;
         self.ram_bytes = 0;
         self.next = 0;
-        self.pagecn = pagecn_window(pid);
+        self.index = crate::proc::index_of(pid);
+        self.pagecn = pagecn_window(self.index);
     }
 
     /// Stops the process and gives everything it had back: init's
