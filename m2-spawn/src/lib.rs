@@ -228,19 +228,9 @@ impl System {
         Ok(self.procs.get(pid)?.kept())
     }
 
-    /// The live process at table index `index`, if any.
-    pub fn pid_at(&self, index: usize) -> Option<Pid> {
-        self.procs.iter().map(|(pid, _)| pid).find(|&pid| proc::index_of(pid) == index)
-    }
-
     /// The name of process `pid`.
     pub fn name(&self, pid: Pid) -> Result<&str, Error> {
         Ok(self.procs.get(pid)?.name())
-    }
-
-    /// Processes in the table.
-    pub fn count(&self) -> usize {
-        self.procs.len()
     }
 }
 

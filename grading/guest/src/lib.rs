@@ -190,10 +190,6 @@ impl Checks {
         Checks { stage, group, passed: 0, failed: 0 }
     }
 
-    pub fn failed(&self) -> u32 {
-        self.failed
-    }
-
     /// Reports one check; `detail` is printed only if it failed.
     pub fn ok(&mut self, name: &str, pass: bool, detail: Arguments<'_>) -> bool {
         if pass {
