@@ -418,20 +418,14 @@ impl api::Paging for Memory {
     type Error = Error;
 
     fn map_fixed_attr(&mut self, vaddr: u64, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<(), Error> {
-        let bytes = bytes.checked_next_multiple_of(paging::PAGE).ok_or(Error::BadRange { vaddr, bytes })?;
+        let bytes = paging::round_to_pages(bytes).ok_or(Error::BadRange { vaddr, bytes })?;
         paging::check_range(vaddr, bytes)?;
         if vaddr < REFILL_VADDR.end && REFILL_VADDR.start < vaddr + bytes {
             return Err(Error::Reserved { vaddr });
         }
-        let id = cap::identify(frame).map_err(|code| Error::Kernel { code, doing: "identifying the frame" })?;
-        if !matches!(id.objtype, Some(ObjType::Frame | ObjType::DevFrame)) {
-            return Err(Error::NotAFrame);
-        }
-        if bytes > id.size {
-            return Err(Error::FrameTooSmall { bytes, frame: id.size });
-        }
+        let base = paging::frame_base(frame, bytes)?;
         self.refill()?;
-        let needed = self.paging.tables_needed(vaddr, id.base, bytes, flags)?;
+        let needed = self.paging.tables_needed(vaddr, base, bytes, flags)?;
         self.refill_tables(needed)?;
         // Manager nodes for every table's RAM and every slot refill on the
         // way (a run takes a slot, a table three).
@@ -440,7 +434,7 @@ impl api::Paging for Memory {
         while self.mm.nodes_free() < NODES_LOW + (needed + slot_refills) * NODES_PER_OP {
             self.grow_nodes()?;
         }
-        self.paging.map(&mut self.mm, vaddr, frame, id.base, bytes, flags)
+        self.paging.map(&mut self.mm, vaddr, frame, base, bytes, flags)
     }
 }
 

@@ -372,6 +372,24 @@ fn dest(slot: CapRef) -> cap::Dest {
     cap::Dest::l2(slot.l1_index(), slot.l2_index())
 }
 
+/// `bytes` rounded up to whole pages; `None` if that is zero or wraps.
+pub fn round_to_pages(bytes: u64) -> Option<u64> {
+    bytes.checked_next_multiple_of(PAGE).filter(|&b| b > 0)
+}
+
+/// The physical base of `frame`, checked to be a Frame or DevFrame of at
+/// least `bytes`: what every mapping of it needs first.
+pub fn frame_base(frame: CapRef, bytes: u64) -> Result<u64, Error> {
+    let id = cap::identify(frame).map_err(|code| Error::Kernel { code, doing: "identifying the frame" })?;
+    if !matches!(id.objtype, Some(ObjType::Frame | ObjType::DevFrame)) {
+        return Err(Error::NotAFrame);
+    }
+    if bytes > id.size {
+        return Err(Error::FrameTooSmall { bytes, frame: id.size });
+    }
+    Ok(id.base)
+}
+
 /// Checks a user range: page-aligned, non-empty, inside user space.
 pub fn check_range(va: u64, bytes: u64) -> Result<(), Error> {
     let end = va.checked_add(bytes);

@@ -21,7 +21,7 @@ use aos::slab;
 use api::{MapFlags, Paging};
 use m1_memory::Memory;
 use m1_memory::mm::{AddressRanges, Node};
-use m1_memory::paging::{BLOCK, PAGE, PagingState, Resources, Table, check_range};
+use m1_memory::paging::{BLOCK, PAGE, PagingState, Resources, Table, check_range, frame_base, round_to_pages};
 
 use crate::Error;
 use crate::layout::{Layout, Region};
@@ -47,10 +47,7 @@ fn placement(bytes: u64, flags: MapFlags) -> u64 {
 }
 
 fn round(bytes: u64) -> Result<u64, Error> {
-    bytes
-        .checked_next_multiple_of(PAGE)
-        .filter(|&b| b > 0)
-        .ok_or(Error::Memory(m1_memory::Error::BadRange { vaddr: 0, bytes }))
+    round_to_pages(bytes).ok_or(Error::Memory(m1_memory::Error::BadRange { vaddr: 0, bytes }))
 }
 
 /// Init's own address space above [`OWN_VADDR`]'s start.
@@ -265,14 +262,8 @@ impl ChildVSpace {
     }
 
     fn map_at(&mut self, va: u64, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<(), Error> {
-        let id = cap::identify(frame).map_err(|code| Error::Kernel { code, doing: "identifying a frame" })?;
-        if !matches!(id.objtype, Some(ObjType::Frame | ObjType::DevFrame)) {
-            return Err(Error::Memory(m1_memory::Error::NotAFrame));
-        }
-        if bytes > id.size {
-            return Err(Error::Memory(m1_memory::Error::FrameTooSmall { bytes, frame: id.size }));
-        }
-        let needed = self.paging.tables_needed(va, id.base, bytes, flags)? as u64;
+        let base = frame_base(frame, bytes)?;
+        let needed = self.paging.tables_needed(va, base, bytes, flags)? as u64;
         let left = (self.res.tables_end - self.res.next_table) / PAGE;
         if needed > left || needed as usize > self.paging.tables_free() {
             return Err(Error::ChildFull("page tables"));
@@ -281,7 +272,7 @@ impl ChildVSpace {
         if !layout.push(Region { vaddr: va, bytes, flags: flags.bits(), _reserved: 0 }) {
             return Err(Error::ChildFull("paging-state page"));
         }
-        let r = self.paging.map(&mut self.res, va, frame, id.base, bytes, flags);
+        let r = self.paging.map(&mut self.res, va, frame, base, bytes, flags);
         if r.is_err() {
             layout.pop();
         }
