@@ -288,10 +288,7 @@ impl Memory {
     /// Removes the mappings that start in `[vaddr, vaddr + bytes)` and
     /// deletes their mapping capabilities; page tables stay.
     pub fn unmap(&mut self, vaddr: u64, bytes: u64) -> Result<(), Error> {
-        paging::check_range(vaddr, bytes)?;
-        if vaddr < REFILL_VADDR.end && REFILL_VADDR.start < vaddr + bytes {
-            return Err(Error::Reserved { vaddr });
-        }
+        check_user_range(vaddr, bytes)?;
         self.paging.unmap(&mut self.mm, vaddr, bytes);
         Ok(())
     }
@@ -321,6 +318,16 @@ impl Memory {
             page_tables: self.paging.tables_used() as u64 - 1 - self.refill_tables_made,
         }
     }
+}
+
+/// Checks a range a client maps or unmaps: a user range, clear of the
+/// refill region the memory system keeps for itself.
+fn check_user_range(vaddr: u64, bytes: u64) -> Result<(), Error> {
+    paging::check_range(vaddr, bytes)?;
+    if vaddr < REFILL_VADDR.end && REFILL_VADDR.start < vaddr + bytes {
+        return Err(Error::Reserved { vaddr });
+    }
+    Ok(())
 }
 
 impl MemoryManager<KernelRam> {
@@ -419,10 +426,7 @@ impl api::Paging for Memory {
 
     fn map_fixed_attr(&mut self, vaddr: u64, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<(), Error> {
         let bytes = paging::round_to_pages(bytes).ok_or(Error::BadRange { vaddr, bytes })?;
-        paging::check_range(vaddr, bytes)?;
-        if vaddr < REFILL_VADDR.end && REFILL_VADDR.start < vaddr + bytes {
-            return Err(Error::Reserved { vaddr });
-        }
+        check_user_range(vaddr, bytes)?;
         let base = paging::frame_base(frame, bytes)?;
         self.refill()?;
         let needed = self.paging.tables_needed(vaddr, base, bytes, flags)?;
