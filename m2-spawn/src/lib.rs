@@ -155,16 +155,10 @@ impl System {
     /// The boot module named `name`.
     fn module(&self, name: &str) -> Result<BootModule, Error> {
         let bi = self.bi.ok_or(Error::NoBootInfo)?;
-        bi.modules()
-            .iter()
-            .enumerate()
-            .find_map(|(i, m)| match bi.module_text(m) {
-                Some((n, cmdline)) if n == name => {
-                    Some(BootModule { slot: u8::try_from(i).ok()?, size: m.size, name: n, cmdline })
-                }
-                _ => None,
-            })
-            .ok_or(Error::NoSuchModule)
+        let (i, m, name, cmdline) = bi.find_module(name).ok_or(Error::NoSuchModule)?;
+        // Never fails: bootinfo holds fewer modules than a u8 counts.
+        let slot = u8::try_from(i).map_err(|_| Error::NoSuchModule)?;
+        Ok(BootModule { slot, size: m.size, name, cmdline })
     }
 
     /// Maps `module`, checks it, and builds and starts a process from

@@ -128,6 +128,16 @@ impl BootInfo {
     pub fn module_text(&self, m: &Module) -> Option<(&str, &str)> {
         Some((self.text(m.name_off, m.name_len)?, self.text(m.args_off, m.args_len)?))
     }
+
+    /// The first module named `name`: its index (its MODULECN slot), the
+    /// module, and its name and argument string as [`Self::module_text`]
+    /// gives them. Modules whose text is not UTF-8 are skipped.
+    pub fn find_module(&self, name: &str) -> Option<(usize, &Module, &str, &str)> {
+        self.modules().iter().enumerate().find_map(|(i, m)| {
+            let (n, args) = self.module_text(m)?;
+            (n == name).then_some((i, m, n, args))
+        })
+    }
 }
 
 impl Default for BootInfo {
@@ -165,5 +175,19 @@ mod tests {
         assert!(!bi.add_region(0, 0, RegionKind::Free, u32::MAX));
         let long = "n".repeat(NAMES_SIZE);
         assert!(!bi.add_module(0, 0, &long, ""));
+    }
+
+    #[test]
+    fn modules_are_found_by_name_first_match_wins() {
+        let mut bi = BootInfo::new();
+        assert!(bi.add_module(0x4800_0000, 77, "init", "init"));
+        assert!(bi.add_module(0x4800_1000, 5, "hello", "hello a"));
+        assert!(bi.add_module(0x4800_2000, 6, "hello", "hello b"));
+        let (i, m, name, args) = bi.find_module("hello").unwrap();
+        assert_eq!((i, m.size, name, args), (1, 5, "hello", "hello a"));
+        assert!(bi.find_module("hell").is_none(), "whole names only");
+        assert!(bi.find_module("absent").is_none());
+        bi.names[bi.modules[0].name_off as usize] = 0xff;
+        assert!(bi.find_module("init").is_none(), "a name that is not UTF-8 matches nothing");
     }
 }

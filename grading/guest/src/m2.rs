@@ -52,11 +52,8 @@ fn pause(seconds: u64) {
 }
 
 fn module_slot(bi: &BootInfo, name: &str) -> Option<(CapRef, u64)> {
-    bi.modules().iter().enumerate().find_map(|(i, m)| {
-        let (n, _) = bi.module_text(m)?;
-        let slot = u8::try_from(i).ok()?;
-        (n == name).then_some((CapRef::slot(ROOTCN_SLOT_MODULECN as u32, slot), m.size))
-    })
+    let (i, m, ..) = bi.find_module(name)?;
+    Some((CapRef::slot(ROOTCN_SLOT_MODULECN as u32, u8::try_from(i).ok()?), m.size))
 }
 
 /// One group of checks.
