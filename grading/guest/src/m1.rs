@@ -39,7 +39,7 @@ fn feasible(size: u64, align: u64) -> bool {
 
 /// Bytes free plus bytes the implementation keeps for itself: what every
 /// client free must restore.
-fn avail<M: MemoryManager>(m: &M) -> u64 {
+pub(crate) fn avail<M: MemoryManager>(m: &M) -> u64 {
     m.free_bytes() + m.overhead_bytes()
 }
 

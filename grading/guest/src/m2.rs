@@ -13,6 +13,7 @@ use aos::kpi::bootinfo::BootInfo;
 use aos::kpi::cspace::ROOTCN_SLOT_MODULECN;
 use api::{M2, MapFlags, Pid, ProcState};
 
+use crate::m1::avail;
 use crate::{Checks, INSPECTION_SECONDS, yield_until};
 
 /// The word at byte offset `o` of the shared frame: written by the parent
@@ -36,10 +37,6 @@ pub const MALFORMED: [&str; 8] = [
 pub const CYCLES: u32 = 1000;
 /// Processes started at once.
 pub const AT_ONCE: u32 = 6;
-
-fn avail<S: M2>(s: &S) -> u64 {
-    s.free_bytes() + s.overhead_bytes()
-}
 
 /// Yields until `pid` exited or `seconds` passed; whether it exited.
 fn wait_exit<S: M2>(s: &mut S, pid: Pid, seconds: u64) -> bool {
