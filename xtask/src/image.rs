@@ -5,6 +5,7 @@
 //! Each board builds in its own target directory so switching boards does
 //! not rebuild the others.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -155,24 +156,38 @@ pub fn pack_menu(stage: &Stage, board: &Board, menu_name: &str) -> Result<Packed
         ));
     }
     let dir = programs_dir(programs)?;
+    // Stripped once per program: a menu may name one many times.
+    let mut stripped_of: HashMap<&str, Vec<u8>> = HashMap::new();
     let mut blobs = Vec::new();
     for m in &menu.modules {
         let (name, program) = (&m.name, &m.program);
-        let file = dir.join(program);
-        if !file.is_file() {
-            return Err(format!("{}: module '{name}': no such program '{program}' in {programs}", path.display()));
-        }
-        // Modules carry no debug information: it would only cost boot-image
-        // space and copying. gdb reads the unstripped file in target/user.
-        let stripped = images_dir().join(format!("{program}.stripped"));
-        run_status(std::process::Command::new(prereq::llvm_objcopy()?).arg("--strip-debug").arg(&file).arg(&stripped))?;
-        let bytes = std::fs::read(&stripped).map_err(|e| format!("{}: {e}", stripped.display()))?;
-        // Corrupted after stripping, so the defect is in what the guest loads.
+        let bytes = match stripped_of.entry(program.as_str()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let file = dir.join(program);
+                if !file.is_file() {
+                    return Err(format!(
+                        "{}: module '{name}': no such program '{program}' in {programs}",
+                        path.display()
+                    ));
+                }
+                // Modules carry no debug information: it would only cost
+                // boot-image space and copying. gdb reads the unstripped
+                // file in target/user.
+                let stripped = images_dir().join(format!("{program}.stripped"));
+                run_status(
+                    std::process::Command::new(prereq::llvm_objcopy()?).arg("--strip-debug").arg(&file).arg(&stripped),
+                )?;
+                e.insert(std::fs::read(&stripped).map_err(|e| format!("{}: {e}", stripped.display()))?)
+            }
+        };
+        // Corrupted after stripping, so the defect is in what the guest
+        // loads; the shared stripped bytes stay intact.
         let bytes = match m.corrupt {
-            Some(kind) => kind.apply(&bytes).map_err(|e| {
+            Some(kind) => kind.apply(bytes).map_err(|e| {
                 format!("{}: module '{name}': corrupting '{program}' as {}: {e}", path.display(), kind.name())
             })?,
-            None => bytes,
+            None => bytes.clone(),
         };
         blobs.push(bytes);
     }
