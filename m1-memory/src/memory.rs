@@ -87,7 +87,7 @@ impl KernelRam {
     /// capability there behind the allocator's back, so it stays out.
     fn in_new_slot(&mut self, make: impl FnOnce(Dest) -> Result<(), ErrorCode>) -> Result<CapRef, ErrorCode> {
         let slot = self.slots.alloc().map_err(|_| ErrorCode::OutOfMemory)?;
-        match make(dest(slot)) {
+        match make(Dest::at(slot)) {
             Ok(()) => Ok(slot),
             Err(ErrorCode::SlotInUse) => Err(ErrorCode::SlotInUse),
             Err(e) => {
@@ -96,10 +96,6 @@ impl KernelRam {
             }
         }
     }
-}
-
-fn dest(slot: CapRef) -> Dest {
-    Dest::l2(slot.l1_index(), slot.l2_index())
 }
 
 pub struct Memory {

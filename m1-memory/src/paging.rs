@@ -271,7 +271,9 @@ impl PagingState {
         let first = index(run.va, run.level);
         let slot = res.slot()?;
         let vnode = self.tables.get(table).cap;
-        if let Err(code) = cap::map(vnode, frame, first as u16, run.count as u16, rights, run.offset, dest(slot)) {
+        if let Err(code) =
+            cap::map(vnode, frame, first as u16, run.count as u16, rights, run.offset, cap::Dest::at(slot))
+        {
             res.free_slot(slot);
             return Err(Error::Kernel { code, doing: "mapping a frame" });
         }
@@ -354,7 +356,7 @@ impl PagingState {
         };
         let parent_cap = self.tables.get(parent).cap;
         if let Err(code) =
-            cap::map(parent_cap, vnode, entry as u16, 1, MapFlags::READ_WRITE.bits() as u8, 0, dest(slot))
+            cap::map(parent_cap, vnode, entry as u16, 1, MapFlags::READ_WRITE.bits() as u8, 0, cap::Dest::at(slot))
         {
             res.free_slot(slot);
             res.drop_vnode(vnode, ram);
@@ -366,10 +368,6 @@ impl PagingState {
         self.tables.get_mut(parent).entries[entry] = TABLE + idx.to_raw();
         Ok(idx)
     }
-}
-
-fn dest(slot: CapRef) -> cap::Dest {
-    cap::Dest::l2(slot.l1_index(), slot.l2_index())
 }
 
 /// `bytes` rounded up to whole pages; `None` if that is zero or wraps.

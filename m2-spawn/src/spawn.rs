@@ -275,7 +275,7 @@ pub fn build(
     let l1 = mem.slot_alloc()?;
     p.l1 = Some(l1);
     p.building = true;
-    p.make(dest(l1), ObjType::L1CNode, L1_BYTES, 1, "making the L1 CNode")?;
+    p.make(Dest::at(l1), ObjType::L1CNode, L1_BYTES, 1, "making the L1 CNode")?;
     for slot in CHILD_L2 {
         let window = match slot {
             ROOTCN_SLOT_TASKCN => Some(WIN_TASKCN),
@@ -300,7 +300,7 @@ pub fn build(
     // the shared page in the child's SEGCN, mapped in both.
     let shadow = mem.slot_alloc()?;
     p.shadow = Some(shadow);
-    p.make(dest(shadow), ObjType::Frame, SHADOW_BYTES, 1, "making the shadow frame")?;
+    p.make(Dest::at(shadow), ObjType::Frame, SHADOW_BYTES, 1, "making the shadow frame")?;
     let shadow_va = own.map_frame(mem, shadow, SHADOW_BYTES, MapFlags::READ_WRITE)?;
     p.shadow_va = Some(shadow_va);
     let layout_frame = CapRef::slot(WIN_SEGCN, SEGCN_PAGING_STATE as u8);
@@ -394,7 +394,7 @@ pub fn build(
     }
     let keep = mem.slot_alloc()?;
     p.disp = Some(keep);
-    cap::copy(disp, dest(keep)).map_err(kernel("copying the dispatcher"))?;
+    cap::copy(disp, Dest::at(keep)).map_err(kernel("copying the dispatcher"))?;
     Dispatcher(disp)
         .setup(l1, CapRef::slot(p.pagecn, PAGECN_SLOT_VROOT as u8), frame, DISPFRAME_VADDR)
         .map_err(kernel("setting the dispatcher up"))?;
@@ -420,10 +420,6 @@ fn close_windows(mem: &mut Memory, p: &mut Process) -> Result<(), Error> {
         p.l1 = None;
     }
     Ok(())
-}
-
-fn dest(slot: CapRef) -> Dest {
-    Dest::l2(slot.l1_index(), slot.l2_index())
 }
 
 /// Deletes what init's `slot` holds, if anything, and frees the slot.

@@ -23,7 +23,7 @@ use aos::ram::{RamError, RamHooks};
 use aos::slab::{self, Entry};
 use aos::slot::{self, SlotAllocator};
 use api::MapFlags;
-use m1_memory::paging::{BLOCK, PAGE, PagingState, REFILL_TABLES, Resources, Table};
+use m1_memory::paging::{self, BLOCK, PAGE, PagingState, REFILL_TABLES, Resources, Table};
 
 use crate::rpc::{self, RpcError};
 
@@ -286,18 +286,15 @@ impl Memory {
     }
 
     fn map(&mut self, frame: CapRef, bytes: u64, flags: MapFlags) -> Result<u64, MemError> {
-        let id = cap::identify(frame).map_err(kernel("identifying a frame"))?;
-        let bytes = bytes.next_multiple_of(PAGE);
-        if bytes == 0 || bytes > id.size {
-            return Err(MemError::Paging(m1_memory::Error::FrameTooSmall { bytes, frame: id.size }));
-        }
+        let bytes = paging::round_to_pages(bytes).ok_or(m1_memory::Error::BadRange { vaddr: self.next_va, bytes })?;
+        let pa = paging::frame_base(frame, bytes)?;
         let align = if flags.contains(MapFlags::LARGE) && bytes >= BLOCK { BLOCK } else { PAGE };
         let va = self.next_va.next_multiple_of(align);
         let end = va.checked_add(bytes).filter(|&e| e <= OWN_VADDR.end).ok_or(MemError::NoAddresses)?;
-        let needed = self.paging.tables_needed(va, id.base, bytes, flags)?;
+        let needed = self.paging.tables_needed(va, pa, bytes, flags)?;
         self.grow_tables(needed)?;
         self.next_va = end;
-        self.paging.map(&mut self.ram, va, frame, id.base, bytes, flags)?;
+        self.paging.map(&mut self.ram, va, frame, pa, bytes, flags)?;
         Ok(va)
     }
 
@@ -305,10 +302,10 @@ impl Memory {
     fn grow_tables(&mut self, needed: usize) -> Result<(), MemError> {
         while self.paging.tables_free() < needed + REFILL_TABLES {
             let (frame, _) = self.frame_alloc(TABLE_CHUNK)?;
-            let id = cap::identify(frame).map_err(kernel("identifying a frame"))?;
+            let pa = paging::frame_base(frame, TABLE_CHUNK)?;
             let va = self.next_va.next_multiple_of(TABLE_CHUNK);
             self.next_va = va + TABLE_CHUNK;
-            self.paging.map(&mut self.ram, va, frame, id.base, TABLE_CHUNK, MapFlags::READ_WRITE)?;
+            self.paging.map(&mut self.ram, va, frame, pa, TABLE_CHUNK, MapFlags::READ_WRITE)?;
             // SAFETY: the frame was just mapped read-write at `va`, only
             // here, for the domain's life (it is never unmapped).
             let mem = unsafe { core::slice::from_raw_parts_mut(va as *mut MaybeUninit<u8>, TABLE_CHUNK as usize) };

@@ -195,7 +195,7 @@ impl Server {
 
     /// Makes process `pid` a client: its ring becomes an event source.
     pub fn add(&mut self, sys: &System, pid: Pid) -> Result<(), &'static str> {
-        let i = pid as usize & 0xffff;
+        let i = m2_spawn::proc::index_of(pid);
         let ep = sys.kept(pid).ok().flatten().ok_or("the process has no channel")?;
         let c = &mut self.clients[i];
         *c = Client { pid: Some(pid), ep: Some(Endpoint(ep)), ..Client::EMPTY };
@@ -565,7 +565,7 @@ impl Server {
 
     /// Sets client `pid`'s memory quota (bytes of chunks).
     pub fn set_quota(&mut self, pid: Pid, bytes: u64) -> bool {
-        match self.clients.get_mut(pid as usize & 0xffff) {
+        match self.clients.get_mut(m2_spawn::proc::index_of(pid)) {
             Some(c) if c.pid == Some(pid) => {
                 c.quota = bytes;
                 true

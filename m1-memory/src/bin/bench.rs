@@ -26,10 +26,6 @@ const MAP_N: usize = 40;
 /// Where the mapping benchmark maps: level-0 entry 4 (2 TiB), its own.
 const MAP_VADDR: u64 = 4 << 39;
 
-fn dest(slot: CapRef) -> Dest {
-    Dest::l2(slot.l1_index(), slot.l2_index())
-}
-
 fn run(args: &aos::Args) -> i32 {
     println!("bench: counter-frequency {} Hz", aos::time::frequency());
     let Some(bi) = args.bootinfo() else { return 1 };
@@ -95,10 +91,9 @@ fn measure_all(bi: &aos::kpi::bootinfo::BootInfo, mem: &mut Memory) -> i32 {
     for rep in 0..REPS {
         all = all
             && measure("retype-ram-to-4k-ram", N as u64, || {
-                slots
-                    .iter()
-                    .enumerate()
-                    .all(|(i, &s)| cap::retype(root, dest(s), ObjType::Ram, offset + i as u64 * PAGE, PAGE, 1).is_ok())
+                slots.iter().enumerate().all(|(i, &s)| {
+                    cap::retype(root, Dest::at(s), ObjType::Ram, offset + i as u64 * PAGE, PAGE, 1).is_ok()
+                })
             })
             && slots.iter().all(|&s| cap::delete(s).is_ok())
             && measure("mm-alloc-4k-10k-outstanding", N as u64, || {
