@@ -34,6 +34,7 @@ fn word<T>(offset: usize) -> *mut T {
 }
 
 /// Whether upcalls are disabled (the book's resume bit).
+#[inline]
 pub fn is_disabled() -> bool {
     #[cfg(target_os = "none")]
     {
@@ -50,6 +51,7 @@ pub fn is_disabled() -> bool {
 /// it was instead of entering the run upcall. Returns whether this call
 /// disabled them (false: they already were, so the caller is inside
 /// dispatcher code and must not use its state).
+#[inline]
 pub fn disable() -> bool {
     let was = is_disabled();
     set_disabled(true);
@@ -57,10 +59,12 @@ pub fn disable() -> bool {
 }
 
 /// Enables upcalls again.
+#[inline]
 pub fn enable() {
     set_disabled(false);
 }
 
+#[inline]
 fn set_disabled(on: bool) {
     use core::sync::atomic::{Ordering, compiler_fence};
     // The accesses of the disabled region stay inside it.

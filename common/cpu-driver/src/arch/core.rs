@@ -127,7 +127,7 @@ impl PerCore {
     /// A directed yield from `from`: `to` runs next, `from` right behind
     /// it, if `to` is another dispatcher that can run; else the next in
     /// turn. Shared by `Syscall::Yield` and a synchronous LMP send.
-    #[inline]
+    #[inline(always)]
     pub fn yield_to(&self, from: Dcb, to: Dcb) {
         if to != from && to.state() == DispatcherState::Runnable {
             self.runq.remove(to);
