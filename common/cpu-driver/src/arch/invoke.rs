@@ -748,9 +748,15 @@ impl Resume {
 /// for fast paths that read a few fields (a copy costs a `memcpy` call).
 /// Not kept across a database operation.
 pub fn lookup_cap(d: Dcb, r: CapRef) -> Result<&'static Cap, ErrorCode> {
-    let pa = cspace::lookup(d.held(dispatch::HELD_ROOT), r)?;
-    // SAFETY: `lookup` returned a slot of the dispatcher's CSpace; the
-    // kernel runs one event at a time.
+    cap_in(d.held(dispatch::HELD_ROOT), r)
+}
+
+/// [`lookup_cap`] in the CSpace under `root`, for callers that hold it.
+#[inline]
+fn cap_in(root: &Cap, r: CapRef) -> Result<&'static Cap, ErrorCode> {
+    let pa = cspace::lookup(root, r)?;
+    // SAFETY: `lookup` returned a slot of that CSpace; the kernel runs one
+    // event at a time.
     let cap = &unsafe { cspace::cte_at(pa) }.cap;
     if cap.objtype == ObjType::Null { Err(ErrorCode::SlotEmpty) } else { Ok(cap) }
 }
@@ -864,7 +870,7 @@ fn run(mdb: &mut Mdb, caller: Dcb, a: &[u64; 7], budget: &mut Budget<'_>) -> Res
             }
             // Read in place like `cap` (the mapping goes into another,
             // empty slot).
-            let src = lookup_cap(caller, CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?)?;
+            let src = cap_in(root, CapRef::from_raw(a[2]).ok_or(ErrorCode::BadCapAddr)?)?;
             let packed = a[3];
             if packed >> 40 != 0 {
                 return Err(ErrorCode::InvalidArgument);
