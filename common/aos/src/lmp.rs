@@ -8,8 +8,8 @@
 
 use kpi::ErrorCode;
 use kpi::invocation::CapRef;
-use kpi::lmp::{HEADER_BYTES, SLOT_BYTES, SlotHeader, ring_slots, send_word};
 pub use kpi::lmp::{LMP_WORDS, SEND_CAP, SEND_DEFAULT, SEND_SYNC, SEND_YIELD};
+use kpi::lmp::{SlotHeader, ring_slots, send_word, slot_offset};
 
 /// An LMP endpoint capability: the sending side of a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +135,7 @@ impl Ring {
         }
         // The slot's contents are read after `tail` said it is complete.
         core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
-        let first = (HEADER_BYTES + (head % self.slots) * SLOT_BYTES) / 8;
+        let first = slot_offset(head, self.slots) / 8;
         // SAFETY: a slot inside the ring.
         let h = SlotHeader::from_raw(unsafe { self.word(first).read_volatile() });
         m.len = usize::from(h.words).min(LMP_WORDS);

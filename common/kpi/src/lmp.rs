@@ -59,6 +59,13 @@ pub struct RingHeader {
     pub tail: u64,
 }
 
+/// Where message number `n` (a running count: `head` or `tail`) lies in a
+/// ring of `slots` slots, in bytes from the ring's start. `slots` > 0.
+#[inline(always)]
+pub const fn slot_offset(n: u64, slots: u64) -> u64 {
+    HEADER_BYTES + (n % slots) * SLOT_BYTES
+}
+
 /// How many slots a buffer of `size` bytes holds.
 pub const fn ring_slots(size: u64) -> u64 {
     if size < HEADER_BYTES { 0 } else { (size - HEADER_BYTES) / SLOT_BYTES }
@@ -100,6 +107,8 @@ mod tests {
         assert!(size_of::<RingHeader>() as u64 <= HEADER_BYTES);
         assert_eq!(ring_slots(HEADER_BYTES + 3 * SLOT_BYTES + 5), 3);
         assert_eq!(ring_slots(10), 0);
+        assert_eq!(slot_offset(0, 3), HEADER_BYTES);
+        assert_eq!(slot_offset(4, 3), HEADER_BYTES + SLOT_BYTES, "counts wrap around the slots");
         let h = SlotHeader { words: 14, cap: true };
         assert_eq!(SlotHeader::from_raw(h.to_raw()), h);
     }

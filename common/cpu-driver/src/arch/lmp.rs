@@ -12,7 +12,7 @@ use caps::{Cap, Extra, ObjType};
 use kpi::ErrorCode;
 use kpi::invocation::{CapRef, DispatcherState};
 use kpi::lmp::{
-    HEADER_BYTES, LMP_WORDS, SEND_CAP, SEND_SYNC, SEND_YIELD, SLOT_BYTES, SlotHeader, ring_slots, split_send_word,
+    HEADER_BYTES, LMP_WORDS, SEND_CAP, SEND_SYNC, SEND_YIELD, SlotHeader, ring_slots, slot_offset, split_send_word,
 };
 
 use super::core::this_core;
@@ -86,7 +86,7 @@ impl Slot {
         if tail.wrapping_sub(head) >= slots {
             return Err(ErrorCode::LmpBufferFull);
         }
-        Ok(Slot { to, frame, ring, tail, at: ring + HEADER_BYTES + (tail % slots) * SLOT_BYTES })
+        Ok(Slot { to, frame, ring, tail, at: ring + slot_offset(tail, slots) })
     }
 
     /// Writes the message, publishes it, and wakes the receiver.

@@ -39,7 +39,7 @@ impl Kernel {
         // and the slot written lies inside the ring. Single-threaded.
         unsafe {
             let tail = self.base.add(1).read_volatile();
-            let first = ((HEADER_BYTES + (tail % SLOTS) * SLOT_BYTES) / 8) as usize;
+            let first = (kpi::lmp::slot_offset(tail, SLOTS) / 8) as usize;
             self.base.add(first).write_volatile(SlotHeader { words: 1, cap: false }.to_raw());
             self.base.add(first + 1).write_volatile(word);
             self.base.add(1).write_volatile(tail + 1);
